@@ -1,0 +1,185 @@
+"""Pure, vectorized flood assessment: station series in, per-segment depths out.
+
+The depth model (docs/model.md) for segment s at grid step t:
+
+    tide_m[s, t] = max(0, level[station(s), t] - crest_m[s])
+    store[s, t]  = max(0, store[s, t-1] + rain_mm[t] - capacity_mm[s, t])
+    rain_m[s, t] = store[s, t] / 1000 * runoff_concentration
+    depth_m      = tide_m + rain_m
+
+where capacity_mm = drain_mm_h * step_h, reduced to `blocked_outfall_factor`
+of that while the river level stands above the segment's outfall. Nothing here
+touches the database, the network or the clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+# Cause bit flags; a union over time is a bitwise OR, so TIDE | RAIN = COMPOUND.
+TIDE, RAIN, COMPOUND = 1, 2, 3
+CAUSE_NAMES = {TIDE: "tide", RAIN: "rain", COMPOUND: "compound"}
+
+
+@dataclass(frozen=True)
+class ModelParams:
+    """Shared depth-model parameters (see AssessmentSettings)."""
+
+    step_minutes: int
+    thresholds_m: tuple[float, ...]
+    blocked_outfall_factor: float = 0.25
+    runoff_concentration: float = 4.0
+    compound_min_m: float = 0.02
+
+
+@dataclass(frozen=True)
+class StationSeries:
+    """Values of one variable for each station on the time grid."""
+
+    values: np.ndarray  # [stations, T]; water level m (NaN unknown) or rain mm per step
+    observed: np.ndarray  # [stations, T] bool: value came from an observation
+    observed_now: np.ndarray  # [stations] bool: a fresh observation exists at `now`
+
+
+@dataclass(frozen=True)
+class Assessment:
+    """Depths for every segment and step, split by cause."""
+
+    tide_m: np.ndarray  # [S, T] float32
+    rain_m: np.ndarray  # [S, T] float32
+    depth_m: np.ndarray  # [S, T] float32
+    level: np.ndarray  # [S, T] int8, 0 = below the first threshold
+    known: np.ndarray  # [S, T] bool: the tide station had a level at that step
+
+
+def depth_levels(depth_m: np.ndarray, thresholds_m: tuple[float, ...]) -> np.ndarray:
+    """Map depths to levels 0..n (number of thresholds reached)."""
+    return np.searchsorted(np.asarray(thresholds_m), depth_m, side="right").astype(np.int8)
+
+
+def cause_codes(tide_m: np.ndarray, rain_m: np.ndarray, compound_min_m: float) -> np.ndarray:
+    """Cause bits per cell: TIDE, RAIN, or both (COMPOUND); 0 where neither contributes."""
+    return ((tide_m >= compound_min_m) * TIDE | (rain_m >= compound_min_m) * RAIN).astype(np.int8)
+
+
+def assess(
+    params: ModelParams,
+    crest_m: np.ndarray,
+    drain_mm_h: np.ndarray,
+    outfall_m: np.ndarray,
+    tide_idx: np.ndarray,
+    rain_idx: np.ndarray,
+    levels: StationSeries,
+    rain: StationSeries,
+) -> Assessment:
+    """Compute tide overtopping, rain ponding and total depth for all segments."""
+    level_seg = levels.values[tide_idx].astype(np.float32)  # [S, T]
+    known = ~np.isnan(level_seg)
+    tide_m = np.maximum(np.nan_to_num(level_seg - crest_m[:, None].astype(np.float32)), 0)
+
+    step_h = params.step_minutes / 60.0
+    full_capacity = (drain_mm_h * step_h).astype(np.float32)
+    blocked_capacity = full_capacity * np.float32(params.blocked_outfall_factor)
+    outfall = outfall_m.astype(np.float32)
+    scale = np.float32(params.runoff_concentration / 1000.0)
+    rain_station = np.nan_to_num(rain.values).astype(np.float32)  # [R, T]
+
+    n_seg, n_t = level_seg.shape
+    rain_m = np.empty((n_seg, n_t), dtype=np.float32)
+    store = np.zeros(n_seg, dtype=np.float32)
+    with np.errstate(invalid="ignore"):  # NaN level or outfall compares False: drain open
+        for t in range(n_t):
+            blocked = level_seg[:, t] > outfall
+            capacity = np.where(blocked, blocked_capacity, full_capacity)
+            store += rain_station[rain_idx, t]
+            store -= capacity
+            np.maximum(store, 0, out=store)
+            np.multiply(store, scale, out=rain_m[:, t])
+
+    depth_m = tide_m + rain_m
+    return Assessment(
+        tide_m=tide_m,
+        rain_m=rain_m,
+        depth_m=depth_m,
+        level=depth_levels(depth_m, params.thresholds_m),
+        known=known,
+    )
+
+
+@dataclass(frozen=True)
+class Outlook:
+    """What each segment looks like now and over the forecast horizon."""
+
+    # Now, from observed inputs only (what a person on the street would see).
+    observed: np.ndarray  # [S] bool: at least one input is observed now
+    obs_depth_m: np.ndarray  # [S]
+    obs_cause: np.ndarray  # [S] cause bits
+    # First wet episode from now on, from the best estimate (observed, then forecast).
+    fc_has: np.ndarray  # [S] bool
+    fc_onset: np.ndarray  # [S] step index
+    fc_end: np.ndarray  # [S] step index (T = beyond the horizon)
+    fc_peak: np.ndarray  # [S] step index
+    fc_peak_m: np.ndarray  # [S]
+    fc_cause: np.ndarray  # [S] cause bits over the episode
+    now_known: np.ndarray  # [S] bool: a water level is known now
+
+
+def outlook(
+    result: Assessment,
+    params: ModelParams,
+    now_idx: int,
+    tide_idx: np.ndarray,
+    rain_idx: np.ndarray,
+    levels: StationSeries,
+    rain: StationSeries,
+) -> Outlook:
+    """Summarize an assessment into the per-segment facts the event engine needs."""
+    level_obs = levels.observed_now[tide_idx]
+    rain_obs = rain.observed_now[rain_idx]
+    tide_now = result.tide_m[:, now_idx]
+    rain_now = result.rain_m[:, now_idx]
+    obs_tide = np.where(level_obs, tide_now, 0)
+    obs_rain = np.where(rain_obs, rain_now, 0)
+
+    wet = result.level[:, now_idx:] >= 1
+    n_future = wet.shape[1]
+    fc_has = wet.any(axis=1)
+    onset = wet.argmax(axis=1)
+    cols = np.arange(n_future)
+    dry_after = ~wet & (cols[None, :] >= onset[:, None])
+    end = np.where(dry_after.any(axis=1), dry_after.argmax(axis=1), n_future)
+    in_episode = (cols[None, :] >= onset[:, None]) & (cols[None, :] < end[:, None]) & wet
+    future_depth = np.where(in_episode, result.depth_m[:, now_idx:], -1.0)
+    peak = future_depth.argmax(axis=1)
+    causes = cause_codes(
+        result.tide_m[:, now_idx:], result.rain_m[:, now_idx:], params.compound_min_m
+    )
+    episode_cause = np.bitwise_or.reduce(np.where(in_episode, causes, 0), axis=1)
+
+    return Outlook(
+        observed=level_obs | rain_obs,
+        obs_depth_m=obs_tide + obs_rain,
+        obs_cause=cause_codes(obs_tide, obs_rain, params.compound_min_m),
+        fc_has=fc_has,
+        fc_onset=onset + now_idx,
+        fc_end=end + now_idx,
+        fc_peak=peak + now_idx,
+        fc_peak_m=np.take_along_axis(future_depth, peak[:, None], axis=1)[:, 0],
+        fc_cause=episode_cause.astype(np.int8),
+        now_known=result.known[:, now_idx],
+    )
+
+
+def alarm_levels(level_m: np.ndarray, alarm_m: np.ndarray) -> np.ndarray:
+    """Station alarm level 0..3 (BĐ I/II/III) per value; NaN alarms never trip."""
+    ranks = np.arange(1, alarm_m.shape[-1] + 1)
+    with np.errstate(invalid="ignore"):
+        reached = level_m[..., None] >= alarm_m
+    return (reached * ranks).max(axis=-1).astype(np.int8)
+
+
+def rain_category(rain_24h_mm: np.ndarray, bounds_mm: tuple[float, ...]) -> np.ndarray:
+    """Rain category 0..n per 24-hour total (0 = below the first bound)."""
+    return np.searchsorted(np.asarray(bounds_mm), rain_24h_mm, side="right").astype(np.int8)

@@ -1,0 +1,378 @@
+"""The `floodwatch` command line: a thin layer over the library.
+
+User mistakes end in one clear line per problem on stderr and exit code 1,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import logging
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+
+from floodwatch import __version__
+from floodwatch.errors import ConfigError, FloodwatchError
+from floodwatch.events import CLOSED
+from floodwatch.pipeline import CycleResult, utcnow
+from floodwatch.service import App, ConsoleNotifier, load_checked, poll_once, replay, run_forever
+from floodwatch.text import STATUS_VI, centimetres, local_time
+
+logger = logging.getLogger("floodwatch")
+
+# Exit code of `replay` when the file had rows that were rejected (others went through).
+EXIT_REJECTED = 3
+EVENT_COLUMNS = (
+    "id", "segment_id", "segment_name", "unit", "kind", "status", "opened_at", "closed_at",
+    "peak_depth_m", "peak_at", "max_level", "cause",
+)  # fmt: skip
+
+
+def fail(problems: list[str] | str) -> None:
+    """Print problems, one per line, and exit 1."""
+    for line in [problems] if isinstance(problems, str) else problems:
+        click.echo(f"error: {line}", err=True)
+    sys.exit(1)
+
+
+def handles_errors(func):
+    """Turn floodwatch errors into clear lines and exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            fail(exc.problems)
+        except FloodwatchError as exc:
+            fail(str(exc))
+
+    return wrapper
+
+
+def parse_when(value: str | None, zone) -> datetime | None:
+    """A CLI time: ISO 8601, with the display zone assumed when no offset is given."""
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not an ISO 8601 date or time") from None
+    return (when if when.tzinfo else when.replace(tzinfo=zone)).astimezone(UTC)
+
+
+class Context:
+    """Options shared by every command."""
+
+    def __init__(self, config: Path | None):
+        self.config = config
+
+    def open(self, *, with_sources: bool = True) -> App:
+        """Open the application for this config."""
+        return App.open(self.config, with_sources=with_sources)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "-c",
+    type=click.Path(path_type=Path),
+    envvar="FLOODWATCH_CONFIG",
+    help="Config file [default: config/floodwatch.toml; env FLOODWATCH_CONFIG].",
+)
+@click.option("--verbose", "-v", count=True, help="More log output (-vv for debug).")
+@click.version_option(__version__, prog_name="floodwatch")
+@click.pass_context
+def main(ctx: click.Context, config: Path | None, verbose: int) -> None:
+    """Flood and tide alerts for Cà Mau province.
+
+    \b
+    Example:
+      floodwatch check
+      floodwatch --config /etc/floodwatch/floodwatch.toml run
+    """
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(
+        level=max(level, logging.DEBUG),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    ctx.obj = Context(config)
+
+
+@main.command()
+@pass_ctx
+@handles_errors
+def check(ctx: Context) -> None:
+    """Validate the config and geodata; exit 1 with one line per problem.
+
+    \b
+    Example:
+      floodwatch --config config/floodwatch.toml check
+    """
+    settings, geodata = load_checked(ctx.config)
+    from floodwatch.sources import build_sources
+
+    sources = build_sources(settings, geodata)
+    click.echo(
+        f"ok: {len(geodata.segments)} segments, {len(geodata.stations)} stations, "
+        f"{len(settings.units)} units, {len(sources)} sources"
+    )
+
+
+def print_cycle(result: CycleResult, zone) -> None:
+    """One line per event change of a cycle."""
+    for change in result.changes:
+        if change.change:
+            ev = change.event
+            click.echo(
+                f"{local_time(change.at, zone)}  {ev.segment_id:<24} {ev.kind:<8} "
+                f"{change.change:<16} {change.note}"
+            )
+
+
+def print_outlook(app: App, now: datetime, hours: int = 48) -> None:
+    """The next tide peaks per station and the roads expected to flood."""
+    from floodwatch.sources.harmonic import HarmonicTideSource
+    from floodwatch.tides import high_low_waters
+
+    zone = app.settings.zone
+    for source in app.sources:
+        if not isinstance(source, HarmonicTideSource):
+            continue
+        click.echo(f"Next high waters (predicted, {app.settings.timezone}):")
+        for station_id, table in sorted(source.tables.items()):
+            station = app.geodata.stations[station_id]
+            highs = [
+                e
+                for e in high_low_waters(table, now, now + timedelta(hours=hours))
+                if e.kind == "high"
+            ][:4]
+            alarms = [a for a in station.alarm_m if a is not None]
+            peaks = "  ".join(
+                f"{local_time(e.time, zone)} {e.level_m:.2f} m"
+                + (" ▲" if alarms and e.level_m >= alarms[0] else "")
+                for e in highs
+            )
+            click.echo(f"  {station.name:<12} {peaks}")
+    flooding = [e for e in app.store.list_events() if e["status"] != CLOSED]
+    click.echo(f"Roads flooded or expected to flood: {len(flooding)}")
+    for ev in sorted(flooding, key=lambda e: e["expected_onset_at"] or e["opened_at"]):
+        onset = ev["expected_onset_at"] or ev["opened_at"]
+        click.echo(
+            f"  {ev['segment_name'] or ev['segment_id']:<28} {STATUS_VI[ev['status']]:<10} "
+            f"from {local_time(datetime.fromisoformat(onset), zone)}  "
+            f"peak {centimetres(ev['peak_depth_m'])} at "
+            f"{local_time(datetime.fromisoformat(ev['peak_at']), zone)}  ({ev['cause']})"
+        )
+
+
+@main.command()
+@pass_ctx
+@handles_errors
+def run(ctx: Context) -> None:
+    """Run the service: poll every source on its interval, assess, record, alert.
+
+    Without a Telegram token, alerts are printed to standard output.
+
+    \b
+    Example:
+      floodwatch run
+    """
+    app = ctx.open()
+    notifier = ConsoleNotifier(app, click.echo)
+    now = utcnow()
+    result = poll_once(app, now)
+    notifier.drain()
+    print_outlook(app, now)
+    click.echo(f"Running; cycle every {app.settings.assessment.step_minutes} min. Ctrl-C stops.")
+    logger.info("first cycle: %d changes", len(result.changes))
+    try:
+        run_forever(app, notifier, lambda r: print_cycle(r, app.settings.zone))
+    except KeyboardInterrupt:
+        pass
+    finally:
+        app.close()
+
+
+@main.command()
+@click.option("--at", "at_text", help="Assess as if it were this time (ISO 8601).")
+@pass_ctx
+@handles_errors
+def poll(ctx: Context, at_text: str | None) -> None:
+    """Poll every source once, run one cycle, print alerts, and exit.
+
+    \b
+    Example:
+      floodwatch poll
+      floodwatch poll --at 2025-11-05T18:00+07:00
+    """
+    app = ctx.open()
+    try:
+        now = parse_when(at_text, app.settings.zone) or utcnow()
+        result = poll_once(app, now)
+        print_cycle(result, app.settings.zone)
+        ConsoleNotifier(app, click.echo).drain()
+        print_outlook(app, now)
+    finally:
+        app.close()
+
+
+@main.command(name="replay")
+@click.argument("csv_file", type=click.Path(path_type=Path))
+@click.option("--quiet", "-q", is_flag=True, help="Do not print alerts and changes.")
+@pass_ctx
+@handles_errors
+def replay_command(ctx: Context, csv_file: Path, quiet: bool) -> None:
+    """Feed recorded readings through the whole pipeline in time order, as if live.
+
+    CSV columns: time,station,variable,value[,kind,issued]. Rejected rows are
+    listed with their line numbers; the good rows still go through. Exit code
+    3 means some rows were rejected.
+
+    \b
+    Example:
+      floodwatch replay tests/data/replay/spring_tide_dec2024.csv
+    """
+    from floodwatch.sources.csvfile import read_csv
+
+    app = ctx.open(with_sources=False)
+    try:
+        parsed = read_csv(csv_file, app.geodata.stations)
+        for problem in parsed.problems:
+            click.echo(f"rejected: {problem}", err=True)
+        notifier = ConsoleNotifier(app, click.echo)
+
+        def after(result: CycleResult) -> None:
+            if not quiet:
+                print_cycle(result, app.settings.zone)
+                notifier.drain()
+
+        done = replay(app, parsed.readings, after)
+        if quiet:
+            notifier.drain = notifier.drain  # alerts stay in the outbox for later delivery
+        click.echo(
+            f"replay: {parsed.rows} rows, {len(parsed.readings)} accepted, "
+            f"{parsed.rejected} rejected; {done.cycles} cycles run, "
+            f"{done.skipped} already assessed"
+        )
+    finally:
+        app.close()
+    if parsed.rejected:
+        sys.exit(EXIT_REJECTED)
+
+
+@main.command()
+@pass_ctx
+@handles_errors
+def status(ctx: Context) -> None:
+    """Show the last cycle and the roads flooded now or expected to flood.
+
+    \b
+    Example:
+      floodwatch status
+    """
+    app = ctx.open(with_sources=False)
+    try:
+        zone = app.settings.zone
+        last = app.store.last_cycle_at()
+        click.echo(f"Last cycle: {local_time(last, zone) if last else 'never'}")
+        open_events = app.store.list_events(_filter(open_only=True))
+        flooded = [e for e in open_events if e["kind"] == "observed"]
+        expected = [e for e in open_events if e["kind"] == "forecast"]
+        click.echo(f"Flooded now: {len(flooded)}")
+        for ev in flooded:
+            click.echo(
+                f"  {ev['segment_name']:<28} {STATUS_VI[ev['status']]:<10} level "
+                f"{ev['max_level']} peak {centimetres(ev['peak_depth_m'])} ({ev['cause']})"
+            )
+        click.echo(f"Expected to flood: {len(expected)}")
+        for ev in expected:
+            onset = datetime.fromisoformat(ev["expected_onset_at"])
+            click.echo(
+                f"  {ev['segment_name']:<28} from {local_time(onset, zone)} peak "
+                f"{centimetres(ev['peak_depth_m'])} ({ev['cause']})"
+            )
+    finally:
+        app.close()
+
+
+def _filter(**kwargs):
+    from floodwatch.store import EventFilter
+
+    return EventFilter(**kwargs)
+
+
+@main.command()
+@click.option("--from", "start", help="Events ongoing at or after this time (ISO 8601).")
+@click.option("--to", "end", help="Events opened at or before this time (ISO 8601).")
+@click.option("--segment", help="Only this segment id.")
+@click.option("--unit", help="Only this unit id.")
+@click.option("--kind", type=click.Choice(["observed", "forecast"]), help="Only this kind.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@pass_ctx
+@handles_errors
+def events(ctx, start, end, segment, unit, kind, fmt) -> None:
+    """List flood events, newest first.
+
+    Times without an offset are taken in the configured time zone.
+
+    \b
+    Example:
+      floodwatch events --from 2024-12-01 --to 2024-12-31 --format csv
+      floodwatch events --unit so_xay_dung --format json
+    """
+    from floodwatch.store import dumps
+
+    app = ctx.open(with_sources=False)
+    try:
+        zone = app.settings.zone
+        rows = app.store.list_events(
+            _filter(
+                start=parse_when(start, zone),
+                end=parse_when(end, zone),
+                segment=segment,
+                unit=unit,
+                kind=kind,
+            )
+        )
+    finally:
+        app.close()
+    if fmt == "json":
+        click.echo(dumps(rows))
+    elif fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=EVENT_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        click.echo(out.getvalue(), nl=False)
+    else:
+        click.echo(f"{'id':>5} {'segment':<26} {'kind':<8} {'status':<9} {'opened':<16} "
+                   f"{'closed':<16} {'peak':>6} lvl cause")  # fmt: skip
+        for ev in rows:
+            opened = local_time(datetime.fromisoformat(ev["opened_at"]), zone)
+            closed = ev["closed_at"] and local_time(datetime.fromisoformat(ev["closed_at"]), zone)
+            click.echo(
+                f"{ev['id']:>5} {ev['segment_id']:<26} {ev['kind']:<8} {ev['status']:<9} "
+                f"{opened:<16} {closed or '':<16} {centimetres(ev['peak_depth_m']):>6} "
+                f"{ev['max_level']:>3} {ev['cause'] or ''}"
+            )
+
+
+from floodwatch.tide_cli import tide  # noqa: E402  (registers the `tide` group)
+
+main.add_command(tide)

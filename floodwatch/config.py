@@ -1,0 +1,249 @@
+"""Load and validate `floodwatch.toml` into typed settings.
+
+Every mistake is reported as one line naming the file and the key, all at once
+(`ConfigError.problems`). Relative geodata and tide-table paths resolve against
+the config file's folder; a relative SQLite path resolves against the working
+directory. Precedence: CLI flag, then `FLOODWATCH_*` environment, then file,
+then default.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from floodwatch.errors import ConfigError
+
+DEFAULT_CONFIG = Path("config/floodwatch.toml")
+DEFAULT_DATABASE_URL = "sqlite:///var/floodwatch.db"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class StorageSettings(_Strict):
+    """Where the durable store lives."""
+
+    database_url: str = DEFAULT_DATABASE_URL
+
+
+class GeodataSettings(_Strict):
+    """Paths of the segment and station GeoJSON files."""
+
+    segments: Path = Path("../geodata/segments.geojson")
+    stations: Path = Path("../geodata/stations.geojson")
+
+
+class AssessmentSettings(_Strict):
+    """Time grid and depth-model parameters shared by all segments."""
+
+    step_minutes: Literal[15, 20, 30, 60] = 60
+    horizon_hours: int = Field(72, ge=1, le=240)
+    lookback_hours: int = Field(12, ge=1, le=72)
+    # An observed level older than this no longer counts as "now".
+    observed_max_age_minutes: int = Field(90, ge=5)
+    default_drain_mm_h: float = Field(30.0, gt=0)
+    # Share of drainage capacity left while the river stands above the outfall.
+    blocked_outfall_factor: float = Field(0.25, ge=0, le=1)
+    # Ponded depth = stored excess rain x this factor (streets collect runoff
+    # from a catchment larger than the carriageway).
+    runoff_concentration: float = Field(4.0, gt=0)
+    # Both parts at least this deep make the cause "compound".
+    compound_min_m: float = Field(0.02, ge=0)
+
+
+class LevelSettings(_Strict):
+    """Depth thresholds (m) and their Vietnamese names, shallowest first."""
+
+    thresholds_m: list[float] = [0.10, 0.30, 0.50]
+    names: list[str] = [
+        "Ngập nhẹ: xe máy đi chậm được",
+        "Ngập nửa bánh xe máy: hạn chế đi lại",
+        "Ngập sâu: không nên đi qua",
+    ]
+    # A level is left only when depth falls this far below its threshold.
+    hysteresis_m: float = Field(0.03, ge=0)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> LevelSettings:
+        t = self.thresholds_m
+        if not t or any(b <= a for a, b in zip(t, t[1:], strict=False)) or t[0] <= 0:
+            raise ValueError("thresholds_m must be positive and strictly increasing")
+        if len(self.names) != len(t):
+            raise ValueError(f"names has {len(self.names)} entries for {len(t)} thresholds")
+        if self.hysteresis_m >= t[0]:
+            raise ValueError("hysteresis_m must be smaller than the first threshold")
+        return self
+
+
+class EventSettings(_Strict):
+    """Hysteresis in time, and when a forecast has moved enough to update."""
+
+    # An observed event closes after the road has stayed below level 1 this long.
+    close_after_minutes: int = Field(60, ge=0)
+    forecast_shift_minutes: int = Field(60, ge=1)
+    forecast_shift_depth_m: float = Field(0.05, gt=0)
+
+
+class RainSettings(_Strict):
+    """Lower bounds (mm per 24 h) of the rain categories in the bulletins."""
+
+    categories_mm_24h: list[float] = [16.0, 51.0, 100.01]
+    names: list[str] = ["Mưa vừa", "Mưa to", "Mưa rất to"]
+
+
+class HarmonicSourceSettings(_Strict):
+    """Offline tide prediction from per-station constituent tables."""
+
+    type: Literal["harmonic"]
+    # Folder with one `<station_id>.csv` constituent table per tide station.
+    constituents: Path = Path("tides")
+    interval_minutes: int = Field(60, ge=1)
+    enabled: bool = True
+
+
+SourceSettings = Annotated[HarmonicSourceSettings, Field(discriminator="type")]
+
+
+class UnitSettings(_Strict):
+    """A unit responsible for roads; alert routing fields arrive with Telegram."""
+
+    id: str = Field(min_length=1)
+    name: str = Field(min_length=1)
+
+
+class Settings(_Strict):
+    """The whole validated configuration."""
+
+    timezone: str = "Asia/Ho_Chi_Minh"
+    storage: StorageSettings = StorageSettings()
+    geodata: GeodataSettings = GeodataSettings()
+    assessment: AssessmentSettings = AssessmentSettings()
+    levels: LevelSettings = LevelSettings()
+    events: EventSettings = EventSettings()
+    rain: RainSettings = RainSettings()
+    sources: dict[str, SourceSettings] = {}
+    units: list[UnitSettings] = []
+    # Set by the loader, not by the file.
+    config_path: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+    @model_validator(mode="after")
+    def _unique_units(self) -> Settings:
+        seen: set[str] = set()
+        for unit in self.units:
+            if unit.id in seen:
+                raise ValueError(f"unit id {unit.id!r} is defined twice")
+            seen.add(unit.id)
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        """The display time zone."""
+        return ZoneInfo(self.timezone)
+
+    @property
+    def base_dir(self) -> Path:
+        """The folder relative paths resolve against."""
+        return self.config_path.parent if self.config_path else Path.cwd()
+
+    def resolve(self, path: Path) -> Path:
+        """Resolve a path from the file against the config file's folder."""
+        return path if path.is_absolute() else (self.base_dir / path)
+
+    @property
+    def unit_ids(self) -> set[str]:
+        """Ids of all configured units."""
+        return {u.id for u in self.units}
+
+
+def _location(loc: tuple) -> str:
+    """Turn a pydantic error location into a dotted TOML key."""
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
+        elif item in {"harmonic"}:  # discriminator tag pydantic adds to the path
+            continue
+        else:
+            parts.append(str(item))
+    return ".".join(parts) or "(top level)"
+
+
+def _message(err: dict) -> str:
+    """A short English description of one validation error."""
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "union_tag_invalid":
+        return f"unknown source type {err['input'].get('type')!r} (known: harmonic)"
+    if kind == "union_tag_not_found":
+        return "source needs a `type` (known: harmonic)"
+    msg = err["msg"]
+    return msg.removeprefix("Value error, ")
+
+
+def parse_settings(data: dict, origin: str = "<config>", path: Path | None = None) -> Settings:
+    """Validate an already-parsed TOML document; raise ConfigError listing every problem."""
+    try:
+        settings = Settings.model_validate({**data, "config_path": path})
+    except ValidationError as exc:
+        problems = [f"{origin}: {_location(e['loc'])}: {_message(e)}" for e in exc.errors()]
+        raise ConfigError(problems) from None
+    return settings
+
+
+def load_settings(path: Path | str | None = None, env: dict[str, str] | None = None) -> Settings:
+    """Read, validate and apply environment overrides to the config file."""
+    env = os.environ if env is None else env
+    path = Path(path or env.get("FLOODWATCH_CONFIG") or DEFAULT_CONFIG)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError([f"{path}: config file not found"]) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError([f"{path}: cannot read config file ({exc})"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    settings = parse_settings(data, str(path), path.resolve())
+    if url := env.get("FLOODWATCH_DATABASE_URL"):
+        settings = settings.model_copy(
+            update={"storage": settings.storage.model_copy(update={"database_url": url})}
+        )
+    return settings
+
+
+def check_paths(settings: Settings) -> list[str]:
+    """Problems with files the settings point at (geodata, tide tables)."""
+    origin = str(settings.config_path or "<config>")
+    problems = []
+    for key in ("segments", "stations"):
+        target = settings.resolve(getattr(settings.geodata, key))
+        if not target.is_file():
+            problems.append(f"{origin}: geodata.{key}: file not found: {target}")
+    for name, source in settings.sources.items():
+        if source.type == "harmonic":
+            folder = settings.resolve(source.constituents)
+            if not folder.is_dir():
+                problems.append(
+                    f"{origin}: sources.{name}.constituents: folder not found: {folder}"
+                )
+    return problems

@@ -1,0 +1,1 @@
+"""Alembic migrations; `floodwatch db upgrade` (and every start) runs them to head."""

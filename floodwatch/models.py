@@ -1,0 +1,165 @@
+"""SQLModel table classes (storage only; the core uses plain dataclasses).
+
+Every datetime column is timezone-aware UTC in and out, on SQLite (stored as
+naive UTC text) and on PostgreSQL (timestamptz).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Column, DateTime, Index, UniqueConstraint
+from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field, SQLModel
+
+
+class UTCDateTime(TypeDecorator):
+    """A datetime that must be aware on the way in and is aware UTC on the way out."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        """Refuse naive datetimes; store UTC."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: floodwatch stores aware UTC times only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value, dialect):
+        """Attach UTC to what SQLite returns; normalize PostgreSQL's zone to UTC."""
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utc_column(nullable: bool = True, index: bool = False) -> Column:
+    """A UTCDateTime column."""
+    return Column(UTCDateTime(), nullable=nullable, index=index)
+
+
+class StationRow(SQLModel, table=True):
+    """A station as loaded from the station GeoJSON."""
+
+    __tablename__ = "station"
+    id: str = Field(primary_key=True)
+    name: str
+    river: str | None = None
+    measures: str  # comma-separated variables
+    lon: float
+    lat: float
+    alarm1_m: float | None = None
+    alarm2_m: float | None = None
+    alarm3_m: float | None = None
+
+
+class SegmentRow(SQLModel, table=True):
+    """A road segment as loaded from the segment GeoJSON, with its assigned stations."""
+
+    __tablename__ = "segment"
+    id: str = Field(primary_key=True)
+    name: str
+    ward: str
+    unit: str = Field(index=True)
+    crest_m: float
+    tide_station: str
+    rain_station: str
+    drain_mm_h: float | None = None
+    outfall_m: float | None = None
+    priority: int = 2
+    length_m: float = 0.0
+    geometry: str = ""  # GeoJSON geometry, WGS84
+
+
+class ReadingRow(SQLModel, table=True):
+    """One stored reading; unique per station, variable, time, kind and issue time."""
+
+    __tablename__ = "reading"
+    __table_args__ = (
+        UniqueConstraint("station", "variable", "time", "kind", "issued", name="uq_reading"),
+        Index("ix_reading_time", "time"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    station: str
+    variable: str
+    time: datetime = Field(sa_column=utc_column(nullable=False))
+    kind: str
+    issued: datetime = Field(sa_column=utc_column(nullable=False))
+    value: float
+    source: str = ""
+
+
+class EventRow(SQLModel, table=True):
+    """A flood event (observed or forecast) of one segment."""
+
+    __tablename__ = "event"
+    __table_args__ = (Index("ix_event_open", "status", "segment_id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    segment_id: str = Field(index=True)
+    unit: str = Field(index=True)
+    kind: str
+    status: str
+    opened_at: datetime = Field(sa_column=utc_column(nullable=False, index=True))
+    closed_at: datetime | None = Field(default=None, sa_column=utc_column())
+    level: int = 0
+    max_level: int = 0
+    depth_m: float = 0.0
+    peak_depth_m: float = 0.0
+    peak_at: datetime | None = Field(default=None, sa_column=utc_column())
+    causes: int = 0
+    cause: str | None = None
+    below_since: datetime | None = Field(default=None, sa_column=utc_column())
+    expected_onset_at: datetime | None = Field(default=None, sa_column=utc_column())
+    expected_end_at: datetime | None = Field(default=None, sa_column=utc_column())
+    close_reason: str | None = None
+    forecast_event_id: int | None = None
+    updated_at: datetime = Field(sa_column=utc_column(nullable=False))
+
+
+class EventChangeRow(SQLModel, table=True):
+    """One recorded change of an event, with its reason."""
+
+    __tablename__ = "event_change"
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: int = Field(index=True, foreign_key="event.id")
+    at: datetime = Field(sa_column=utc_column(nullable=False))
+    change: str
+    status: str
+    level: int
+    depth_m: float
+    note: str
+
+
+class AlertRow(SQLModel, table=True):
+    """The alert outbox: committed with the event changes that caused it."""
+
+    __tablename__ = "alert"
+    __table_args__ = (Index("ix_alert_pending", "status", "id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(sa_column=utc_column(nullable=False))
+    unit: str
+    kinds: str  # comma-separated alert kinds in this message
+    event_ids: str  # comma-separated
+    body: str
+    status: str = "pending"  # pending, sent, failed
+    attempts: int = 0
+    sent_at: datetime | None = Field(default=None, sa_column=utc_column())
+    last_error: str | None = None
+
+
+class CycleRow(SQLModel, table=True):
+    """One completed assessment cycle (its simulated or real `at`)."""
+
+    __tablename__ = "cycle"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(sa_column=utc_column(nullable=False, index=True))
+    finished_at: datetime = Field(sa_column=utc_column(nullable=False))
+    duration_s: float
+    segments: int
+    flooded: int
+    forecast: int
+    changes: int
+    alerts: int
+    unknown: int = 0  # segments whose tide station had no level now

@@ -1,0 +1,160 @@
+"""Turn stored readings into per-station series on the assessment time grid (pure).
+
+Times are int64 seconds since the Unix epoch, UTC. For each station, steps up
+to `now` use observations where there are any and forecasts otherwise; steps
+after `now` use forecasts only, the latest issued at or before `now`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+
+from floodwatch.assess import StationSeries
+
+# Interpolating water levels across a longer hole than this invents data.
+MAX_LEVEL_GAP_S = 3 * 3600
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The regular time grid of one assessment cycle."""
+
+    times_s: np.ndarray  # int64 epoch seconds
+    now_idx: int
+    now_s: int
+    step_s: int
+
+    def at(self, idx: int) -> datetime:
+        """The UTC datetime of grid step `idx`."""
+        return datetime.fromtimestamp(int(self.times_s[idx]), tz=UTC)
+
+
+def make_grid(now: datetime, step_minutes: int, lookback_hours: int, horizon_hours: int) -> Grid:
+    """A grid from `now - lookback` to `now + horizon`, steps aligned to the step size."""
+    step_s = step_minutes * 60
+    now_s = int(now.timestamp())
+    anchor = now_s - now_s % step_s
+    back = lookback_hours * 3600 // step_s
+    ahead = horizon_hours * 3600 // step_s
+    times = anchor + step_s * np.arange(-back, ahead + 1, dtype=np.int64)
+    return Grid(times_s=times, now_idx=back, now_s=now_s, step_s=step_s)
+
+
+@dataclass(frozen=True)
+class ReadingArrays:
+    """Readings of one variable as parallel arrays (what the store hands over)."""
+
+    station: np.ndarray  # int index into the station list
+    time_s: np.ndarray  # int64
+    value: np.ndarray  # float64
+    observed: np.ndarray  # bool
+    issued_s: np.ndarray  # int64
+
+    @classmethod
+    def empty(cls) -> ReadingArrays:
+        """No readings at all."""
+        i = np.empty(0, dtype=np.int64)
+        return cls(i, i, np.empty(0), np.empty(0, dtype=bool), i)
+
+    def subset(self, mask: np.ndarray) -> ReadingArrays:
+        """The readings where `mask` is true."""
+        return ReadingArrays(
+            self.station[mask], self.time_s[mask], self.value[mask], self.observed[mask],
+            self.issued_s[mask],
+        )  # fmt: skip
+
+
+def _latest_issue(r: ReadingArrays) -> ReadingArrays:
+    """Keep, per (station, time), the reading with the latest issue time."""
+    if len(r.time_s) == 0:
+        return r
+    order = np.lexsort((r.issued_s, r.time_s, r.station))
+    r = r.subset(order)
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = (r.station[1:] != r.station[:-1]) | (r.time_s[1:] != r.time_s[:-1])
+    return r.subset(last)
+
+
+def _interp_gapped(xp: np.ndarray, fp: np.ndarray, x: np.ndarray, max_gap_s: int) -> np.ndarray:
+    """Linear interpolation of sorted points, NaN outside them or across long gaps."""
+    out = np.full(len(x), np.nan)
+    if len(xp) == 0:
+        return out
+    right = np.searchsorted(xp, x, side="left")
+    inside = (right < len(xp)) & (x >= xp[0])
+    exact = inside & (xp[np.minimum(right, len(xp) - 1)] == x)
+    left = np.maximum(right - 1, 0)
+    span = xp[np.minimum(right, len(xp) - 1)] - xp[left]
+    ok = inside & (exact | (span <= max_gap_s))
+    out[ok] = np.interp(x[ok], xp, fp)
+    return out
+
+
+def level_series(
+    grid: Grid, n_stations: int, readings: ReadingArrays, max_age_s: int
+) -> StationSeries:
+    """Water level per station and step (NaN where nothing is known)."""
+    n_t = len(grid.times_s)
+    values = np.full((n_stations, n_t), np.nan)
+    observed = np.zeros((n_stations, n_t), dtype=bool)
+    observed_now = np.zeros(n_stations, dtype=bool)
+    past = grid.times_s <= grid.now_s
+    obs = _latest_issue(readings.subset(readings.observed))
+    fc = _latest_issue(readings.subset(~readings.observed))
+    for s in np.union1d(obs.station, fc.station):
+        o = obs.station == s
+        f = fc.station == s
+        from_fc = _interp_gapped(fc.time_s[f], fc.value[f], grid.times_s, MAX_LEVEL_GAP_S)
+        from_obs = _interp_gapped(obs.time_s[o], obs.value[o], grid.times_s, MAX_LEVEL_GAP_S)
+        use_obs = past & ~np.isnan(from_obs)
+        values[s] = np.where(use_obs, from_obs, from_fc)
+        observed[s] = use_obs
+        if o.any():
+            observed_now[s] = obs.time_s[o].max() >= grid.now_s - max_age_s
+    return StationSeries(values=values, observed=observed, observed_now=observed_now)
+
+
+def rain_series(
+    grid: Grid, n_stations: int, readings: ReadingArrays, max_age_s: int
+) -> StationSeries:
+    """Rain (mm per grid step) per station; unknown rain counts as none."""
+    n_t = len(grid.times_s)
+    values = np.zeros((n_stations, n_t))
+    observed = np.zeros((n_stations, n_t), dtype=bool)
+    observed_now = np.zeros(n_stations, dtype=bool)
+    # A reading is the rain of the hour ending at its time; a sub-hour step
+    # takes its share of the hour that contains it.
+    hour_key = -(-grid.times_s // 3600) * 3600
+    share = grid.step_s / 3600.0
+    past = grid.times_s <= grid.now_s
+    obs = _latest_issue(readings.subset(readings.observed))
+    fc = _latest_issue(readings.subset(~readings.observed))
+    for s in np.union1d(obs.station, fc.station):
+        columns = []
+        for part in (obs, fc):
+            m = part.station == s
+            times, vals = part.time_s[m], part.value[m]
+            if len(times) == 0:
+                columns.append((np.zeros(n_t, dtype=bool), np.zeros(n_t)))
+                continue
+            pos = np.clip(np.searchsorted(times, hour_key), 0, len(times) - 1)
+            hit = times[pos] == hour_key
+            columns.append((hit, np.where(hit, vals[pos], 0.0)))
+        (obs_hit, obs_val), (fc_hit, fc_val) = columns
+        use_obs = past & obs_hit
+        values[s] = np.where(use_obs, obs_val, np.where(fc_hit, fc_val, 0.0)) * share
+        observed[s] = use_obs
+        om = obs.station == s
+        if om.any():
+            observed_now[s] = obs.time_s[om].max() >= grid.now_s - max_age_s
+    return StationSeries(values=values, observed=observed, observed_now=observed_now)
+
+
+def rain_total(series: StationSeries, grid: Grid, hours: int = 24) -> np.ndarray:
+    """Rain per station over the `hours` ending at now (mm)."""
+    steps = max(1, hours * 3600 // grid.step_s)
+    start = max(0, grid.now_idx - steps + 1)
+    return series.values[:, start : grid.now_idx + 1].sum(axis=1)

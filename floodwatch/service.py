@@ -1,0 +1,193 @@
+"""Wiring: config + geodata + store + sources + pipeline, and the ways to drive them."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from itertools import groupby
+from pathlib import Path
+
+from floodwatch.config import Settings, check_paths, load_settings
+from floodwatch.errors import ConfigError, FloodwatchError
+from floodwatch.geo import Geodata, load_geodata
+from floodwatch.pipeline import CycleResult, Pipeline, utcnow
+from floodwatch.readings import Kind, Reading
+from floodwatch.sources import Source, build_sources
+from floodwatch.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+def load_checked(config_path: Path | str | None) -> tuple[Settings, Geodata]:
+    """Settings and geodata, or ConfigError listing every problem of both."""
+    settings = load_settings(config_path)
+    problems = check_paths(settings)
+    if problems:
+        raise ConfigError(problems)
+    geodata = load_geodata(
+        settings.resolve(settings.geodata.segments),
+        settings.resolve(settings.geodata.stations),
+        settings.unit_ids,
+    )
+    return settings, geodata
+
+
+@dataclass
+class App:
+    """Everything a command needs, opened once."""
+
+    settings: Settings
+    geodata: Geodata
+    store: Store
+    pipeline: Pipeline
+    sources: list[Source] = field(default_factory=list)
+
+    @classmethod
+    def open(cls, config_path: Path | str | None, *, with_sources: bool = True) -> App:
+        """Load and check the config, open (and migrate) the store, build the sources."""
+        settings, geodata = load_checked(config_path)
+        sources = build_sources(settings, geodata) if with_sources else []
+        store = Store(settings.storage.database_url)
+        store.sync_geodata(geodata)
+        return cls(settings, geodata, store, Pipeline(settings, geodata, store), sources)
+
+    def close(self) -> None:
+        """Release the database."""
+        self.store.close()
+
+
+class ConsoleNotifier:
+    """Delivers outbox alerts by writing them out (used when no Telegram token is set)."""
+
+    def __init__(self, app: App, echo: Callable[[str], None]):
+        self.app = app
+        self.echo = echo
+
+    def drain(self) -> int:
+        """Write every pending alert and mark it sent; returns the count."""
+        sent = 0
+        while batch := self.app.store.pending_alerts():
+            for alert in batch:
+                self.echo(f"── alert #{alert.id} → {alert.unit} [{alert.kinds}]\n{alert.body}\n")
+                self.app.store.mark_sent(alert.id, utcnow())
+                sent += 1
+        return sent
+
+
+def poll_source(app: App, source: Source, now: datetime) -> int:
+    """Fetch one source over the window of a cycle at `now` and store what it returns."""
+    start, end = app.pipeline.window(now)
+    readings = source.fetch(start, end, now)
+    return app.pipeline.ingest(readings, source.name)
+
+
+def poll_once(app: App, now: datetime | None = None) -> CycleResult:
+    """Poll every source once, then run one cycle."""
+    now = now or utcnow()
+    for source in app.sources:
+        try:
+            poll_source(app, source, now)
+        except FloodwatchError as exc:
+            logger.error("%s: poll failed: %s", source.name, exc)
+    return app.pipeline.cycle(now)
+
+
+@dataclass
+class ReplayResult:
+    """What a replay did."""
+
+    cycles: int = 0
+    skipped: int = 0
+    readings: int = 0
+    results: list[CycleResult] = field(default_factory=list)
+
+
+def replay(
+    app: App,
+    readings: list[Reading],
+    after_cycle: Callable[[CycleResult], None] | None = None,
+) -> ReplayResult:
+    """Feed readings through the pipeline in the order they became known.
+
+    The simulated clock steps through each distinct time at which a reading
+    became known: its `time` for observations, its `issued` time for forecasts
+    (a forecast row without `issued` is known from the start of the replay).
+    Cycles at or before the latest already assessed are skipped, so replaying
+    the same file twice adds nothing.
+    """
+    out = ReplayResult()
+    if not readings:
+        return out
+    start = min(r.time for r in readings)
+    known = [
+        r if r.kind is Kind.OBSERVED or r.issued else replace(r, issued=start) for r in readings
+    ]
+    known.sort(key=lambda r: r.issued_at)
+    for at, group in groupby(known, key=lambda r: r.issued_at):
+        out.readings += app.pipeline.ingest(list(group), "replay")
+        result = app.pipeline.cycle(at)
+        out.results.append(result)
+        if result.skipped:
+            out.skipped += 1
+        else:
+            out.cycles += 1
+        if after_cycle:
+            after_cycle(result)
+    return out
+
+
+def run_forever(app: App, notifier: ConsoleNotifier, on_cycle: Callable[[CycleResult], None]):
+    """Poll each source on its interval and run a cycle after each ingest, until stopped."""
+    from apscheduler.schedulers.blocking import BlockingScheduler
+
+    lock = threading.Lock()
+    scheduler = BlockingScheduler(timezone=UTC)
+
+    def after_ingest(source: Source | None) -> None:
+        with lock:  # one cycle at a time, whichever source triggered it
+            now = utcnow()
+            if source is not None:
+                try:
+                    poll_source(app, source, now)
+                except FloodwatchError as exc:
+                    logger.error("%s: poll failed: %s", source.name, exc)
+                    return
+            try:
+                on_cycle(app.pipeline.cycle(now))
+                notifier.drain()
+            except FloodwatchError as exc:
+                logger.error("cycle failed: %s", exc)
+
+    common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 300}
+    for source in app.sources:
+        scheduler.add_job(
+            after_ingest,
+            "interval",
+            args=[source],
+            minutes=source.interval_minutes,
+            id=f"source:{source.name}",
+            **common,
+        )
+    # Cycles also run on the assessment step, so clocks advance without sources.
+    scheduler.add_job(
+        after_ingest,
+        "interval",
+        args=[None],
+        minutes=app.settings.assessment.step_minutes,
+        id="cycle",
+        next_run_time=datetime.now(UTC) + timedelta(minutes=app.settings.assessment.step_minutes),
+        **common,
+    )
+
+    def stop(signum, _frame):
+        logger.info("signal %s: stopping", signum)
+        scheduler.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, stop)
+    logger.info("scheduler: %d sources, cycle every %d min", len(app.sources),
+                app.settings.assessment.step_minutes)  # fmt: skip
+    scheduler.start()

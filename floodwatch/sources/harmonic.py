@@ -1,0 +1,90 @@
+"""Offline tide prediction from per-station harmonic constituent tables (the default)."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from floodwatch.config import HarmonicSourceSettings, Settings
+from floodwatch.errors import ConfigError, InputError
+from floodwatch.geo import Geodata
+from floodwatch.readings import Kind, Reading, Variable
+from floodwatch.tides import ConstituentTable, load_constituents, predict_levels
+
+logger = logging.getLogger(__name__)
+
+STEP = timedelta(minutes=15)
+
+
+def load_tables(
+    folder: Path, station_ids: list[str]
+) -> tuple[dict[str, ConstituentTable], list[str]]:
+    """Constituent tables for the stations that have a `<id>.csv`; problems of broken ones."""
+    tables: dict[str, ConstituentTable] = {}
+    problems: list[str] = []
+    for station in station_ids:
+        path = folder / f"{station}.csv"
+        if not path.is_file():
+            continue
+        try:
+            tables[station] = load_constituents(path, station)
+        except InputError as exc:
+            problems.append(str(exc))
+    return tables, problems
+
+
+@dataclass
+class HarmonicTideSource:
+    """Predicted water levels, every 15 minutes, issued at the start of the UTC day.
+
+    Predictions are deterministic, so re-polling on the same day rewrites the
+    same rows instead of piling up new issues.
+    """
+
+    name: str
+    interval_minutes: int
+    tables: dict[str, ConstituentTable]
+
+    @classmethod
+    def from_settings(
+        cls, name: str, cfg: HarmonicSourceSettings, settings: Settings, geodata: Geodata
+    ) -> HarmonicTideSource:
+        """Load the tables of every water-level station; raise ConfigError on broken ones."""
+        folder = settings.resolve(cfg.constituents)
+        stations = [s.id for s in geodata.stations.values() if Variable.WATER_LEVEL in s.measures]
+        tables, problems = load_tables(folder, stations)
+        if problems:
+            raise ConfigError(problems)
+        for station in sorted(set(stations) - set(tables)):
+            logger.warning("%s: no constituent table %s; no predictions for %s",
+                           name, folder / f"{station}.csv", station)  # fmt: skip
+        return cls(name=name, interval_minutes=cfg.interval_minutes, tables=tables)
+
+    def fetch(self, start: datetime, end: datetime, now: datetime) -> list[Reading]:
+        """Predicted levels for every station with a table, [start, end] on 15-minute steps."""
+        issued = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        first = start.astimezone(UTC).replace(second=0, microsecond=0)
+        first -= timedelta(minutes=first.minute % 15)
+        times = []
+        t = first
+        while t <= end:
+            times.append(t)
+            t += STEP
+        readings = []
+        for station, table in self.tables.items():
+            levels = predict_levels(table, times)
+            readings.extend(
+                Reading(
+                    station,
+                    Variable.WATER_LEVEL,
+                    when,
+                    round(float(level), 4),
+                    Kind.FORECAST,
+                    issued,
+                )  # fmt: skip
+                for when, level in zip(times, levels, strict=True)
+            )
+        logger.info("%s: %d stations, %d rows", self.name, len(self.tables), len(readings))
+        return readings

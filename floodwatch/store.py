@@ -1,0 +1,405 @@
+"""The durable store: SQLite (WAL) by default, any SQLAlchemy URL otherwise.
+
+Opening a store runs the Alembic migrations to head, so a fresh file or
+database is ready to use and an old one is brought up to date.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import shapely
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, delete, event, func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+
+from floodwatch.errors import StorageError
+from floodwatch.events import CLOSED, FORECAST, Change, EventState
+from floodwatch.geo import Geodata
+from floodwatch.models import (
+    AlertRow,
+    CycleRow,
+    EventChangeRow,
+    EventRow,
+    ReadingRow,
+    SegmentRow,
+    StationRow,
+)
+from floodwatch.readings import Kind, Reading
+from floodwatch.series import ReadingArrays
+
+logger = logging.getLogger(__name__)
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+_EVENT_FIELDS = [f.name for f in fields(EventState)]
+
+
+def redact(url: str) -> str:
+    """The URL with any password hidden, for logs and messages."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return "<invalid database URL>"
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    """WAL for concurrent readers, and a busy timeout instead of instant 'locked' errors."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for the URL; creates the folder of a SQLite file."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise StorageError(f"storage.database_url: not a database URL: {url!r}") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        engine = create_engine(parsed)
+    except (NoSuchModuleError, ModuleNotFoundError) as exc:
+        raise StorageError(f"storage.database_url: no driver for {redact(url)} ({exc})") from None
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _sqlite_pragmas)
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Run the Alembic migrations up to head on this engine."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Filters for listing events."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    segment: str | None = None
+    unit: str | None = None
+    kind: str | None = None
+    open_only: bool = False
+
+
+def _row_to_state(row: EventRow) -> EventState:
+    """The state-machine view of an event row."""
+    return EventState(**{name: getattr(row, name) for name in _EVENT_FIELDS})
+
+
+def _state_values(state: EventState, at: datetime) -> dict:
+    """Column values of an event row for a state."""
+    values = {name: getattr(state, name) for name in _EVENT_FIELDS if name != "id"}
+    values["cause"] = state.cause
+    values["updated_at"] = at
+    return values
+
+
+class Store:
+    """Repository over the database; one instance per process."""
+
+    def __init__(self, url: str, *, run_migrations: bool = True):
+        self.url = url
+        self.engine = make_engine(url)
+        if run_migrations:
+            try:
+                migrate(self.engine)
+            except OperationalError as exc:
+                raise StorageError(
+                    f"cannot open database {redact(url)}: {exc.orig or exc}"
+                ) from None
+
+    def close(self) -> None:
+        """Release all connections."""
+        self.engine.dispose()
+
+    # --- geodata -------------------------------------------------------------
+
+    def sync_geodata(self, geodata: Geodata) -> None:
+        """Replace the station and segment tables with the loaded geodata."""
+        station_rows = [
+            {
+                "id": s.id,
+                "name": s.name,
+                "river": s.river,
+                "measures": ",".join(sorted(s.measures)),
+                "lon": s.lon,
+                "lat": s.lat,
+                "alarm1_m": s.alarm_m[0],
+                "alarm2_m": s.alarm_m[1],
+                "alarm3_m": s.alarm_m[2],
+            }
+            for s in geodata.stations.values()
+        ]
+        segment_rows = [
+            {
+                "id": s.id,
+                "name": s.name,
+                "ward": s.ward,
+                "unit": s.unit,
+                "crest_m": s.crest_m,
+                "tide_station": s.tide_station,
+                "rain_station": s.rain_station,
+                "drain_mm_h": s.drain_mm_h,
+                "outfall_m": s.outfall_m,
+                "priority": s.priority,
+                "length_m": s.length_m,
+                "geometry": shapely.to_geojson(s.geometry) if s.geometry is not None else "",
+            }
+            for s in geodata.segments
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(delete(SegmentRow))
+            conn.execute(delete(StationRow))
+            if station_rows:
+                conn.execute(insert(StationRow), station_rows)
+            if segment_rows:
+                conn.execute(insert(SegmentRow), segment_rows)
+
+    # --- readings ------------------------------------------------------------
+
+    def upsert_readings(self, readings: Iterable[Reading], source: str = "") -> int:
+        """Insert readings, updating the value of any already stored; returns the count."""
+        rows = [
+            {
+                "station": r.station,
+                "variable": str(r.variable),
+                "time": r.time,
+                "kind": str(r.kind),
+                "issued": r.issued_at,
+                "value": r.value,
+                "source": source,
+            }
+            for r in readings
+        ]
+        if not rows:
+            return 0
+        dialect = self.engine.dialect.name
+        make_insert = pg_insert if dialect == "postgresql" else sqlite_insert
+        stmt = make_insert(ReadingRow)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["station", "variable", "time", "kind", "issued"],
+            set_={"value": stmt.excluded.value, "source": stmt.excluded.source},
+        )
+        with self.engine.begin() as conn:
+            for start in range(0, len(rows), 50_000):
+                conn.execute(stmt, rows[start : start + 50_000])
+        return len(rows)
+
+    def reading_arrays(
+        self,
+        variable: str,
+        station_index: dict[str, int],
+        start: datetime,
+        end: datetime,
+        known_by: datetime,
+    ) -> ReadingArrays:
+        """Readings of one variable in [start, end] known by `known_by`, as arrays."""
+        query = (
+            select(
+                ReadingRow.station,
+                ReadingRow.time,
+                ReadingRow.value,
+                ReadingRow.kind,
+                ReadingRow.issued,
+            )
+            .where(ReadingRow.variable == variable)
+            .where(ReadingRow.time >= start, ReadingRow.time <= end)
+            .where(ReadingRow.issued <= known_by)
+        )
+        with self.engine.connect() as conn:
+            rows = [r for r in conn.execute(query) if r.station in station_index]
+        if not rows:
+            return ReadingArrays.empty()
+        return ReadingArrays(
+            station=np.fromiter((station_index[r.station] for r in rows), np.int64, len(rows)),
+            time_s=np.fromiter((int(r.time.timestamp()) for r in rows), np.int64, len(rows)),
+            value=np.fromiter((r.value for r in rows), np.float64, len(rows)),
+            observed=np.fromiter((r.kind == Kind.OBSERVED for r in rows), bool, len(rows)),
+            issued_s=np.fromiter((int(r.issued.timestamp()) for r in rows), np.int64, len(rows)),
+        )
+
+    def latest_readings(self, variable: str, kind: str = "observed") -> dict[str, ReadingRow]:
+        """The newest reading of a variable per station."""
+        newest = (
+            select(ReadingRow.station, func.max(ReadingRow.time).label("time"))
+            .where(ReadingRow.variable == variable, ReadingRow.kind == kind)
+            .group_by(ReadingRow.station)
+            .subquery()
+        )
+        query = select(ReadingRow).join(
+            newest, (ReadingRow.station == newest.c.station) & (ReadingRow.time == newest.c.time)
+        )
+        query = query.where(ReadingRow.variable == variable, ReadingRow.kind == kind)
+        with self.engine.connect() as conn:
+            return {row.station: row for row in conn.execute(query)}
+
+    # --- events --------------------------------------------------------------
+
+    def open_events(self) -> list[EventState]:
+        """Every event that is not closed."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(EventRow).where(EventRow.status != CLOSED))
+            return [_row_to_state(r) for r in rows]
+
+    def last_cycle_at(self) -> datetime | None:
+        """The `at` time of the latest completed cycle."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.max(CycleRow.at))).scalar()
+
+    def record_cycle(
+        self,
+        at: datetime,
+        changes: Sequence[Change],
+        alerts: Sequence[dict],
+        stats: dict,
+    ) -> None:
+        """Write event changes, their alerts and the cycle row in one transaction."""
+        ids: dict[tuple[str, str], int] = {}
+        with self.engine.begin() as conn:
+            for change in changes:
+                state = change.event
+                key = (state.segment_id, state.kind)
+                event_id = state.id or ids.get(key)
+                values = _state_values(state, at)
+                if event_id is None:
+                    event_id = conn.execute(
+                        insert(EventRow).values(**values).returning(EventRow.id)
+                    ).scalar_one()
+                else:
+                    conn.execute(update(EventRow).where(EventRow.id == event_id).values(**values))
+                ids[key] = event_id
+                if change.change:
+                    conn.execute(
+                        insert(EventChangeRow).values(
+                            event_id=event_id,
+                            at=change.at,
+                            change=change.change,
+                            status=state.status,
+                            level=state.level,
+                            depth_m=state.peak_depth_m if state.kind == FORECAST else state.depth_m,
+                            note=change.note,
+                        )
+                    )
+                if state.status == CLOSED:
+                    ids.pop(key, None)
+            for alert in alerts:
+                event_ids = [
+                    str(c.event.id or ids.get((c.event.segment_id, c.event.kind), ""))
+                    for c in alert["changes"]
+                ]
+                conn.execute(
+                    insert(AlertRow).values(
+                        created_at=at,
+                        unit=alert["unit"],
+                        kinds=",".join(alert["kinds"]),
+                        event_ids=",".join(event_ids),
+                        body=alert["body"],
+                    )
+                )
+            conn.execute(insert(CycleRow).values(at=at, finished_at=datetime.now(UTC), **stats))
+
+    def list_events(self, flt: EventFilter = EventFilter()) -> list[dict]:
+        """Events matching the filter, newest first, with their segment names."""
+        query = select(EventRow, SegmentRow.name.label("segment_name")).join(
+            SegmentRow, SegmentRow.id == EventRow.segment_id, isouter=True
+        )
+        if flt.start is not None:
+            query = query.where((EventRow.closed_at.is_(None)) | (EventRow.closed_at >= flt.start))
+        if flt.end is not None:
+            query = query.where(EventRow.opened_at <= flt.end)
+        if flt.segment:
+            query = query.where(EventRow.segment_id == flt.segment)
+        if flt.unit:
+            query = query.where(EventRow.unit == flt.unit)
+        if flt.kind:
+            query = query.where(EventRow.kind == flt.kind)
+        if flt.open_only:
+            query = query.where(EventRow.status != CLOSED)
+        query = query.order_by(EventRow.opened_at.desc(), EventRow.id.desc())
+        with self.engine.connect() as conn:
+            return [_event_dict(row) for row in conn.execute(query)]
+
+    def event_changes(self, event_id: int) -> list[EventChangeRow]:
+        """The recorded changes of one event, oldest first."""
+        query = select(EventChangeRow).where(EventChangeRow.event_id == event_id)
+        with self.engine.connect() as conn:
+            return list(conn.execute(query.order_by(EventChangeRow.id)))
+
+    # --- alerts --------------------------------------------------------------
+
+    def pending_alerts(self, limit: int = 100) -> list[AlertRow]:
+        """Alerts not yet delivered, oldest first."""
+        query = select(AlertRow).where(AlertRow.status == "pending").order_by(AlertRow.id)
+        with self.engine.connect() as conn:
+            return list(conn.execute(query.limit(limit)))
+
+    def mark_sent(self, alert_id: int, at: datetime) -> None:
+        """Record a successful delivery."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(AlertRow)
+                .where(AlertRow.id == alert_id)
+                .values(status="sent", sent_at=at, attempts=AlertRow.attempts + 1)
+            )
+
+    def counts(self) -> dict[str, int]:
+        """Row counts of the main tables (for status)."""
+        with self.engine.connect() as conn:
+            return {
+                table.__tablename__: conn.execute(select(func.count()).select_from(table)).scalar()
+                for table in (ReadingRow, EventRow, EventChangeRow, AlertRow, CycleRow)
+            }
+
+
+def _iso(when: datetime | None) -> str | None:
+    """ISO 8601 with offset, or None."""
+    return when.isoformat() if when is not None else None
+
+
+def _event_dict(row) -> dict:
+    """The public JSON shape of an event (DESIGN.md contract)."""
+    return {
+        "id": row.id,
+        "segment_id": row.segment_id,
+        "segment_name": row.segment_name,
+        "unit": row.unit,
+        "kind": row.kind,
+        "status": row.status,
+        "opened_at": _iso(row.opened_at),
+        "closed_at": _iso(row.closed_at),
+        "peak_depth_m": round(row.peak_depth_m, 3),
+        "peak_at": _iso(row.peak_at),
+        "max_level": row.max_level,
+        "cause": row.cause,
+        "expected_onset_at": _iso(row.expected_onset_at),
+        "expected_end_at": _iso(row.expected_end_at),
+        "close_reason": row.close_reason,
+        "forecast_event_id": row.forecast_event_id,
+    }
+
+
+def dumps(events: list[dict]) -> str:
+    """Events as a JSON array (UTF-8, Vietnamese kept readable)."""
+    return json.dumps(events, ensure_ascii=False, indent=2)
+
+
+__all__ = ["Store", "EventFilter", "StorageError", "SQLAlchemyError", "redact", "dumps"]

@@ -1,0 +1,154 @@
+"""`floodwatch tide …`: predict from and fit constituent tables."""
+
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import click
+import numpy as np
+
+from floodwatch.config import HarmonicSourceSettings, Settings
+from floodwatch.errors import ConfigError, InputError
+from floodwatch.text import local_time
+
+
+def _cli():
+    """The CLI helpers (imported late: cli imports this module)."""
+    from floodwatch import cli
+
+    return cli
+
+
+def _tide_folder(settings: Settings) -> Path:
+    """The constituent folder of the first harmonic source (default `tides`)."""
+    for source in settings.sources.values():
+        if isinstance(source, HarmonicSourceSettings):
+            return settings.resolve(source.constituents)
+    return settings.resolve(Path("tides"))
+
+
+@click.group()
+def tide() -> None:
+    """Tide predictions and constituent tables."""
+
+
+@tide.command()
+@click.argument("station")
+@click.option("--from", "start", help="Start (ISO 8601; default now). No offset = local time.")
+@click.option("--to", "end", help="End (ISO 8601; default start + 2 days).")
+@click.option("--step", "step_minutes", default=60, show_default=True, help="Series step, minutes.")
+@click.option("--extremes-only", is_flag=True, help="Print only the high and low waters.")
+@click.pass_context
+def predict(ctx, station, start, end, step_minutes, extremes_only) -> None:
+    """Print the predicted water level of STATION and its high and low waters.
+
+    Levels are metres on the national datum (Hòn Dấu); times in the configured
+    time zone.
+
+    \b
+    Example:
+      floodwatch tide predict tp_ca_mau --from 2025-11-04 --to 2025-11-07
+    """
+    cli = _cli()
+    try:
+        settings, geodata = cli.load_checked(ctx.obj.config)
+        from floodwatch.sources.harmonic import load_tables
+        from floodwatch.tides import high_low_waters, predict_levels
+
+        zone = settings.zone
+        first = cli.parse_when(start, zone) or cli.utcnow().replace(second=0, microsecond=0)
+        last = cli.parse_when(end, zone) or first + timedelta(days=2)
+        if last <= first:
+            raise click.BadParameter("--to must be after --from")
+        if step_minutes <= 0:
+            raise click.BadParameter("--step must be positive")
+        folder = _tide_folder(settings)
+        tables, problems = load_tables(folder, [station])
+        if problems:
+            raise ConfigError(problems)
+        if station not in tables:
+            known = sorted(p.stem for p in folder.glob("*.csv"))
+            raise InputError(
+                f"no constituent table for {station!r} in {folder} (known: {', '.join(known)})"
+            )
+        table = tables[station]
+        alarms = geodata.stations[station].alarm_m if station in geodata.stations else ()
+        names = ("BĐ I", "BĐ II", "BĐ III")
+
+        def mark(level: float) -> str:
+            reached = [n for n, a in zip(names, alarms, strict=False) if a and level >= a]
+            return f"  ≥ {reached[-1]}" if reached else ""
+
+        if not extremes_only:
+            click.echo(f"# {station}: predicted level, m (national datum), {settings.timezone}")
+            times = []
+            t = first
+            while t <= last:
+                times.append(t)
+                t += timedelta(minutes=step_minutes)
+            for when, level in zip(times, predict_levels(table, times), strict=True):
+                click.echo(f"{local_time(when, zone)}  {level:6.2f}{mark(level)}")
+        click.echo(f"# {station}: high and low waters")
+        for ext in high_low_waters(table, first, last):
+            word = "high" if ext.kind == "high" else "low "
+            click.echo(
+                f"{word} {local_time(ext.time, zone)}  {ext.level_m:6.2f}{mark(ext.level_m)}"
+            )
+    except ConfigError as exc:
+        cli.fail(exc.problems)
+    except InputError as exc:
+        cli.fail(str(exc))
+
+
+@tide.command()
+@click.argument("station")
+@click.argument("observations", type=click.Path(path_type=Path))
+@click.option("--out", type=click.Path(path_type=Path), help="Write the table here (CSV).")
+@click.pass_context
+def fit(ctx, station, observations, out) -> None:
+    """Fit a constituent table for STATION from observed levels (utide).
+
+    OBSERVATIONS is a readings CSV (time,station,variable,value); its
+    water_level rows of STATION are used, ideally hourly over a month or more.
+
+    \b
+    Example:
+      floodwatch tide fit tp_ca_mau obs_2024.csv --out config/tides/tp_ca_mau.csv
+    """
+    cli = _cli()
+    from floodwatch.sources.csvfile import read_csv
+    from floodwatch.tides import fit_constituents, write_constituents
+
+    try:
+        settings, geodata = cli.load_checked(ctx.obj.config)
+        if station not in geodata.stations:
+            raise InputError(f"unknown station {station!r} (not in the station GeoJSON)")
+        parsed = read_csv(observations, geodata.stations)
+        for problem in parsed.problems:
+            click.echo(f"rejected: {problem}", err=True)
+        rows = sorted(
+            (r for r in parsed.readings if r.station == station and r.variable == "water_level"),
+            key=lambda r: r.time,
+        )
+        if not rows:
+            raise InputError(f"{observations}: no water_level rows for {station!r}")
+        table, rms_m = fit_constituents(
+            station,
+            [r.time for r in rows],
+            np.array([r.value for r in rows]),
+            geodata.stations[station].lat,
+        )
+    except ConfigError as exc:
+        cli.fail(exc.problems)
+    except InputError as exc:
+        cli.fail(str(exc))
+    click.echo(f"# fitted {len(table.names)} constituents from {len(rows)} levels; "
+               f"RMS residual {rms_m:.3f} m", err=True)  # fmt: skip
+    if out:
+        with Path(out).open("w", encoding="utf-8") as handle:
+            write_constituents(table, handle)
+        click.echo(f"wrote {out}", err=True)
+    else:
+        write_constituents(table, sys.stdout)
