@@ -17,7 +17,6 @@ import numpy as np
 import shapely
 from pyproj import Transformer
 from shapely.geometry import shape
-from shapely.ops import transform
 
 from floodwatch.errors import GeodataError
 from floodwatch.readings import Variable
@@ -268,6 +267,17 @@ def _load_segments(
     return rows, geoms
 
 
+def project_utm(geometries: np.ndarray) -> np.ndarray:
+    """Project an array of WGS84 geometries to UTM 48N in one vectorized call."""
+    to_utm = _to_utm()
+
+    def forward(xy: np.ndarray) -> np.ndarray:
+        x, y = to_utm.transform(xy[:, 0], xy[:, 1])
+        return np.column_stack([x, y])
+
+    return shapely.transform(geometries, forward)
+
+
 def _nearest(
     points_utm: list[object], station_ids: list[str], lines_utm: list[object]
 ) -> list[str]:
@@ -291,7 +301,7 @@ def load_geodata(
         raise GeodataError(problems)
 
     to_utm = _to_utm()
-    lines_utm = [transform(to_utm.transform, g) for g in geoms]
+    lines_utm = list(project_utm(np.array(geoms, dtype=object)))
     assigned: dict[str, list[str]] = {}
     for key, variable in (("tide_station", "water_level"), ("rain_station", "rainfall")):
         candidates = [s for s in stations.values() if variable in s.measures]

@@ -1,0 +1,60 @@
+"""Shared fixtures: an isolated environment and a fresh database per test.
+
+Every database test runs on SQLite, and again on PostgreSQL when
+FLOODWATCH_TEST_DATABASE_URL is set (each test gets its own schema there).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+PG_URL = os.environ.get("FLOODWATCH_TEST_DATABASE_URL")
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch, tmp_path):
+    """A developer's own FLOODWATCH_* settings must not change a test."""
+    for name in list(os.environ):
+        if name.startswith("FLOODWATCH_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("TZ", "UTC")
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"] if PG_URL else ["sqlite"])
+def database_url(request, tmp_path):
+    """A URL of an empty database: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.fixture
+def project(tmp_path, database_url):
+    """A copy of the shipped config, tide tables and geodata, on the test database."""
+    root = tmp_path / "project"
+    shutil.copytree(ROOT / "config", root / "config")
+    shutil.copytree(ROOT / "geodata", root / "geodata")
+    config = root / "config" / "floodwatch.toml"
+    text_ = config.read_text(encoding="utf-8").replace(
+        'database_url = "sqlite:///var/floodwatch.db"', f'database_url = "{database_url}"'
+    )
+    config.write_text(text_, encoding="utf-8")
+    return config
