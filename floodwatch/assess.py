@@ -18,6 +18,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# Depths within this of a threshold count as reaching it (float32 arithmetic
+# makes 0.90 - 0.80 come out as 0.0999999).
+DEPTH_TOLERANCE_M = 1e-5
+
 # Cause bit flags; a union over time is a bitwise OR, so TIDE | RAIN = COMPOUND.
 TIDE, RAIN, COMPOUND = 1, 2, 3
 CAUSE_NAMES = {TIDE: "tide", RAIN: "rain", COMPOUND: "compound"}
@@ -56,7 +60,8 @@ class Assessment:
 
 def depth_levels(depth_m: np.ndarray, thresholds_m: tuple[float, ...]) -> np.ndarray:
     """Map depths to levels 0..n (number of thresholds reached)."""
-    return np.searchsorted(np.asarray(thresholds_m), depth_m, side="right").astype(np.int8)
+    bounds = np.asarray(thresholds_m) - DEPTH_TOLERANCE_M
+    return np.searchsorted(bounds, depth_m, side="right").astype(np.int8)
 
 
 def cause_codes(tide_m: np.ndarray, rain_m: np.ndarray, compound_min_m: float) -> np.ndarray:

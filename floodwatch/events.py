@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
 
-from floodwatch.assess import CAUSE_NAMES
+from floodwatch.assess import CAUSE_NAMES, DEPTH_TOLERANCE_M
 from floodwatch.text import centimetres, duration, local_time
 
 OBSERVED, FORECAST = "observed", "forecast"
@@ -35,7 +35,7 @@ class Rules:
 
     def raw_level(self, depth_m: float) -> int:
         """Number of thresholds the depth reaches."""
-        return sum(depth_m >= t for t in self.thresholds_m)
+        return sum(depth_m >= t - DEPTH_TOLERANCE_M for t in self.thresholds_m)
 
     def level(self, depth_m: float, previous: int) -> int:
         """The level with hysteresis: rising is immediate, falling needs a margin."""
@@ -43,7 +43,9 @@ class Rules:
         if level >= previous:
             return level
         level = previous
-        while level > 0 and depth_m < self.thresholds_m[level - 1] - self.hysteresis_m:
+        while level > 0 and depth_m < self.thresholds_m[level - 1] - self.hysteresis_m - (
+            DEPTH_TOLERANCE_M
+        ):
             level -= 1
         return level
 

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from floodwatch.alerts import compose
-from floodwatch.assess import ModelParams, Outlook, assess, outlook
+from floodwatch.assess import DEPTH_TOLERANCE_M, ModelParams, Outlook, assess, outlook
 from floodwatch.config import Settings
 from floodwatch.events import (
     CLOSED,
@@ -135,8 +135,8 @@ class Pipeline:
         open_events: dict[tuple[str, str], EventState] = {
             (e.segment_id, e.kind): e for e in self.store.open_events()
         }
-        thresholds = self.rules.thresholds_m[0]
-        candidates = (out.observed & (out.obs_depth_m >= thresholds)) | out.fc_has
+        first_threshold = self.rules.thresholds_m[0] - DEPTH_TOLERANCE_M
+        candidates = (out.observed & (out.obs_depth_m >= first_threshold)) | out.fc_has
         with_events = {seg for seg, _ in open_events}
         segments = self.geodata.segments
         changes: list[Change] = []

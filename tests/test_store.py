@@ -1,0 +1,88 @@
+"""The store on SQLite and PostgreSQL: migrations, UTC times, idempotent upserts."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+
+import pytest
+from sqlalchemy import inspect, select
+
+from floodwatch.errors import StorageError
+from floodwatch.models import ReadingRow
+from floodwatch.readings import Kind, Reading, Variable
+from floodwatch.store import Store, redact
+
+ICT = timezone(timedelta(hours=7))
+
+
+@pytest.fixture
+def store(database_url):
+    """A freshly migrated store."""
+    s = Store(database_url)
+    yield s
+    s.close()
+
+
+def stored(store: Store) -> list[ReadingRow]:
+    """Every stored reading, by time."""
+    with store.engine.connect() as conn:
+        return list(conn.execute(select(ReadingRow).order_by(ReadingRow.time)))
+
+
+def test_migrations_create_every_table_and_reopen_cleanly(database_url):
+    Store(database_url).close()
+    store = Store(database_url)  # second open: already at head
+    tables = set(inspect(store.engine).get_table_names())
+    assert {"station", "segment", "reading", "event", "event_change", "alert", "cycle"} <= tables
+    assert "alembic_version" in tables
+    store.close()
+
+
+def test_times_come_back_aware_utc_whatever_offset_went_in(store):
+    local = datetime(2024, 12, 16, 18, 0, tzinfo=ICT)
+    store.upsert_readings([Reading("tp_ca_mau", Variable.WATER_LEVEL, local, 1.07)], "test")
+    [row] = stored(store)
+    assert row.time == local and row.time.tzinfo is not None
+    assert row.time.utcoffset() == timedelta(0)
+    assert row.time.hour == 11
+    assert row.issued == row.time  # an observation is issued when observed
+
+
+def test_naive_times_are_refused(store):
+    with pytest.raises(Exception, match="naive datetime"):
+        store.upsert_readings(
+            [Reading("x", Variable.RAINFALL, datetime(2024, 12, 16), 1.0)], "test"
+        )
+
+
+def test_upsert_is_idempotent_and_keeps_forecast_issues_apart(store):
+    t = datetime(2024, 12, 16, 11, tzinfo=UTC)
+    obs = Reading("tp_ca_mau", Variable.WATER_LEVEL, t, 1.00)
+    fc1 = Reading("tp_ca_mau", Variable.WATER_LEVEL, t, 0.90, Kind.FORECAST, t - timedelta(days=1))
+    fc2 = Reading("tp_ca_mau", Variable.WATER_LEVEL, t, 0.95, Kind.FORECAST, t - timedelta(hours=6))
+    store.upsert_readings([obs, fc1, fc2], "test")
+    store.upsert_readings([obs, fc1, fc2], "test")
+    assert len(stored(store)) == 3
+    corrected = Reading("tp_ca_mau", Variable.WATER_LEVEL, t, 1.02)
+    store.upsert_readings([corrected], "test")
+    values = sorted(r.value for r in stored(store))
+    assert values == [0.90, 0.95, 1.02]
+
+
+def test_bulk_insert_of_many_readings(store):
+    t0 = datetime(2024, 12, 1, tzinfo=UTC)
+    readings = [
+        Reading(f"s{i % 50}", Variable.RAINFALL, t0 + timedelta(hours=i // 50), float(i % 7))
+        for i in range(60_000)
+    ]
+    assert store.upsert_readings(readings, "bulk") == 60_000
+    assert store.counts()["reading"] == 60_000
+
+
+def test_bad_urls_give_one_clear_line_without_secrets():
+    with pytest.raises(StorageError, match="not a database URL"):
+        Store("nonsense")
+    with pytest.raises(StorageError) as info:
+        Store("postgresql+psycopg://fw:s3cret@127.0.0.1:1/none")
+    assert "s3cret" not in str(info.value)
+    assert "s3cret" not in redact("postgresql://fw:s3cret@host/db")
