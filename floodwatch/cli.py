@@ -193,10 +193,15 @@ def run(ctx: Context) -> None:
     result = poll_once(app, now)
     notifier.drain()
     print_outlook(app, now)
-    click.echo(f"Running; cycle every {app.settings.assessment.step_minutes} min. Ctrl-C stops.")
     logger.info("first cycle: %d changes", len(result.changes))
+    step = app.settings.assessment.step_minutes
     try:
-        run_forever(app, notifier, lambda r: print_cycle(r, app.settings.zone))
+        run_forever(
+            app,
+            notifier,
+            lambda r: print_cycle(r, app.settings.zone),
+            lambda: click.echo(f"Running; cycle every {step} min. Ctrl-C or SIGTERM stops."),
+        )
     except KeyboardInterrupt:
         pass
     finally:
@@ -249,16 +254,15 @@ def replay_command(ctx: Context, csv_file: Path, quiet: bool) -> None:
         parsed = read_csv(csv_file, app.geodata.stations)
         for problem in parsed.problems:
             click.echo(f"rejected: {problem}", err=True)
-        notifier = ConsoleNotifier(app, click.echo)
+        # Console delivery is the only one a replay uses; --quiet delivers to nowhere.
+        notifier = ConsoleNotifier(app, (lambda _text: None) if quiet else click.echo)
 
         def after(result: CycleResult) -> None:
             if not quiet:
                 print_cycle(result, app.settings.zone)
-                notifier.drain()
+            notifier.drain()
 
         done = replay(app, parsed.readings, after)
-        if quiet:
-            notifier.drain = notifier.drain  # alerts stay in the outbox for later delivery
         click.echo(
             f"replay: {parsed.rows} rows, {len(parsed.readings)} accepted, "
             f"{parsed.rejected} rejected; {done.cycles} cycles run, "

@@ -140,7 +140,12 @@ def replay(
     return out
 
 
-def run_forever(app: App, notifier: ConsoleNotifier, on_cycle: Callable[[CycleResult], None]):
+def run_forever(
+    app: App,
+    notifier: ConsoleNotifier,
+    on_cycle: Callable[[CycleResult], None],
+    on_ready: Callable[[], None] = lambda: None,
+) -> None:
     """Poll each source on its interval and run a cycle after each ingest, until stopped."""
     from apscheduler.schedulers.blocking import BlockingScheduler
 
@@ -183,11 +188,17 @@ def run_forever(app: App, notifier: ConsoleNotifier, on_cycle: Callable[[CycleRe
         **common,
     )
 
+    stopping = threading.Event()
+
     def stop(signum, _frame):
         logger.info("signal %s: stopping", signum)
-        scheduler.shutdown(wait=False)
+        stopping.set()
+        if scheduler.running:
+            scheduler.shutdown(wait=False)
 
     signal.signal(signal.SIGTERM, stop)
     logger.info("scheduler: %d sources, cycle every %d min", len(app.sources),
                 app.settings.assessment.step_minutes)  # fmt: skip
-    scheduler.start()
+    on_ready()
+    if not stopping.is_set():
+        scheduler.start()
