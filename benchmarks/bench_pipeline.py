@@ -121,7 +121,7 @@ def cycle_readings(geodata: Geodata, history_h: int = 72, seed: int = 11) -> lis
     for i, station in enumerate(geodata.stations.values()):
         if Variable.WATER_LEVEL in station.measures:
             variable = Variable.WATER_LEVEL
-            level = tide_curve(hours, rng.uniform(0, 12), rng.uniform(0.8, 0.95), window)
+            level = tide_curve(hours, rng.uniform(0, 12), rng.uniform(0.78, 0.92), window)
             observed = level + rng.normal(0, 0.03, len(hours))
         else:
             variable = Variable.RAINFALL
@@ -201,7 +201,9 @@ def fresh_database(url: str | None, folder: Path):
 def bench_ingest(args: argparse.Namespace, folder: Path) -> list[tuple[str, float]]:
     """Rows per second of Store.upsert_readings per backend, and of plain executemany."""
     readings = ingest_readings(args.readings, build_province(10, args.stations))
-    figures = [("sqlite3.executemany", len(readings) / raw_executemany(folder / "raw.db", readings))]
+    figures = [
+        ("sqlite3.executemany", len(readings) / raw_executemany(folder / "raw.db", readings))
+    ]
     for label, url in (("Store, SQLite", None), ("Store, PostgreSQL", args.database_url)):
         if label.endswith("PostgreSQL") and url is None:
             continue
@@ -293,7 +295,9 @@ def main(argv: list[str] | None = None) -> int:
         for label, rate in figures:
             print(f"{label:<22}{rate:>12,.0f}{rate / baseline:>16.2f}")
 
-        backends = [("SQLite", None)] + ([("PostgreSQL", args.database_url)] * bool(args.database_url))
+        backends = [("SQLite", None)] + (
+            [("PostgreSQL", args.database_url)] * bool(args.database_url)
+        )
         print(f"\nCycle: {args.stations} stations, 72 h horizon, 60 min steps (first, then +1 h)")
         head = ("backend", "segments", "cycle", "total_s", "load", "assess", "events", "write",
                 "changes", "flooded", "forecast", "traced_MB", "maxrss_MB")  # fmt: skip
@@ -305,7 +309,9 @@ def main(argv: list[str] | None = None) -> int:
                     out = pool.apply(bench_cycle, (n, args.stations, url, tmp))
                 for r in out["rows"]:
                     cells = [name, f"{n:,}", r["cycle"]]
-                    cells += [f"{r[k]:.3f}" for k in ("total_s", "load", "assess", "events", "write")]
+                    cells += [
+                        f"{r[k]:.3f}" for k in ("total_s", "load", "assess", "events", "write")
+                    ]
                     cells += [f"{r['changes']:,}", f"{r['flooded']:,}", f"{r['forecast']:,}"]
                     cells += [f"{r['traced_mb']:.0f}", f"{out['maxrss_mb']:.0f}"]
                     print("".join(f"{c:>10}" for c in cells))

@@ -142,14 +142,16 @@ class Settings(_Strict):
             raise ValueError(f"unknown time zone {value!r}") from None
         return value
 
-    @model_validator(mode="after")
-    def _unique_units(self) -> Settings:
+    @field_validator("units")
+    @classmethod
+    def _unique_units(cls, units: list[UnitSettings]) -> list[UnitSettings]:
+        # A field validator (not a model one) so the error names the `units` key.
         seen: set[str] = set()
-        for unit in self.units:
+        for unit in units:
             if unit.id in seen:
                 raise ValueError(f"unit id {unit.id!r} is defined twice")
             seen.add(unit.id)
-        return self
+        return units
 
     @property
     def zone(self) -> ZoneInfo:

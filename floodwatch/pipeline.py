@@ -139,26 +139,44 @@ class Pipeline:
         candidates = (out.observed & (out.obs_depth_m >= first_threshold)) | out.fc_has
         with_events = {seg for seg, _ in open_events}
         segments = self.geodata.segments
+        # Python-level work only for segments that can change (wet now or later, or
+        # with an open event), in segment order; plain lists and a precomputed time
+        # table avoid numpy scalar and datetime overhead per segment.
+        visit = candidates | np.fromiter(
+            (s.id in with_events for s in segments), bool, len(segments)
+        )
+        times = [grid.at(k) for k in range(len(grid.times_s))]
+        last_idx = len(times) - 1
+        observed, obs_depth_m, obs_cause = (
+            out.observed.tolist(),
+            out.obs_depth_m.tolist(),
+            out.obs_cause.tolist(),
+        )
+        fc_has, fc_onset, fc_end = out.fc_has.tolist(), out.fc_onset.tolist(), out.fc_end.tolist()
+        fc_peak, fc_peak_m, fc_cause = (
+            out.fc_peak.tolist(),
+            out.fc_peak_m.tolist(),
+            out.fc_cause.tolist(),
+        )
         changes: list[Change] = []
-        for i, segment in enumerate(segments):
-            if not candidates[i] and segment.id not in with_events:
-                continue
+        for i in np.flatnonzero(visit).tolist():
+            segment = segments[i]
             forecast = None
-            if out.fc_has[i]:
+            if fc_has[i]:
                 forecast = Forecast(
-                    onset_at=max(grid.at(int(out.fc_onset[i])), at),
-                    end_at=grid.at(min(int(out.fc_end[i]), len(grid.times_s) - 1)),
-                    peak_at=grid.at(int(out.fc_peak[i])),
-                    peak_m=float(out.fc_peak_m[i]),
-                    cause=int(out.fc_cause[i]),
+                    onset_at=max(times[fc_onset[i]], at),
+                    end_at=times[min(fc_end[i], last_idx)],
+                    peak_at=times[fc_peak[i]],
+                    peak_m=fc_peak_m[i],
+                    cause=fc_cause[i],
                 )
             now = SegmentNow(
                 segment_id=segment.id,
                 unit=segment.unit,
                 at=at,
-                observed=bool(out.observed[i]),
-                obs_depth_m=float(out.obs_depth_m[i]),
-                obs_cause=int(out.obs_cause[i]),
+                observed=observed[i],
+                obs_depth_m=obs_depth_m[i],
+                obs_cause=obs_cause[i],
                 forecast=forecast,
             )
             changes.extend(

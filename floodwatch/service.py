@@ -47,12 +47,18 @@ class App:
     sources: list[Source] = field(default_factory=list)
 
     @classmethod
-    def open(cls, config_path: Path | str | None, *, with_sources: bool = True) -> App:
-        """Load and check the config, open (and migrate) the store, build the sources."""
+    def open(
+        cls, config_path: Path | str | None, *, with_sources: bool = True, writes: bool = True
+    ) -> App:
+        """Load and check the config, open (and migrate) the store, build the sources.
+
+        Commands that only read (`writes=False`) leave the stored geodata alone.
+        """
         settings, geodata = load_checked(config_path)
         sources = build_sources(settings, geodata) if with_sources else []
         store = Store(settings.storage.database_url)
-        store.sync_geodata(geodata)
+        if writes:
+            store.sync_geodata(geodata)
         return cls(settings, geodata, store, Pipeline(settings, geodata, store), sources)
 
     def close(self) -> None:
@@ -161,11 +167,16 @@ def run_forever(
                 except FloodwatchError as exc:
                     logger.error("%s: poll failed: %s", source.name, exc)
                     return
+                except Exception:
+                    logger.exception("%s: poll failed; retrying at the next interval", source.name)
+                    return
             try:
                 on_cycle(app.pipeline.cycle(now))
                 notifier.drain()
             except FloodwatchError as exc:
                 logger.error("cycle failed: %s", exc)
+            except Exception:  # a job must never take the scheduler down; retried next time
+                logger.exception("cycle failed; retrying at the next interval")
 
     common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 300}
     for source in app.sources:
