@@ -60,8 +60,10 @@ class Assessment:
 
 def depth_levels(depth_m: np.ndarray, thresholds_m: tuple[float, ...]) -> np.ndarray:
     """Map depths to levels 0..n (number of thresholds reached)."""
-    bounds = np.asarray(thresholds_m) - DEPTH_TOLERANCE_M
-    return np.searchsorted(bounds, depth_m, side="right").astype(np.int8)
+    level = np.zeros(np.shape(depth_m), dtype=np.int8)
+    for threshold in thresholds_m:
+        level += depth_m >= np.float32(threshold - DEPTH_TOLERANCE_M)
+    return level
 
 
 def cause_codes(tide_m: np.ndarray, rain_m: np.ndarray, compound_min_m: float) -> np.ndarray:
@@ -80,36 +82,40 @@ def assess(
     rain: StationSeries,
 ) -> Assessment:
     """Compute tide overtopping, rain ponding and total depth for all segments."""
-    level_seg = levels.values[tide_idx].astype(np.float32)  # [S, T]
-    known = ~np.isnan(level_seg)
-    tide_m = np.maximum(np.nan_to_num(level_seg - crest_m[:, None].astype(np.float32)), 0)
+    # The rain store is a recurrence over time, so work time-major ([T, S],
+    # contiguous per step) and hand back [S, T] views.
+    level_ts = levels.values.T.astype(np.float32)[:, tide_idx]  # [T, S]
+    known = ~np.isnan(level_ts)
+    tide_ts = np.subtract(level_ts, crest_m.astype(np.float32))
+    np.nan_to_num(tide_ts, copy=False)
+    np.maximum(tide_ts, 0, out=tide_ts)
 
     step_h = params.step_minutes / 60.0
     full_capacity = (drain_mm_h * step_h).astype(np.float32)
     blocked_capacity = full_capacity * np.float32(params.blocked_outfall_factor)
     outfall = outfall_m.astype(np.float32)
     scale = np.float32(params.runoff_concentration / 1000.0)
-    rain_station = np.nan_to_num(rain.values).astype(np.float32)  # [R, T]
+    rain_station = np.nan_to_num(rain.values).astype(np.float32).T  # [T, R]
 
-    n_seg, n_t = level_seg.shape
-    rain_m = np.empty((n_seg, n_t), dtype=np.float32)
+    n_t, n_seg = level_ts.shape
+    rain_ts = np.empty((n_t, n_seg), dtype=np.float32)
     store = np.zeros(n_seg, dtype=np.float32)
     with np.errstate(invalid="ignore"):  # NaN level or outfall compares False: drain open
         for t in range(n_t):
-            blocked = level_seg[:, t] > outfall
-            capacity = np.where(blocked, blocked_capacity, full_capacity)
-            store += rain_station[rain_idx, t]
-            store -= capacity
+            blocked = level_ts[t] > outfall
+            store += rain_station[t][rain_idx]
+            store -= np.where(blocked, blocked_capacity, full_capacity)
             np.maximum(store, 0, out=store)
-            np.multiply(store, scale, out=rain_m[:, t])
+            np.multiply(store, scale, out=rain_ts[t])
+    del level_ts
 
-    depth_m = tide_m + rain_m
+    depth_ts = tide_ts + rain_ts
     return Assessment(
-        tide_m=tide_m,
-        rain_m=rain_m,
-        depth_m=depth_m,
-        level=depth_levels(depth_m, params.thresholds_m),
-        known=known,
+        tide_m=tide_ts.T,
+        rain_m=rain_ts.T,
+        depth_m=depth_ts.T,
+        level=depth_levels(depth_ts, params.thresholds_m).T,
+        known=known.T,
     )
 
 
@@ -141,38 +147,46 @@ def outlook(
     rain: StationSeries,
 ) -> Outlook:
     """Summarize an assessment into the per-segment facts the event engine needs."""
-    level_obs = levels.observed_now[tide_idx]
+    # Only values that came from observations count for "observed now".
+    level_obs = levels.observed_now[tide_idx] & levels.observed[tide_idx, now_idx]
     rain_obs = rain.observed_now[rain_idx]
     tide_now = result.tide_m[:, now_idx]
     rain_now = result.rain_m[:, now_idx]
     obs_tide = np.where(level_obs, tide_now, 0)
     obs_rain = np.where(rain_obs, rain_now, 0)
 
-    wet = result.level[:, now_idx:] >= 1
+    n_seg = len(tide_idx)
+    fc_has = (result.level[:, now_idx:] >= 1).any(axis=1)
+    rows = np.flatnonzero(fc_has)  # the episode arithmetic only for segments that get wet
+    wet = result.level[rows, now_idx:] >= 1
     n_future = wet.shape[1]
-    fc_has = wet.any(axis=1)
     onset = wet.argmax(axis=1)
     cols = np.arange(n_future)
     dry_after = ~wet & (cols[None, :] >= onset[:, None])
     end = np.where(dry_after.any(axis=1), dry_after.argmax(axis=1), n_future)
     in_episode = (cols[None, :] >= onset[:, None]) & (cols[None, :] < end[:, None]) & wet
-    future_depth = np.where(in_episode, result.depth_m[:, now_idx:], -1.0)
+    future_depth = np.where(in_episode, result.depth_m[rows, now_idx:], np.float32(-1))
     peak = future_depth.argmax(axis=1)
     causes = cause_codes(
-        result.tide_m[:, now_idx:], result.rain_m[:, now_idx:], params.compound_min_m
+        result.tide_m[rows, now_idx:], result.rain_m[rows, now_idx:], params.compound_min_m
     )
     episode_cause = np.bitwise_or.reduce(np.where(in_episode, causes, 0), axis=1)
+
+    def full(values: np.ndarray, dtype) -> np.ndarray:
+        out = np.zeros(n_seg, dtype=dtype)
+        out[rows] = values
+        return out
 
     return Outlook(
         observed=level_obs | rain_obs,
         obs_depth_m=obs_tide + obs_rain,
         obs_cause=cause_codes(obs_tide, obs_rain, params.compound_min_m),
         fc_has=fc_has,
-        fc_onset=onset + now_idx,
-        fc_end=end + now_idx,
-        fc_peak=peak + now_idx,
-        fc_peak_m=np.take_along_axis(future_depth, peak[:, None], axis=1)[:, 0],
-        fc_cause=episode_cause.astype(np.int8),
+        fc_onset=full(onset + now_idx, np.int64),
+        fc_end=full(end + now_idx, np.int64),
+        fc_peak=full(peak + now_idx, np.int64),
+        fc_peak_m=full(np.take_along_axis(future_depth, peak[:, None], axis=1)[:, 0], np.float32),
+        fc_cause=full(episode_cause, np.int8),
         now_known=result.known[:, now_idx],
     )
 

@@ -113,7 +113,13 @@ def level_series(
         values[s] = np.where(use_obs, from_obs, from_fc)
         observed[s] = use_obs
         if o.any():
-            observed_now[s] = obs.time_s[o].max() >= grid.now_s - max_age_s
+            latest = int(np.argmax(obs.time_s[o]))
+            observed_now[s] = obs.time_s[o][latest] >= grid.now_s - max_age_s
+            if observed_now[s] and not use_obs[grid.now_idx]:
+                # The gauge's latest reading (e.g. 09:45 for a 10:10 cycle) stands
+                # for now rather than falling back to a forecast.
+                values[s, grid.now_idx] = obs.value[o][latest]
+                observed[s, grid.now_idx] = True
     return StationSeries(values=values, observed=observed, observed_now=observed_now)
 
 
@@ -144,8 +150,11 @@ def rain_series(
             hit = times[pos] == hour_key
             columns.append((hit, np.where(hit, vals[pos], 0.0)))
         (obs_hit, obs_val), (fc_hit, fc_val) = columns
+        # A station that reports observations is trusted for the past: a missing
+        # hour there is no rain, not the old forecast's rain.
         use_obs = past & obs_hit
-        values[s] = np.where(use_obs, obs_val, np.where(fc_hit, fc_val, 0.0)) * share
+        use_fc = fc_hit & ~(past & obs_hit.any())
+        values[s] = np.where(use_obs, obs_val, np.where(use_fc, fc_val, 0.0)) * share
         observed[s] = use_obs
         om = obs.station == s
         if om.any():

@@ -336,8 +336,17 @@ class Store:
         with self.engine.begin() as conn:
             new_ids: list[int] = []
             if new_values:
-                stmt = insert(EventRow).returning(EventRow.id, sort_by_parameter_order=True)
-                new_ids = list(conn.execute(stmt, new_values).scalars())
+                # A plain executemany, then the ids read back: RETURNING in
+                # parameter order falls back to one statement per row. Every new
+                # event opens at `at`, and at most one per segment and kind does.
+                conn.execute(insert(EventRow), new_values)
+                fresh = conn.execute(
+                    select(EventRow.id, EventRow.segment_id, EventRow.kind).where(
+                        EventRow.opened_at == at
+                    )
+                )
+                by_key = {(row.segment_id, row.kind): row.id for row in fresh}
+                new_ids = [by_key[(v["segment_id"], v["kind"])] for v in new_values]
 
             def real(target: int | tuple[int]) -> int:
                 return new_ids[target[0]] if isinstance(target, tuple) else target
