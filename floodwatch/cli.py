@@ -21,7 +21,7 @@ from floodwatch.errors import ConfigError, FloodwatchError
 from floodwatch.events import CLOSED
 from floodwatch.pipeline import CycleResult, utcnow
 from floodwatch.service import App, ConsoleNotifier, load_checked, poll_once, replay, run_forever
-from floodwatch.text import STATUS_VI, centimetres, local_time
+from floodwatch.text import ALARM_VI, STATUS_VI, centimetres, local_time
 
 logger = logging.getLogger("floodwatch")
 
@@ -72,9 +72,9 @@ class Context:
     def __init__(self, config: Path | None):
         self.config = config
 
-    def open(self, *, with_sources: bool = True) -> App:
+    def open(self, *, with_sources: bool = True, writes: bool = True) -> App:
         """Open the application for this config."""
-        return App.open(self.config, with_sources=with_sources)
+        return App.open(self.config, with_sources=with_sources, writes=writes)
 
 
 pass_ctx = click.make_pass_decorator(Context)
@@ -156,11 +156,14 @@ def print_outlook(app: App, now: datetime, hours: int = 48) -> None:
                 for e in high_low_waters(table, now, now + timedelta(hours=hours))
                 if e.kind == "high"
             ][:4]
-            alarms = [a for a in station.alarm_m if a is not None]
+
+            def reached(level: float, alarm_m=station.alarm_m) -> str:
+                names = [n for n, a in zip(("BĐ I", "BĐ II", "BĐ III"), alarm_m, strict=True)
+                         if a is not None and level >= a]  # fmt: skip
+                return f" ({names[-1]})" if names else ""
+
             peaks = "  ".join(
-                f"{local_time(e.time, zone)} {e.level_m:.2f} m"
-                + (" ▲" if alarms and e.level_m >= alarms[0] else "")
-                for e in highs
+                f"{local_time(e.time, zone)} {e.level_m:.2f} m{reached(e.level_m)}" for e in highs
             )
             click.echo(f"  {station.name:<12} {peaks}")
     flooding = [e for e in app.store.list_events() if e["status"] != CLOSED]
@@ -263,6 +266,12 @@ def replay_command(ctx: Context, csv_file: Path, quiet: bool) -> None:
             notifier.drain()
 
         done = replay(app, parsed.readings, after)
+        if done.skipped:
+            click.echo(
+                f"note: {done.skipped} cycles were already assessed in this database and "
+                "were skipped; replay drills into a fresh database (FLOODWATCH_DATABASE_URL)",
+                err=True,
+            )
         click.echo(
             f"replay: {parsed.rows} rows, {len(parsed.readings)} accepted, "
             f"{parsed.rejected} rejected; {done.cycles} cycles run, "
@@ -284,11 +293,24 @@ def status(ctx: Context) -> None:
     Example:
       floodwatch status
     """
-    app = ctx.open(with_sources=False)
+    app = ctx.open(with_sources=False, writes=False)
     try:
         zone = app.settings.zone
         last = app.store.last_cycle_at()
         click.echo(f"Last cycle: {local_time(last, zone) if last else 'never'}")
+        now = utcnow()
+        click.echo(f"Stations at {local_time(now, zone)}:")
+        rain_names = app.settings.rain.names
+        for st in app.pipeline.station_states(now):
+            station = app.geodata.stations[st.station]
+            parts = [f"  {station.name:<12}"]
+            if st.level_m is not None:
+                source = "observed" if st.level_observed else "predicted"
+                parts.append(f"{st.level_m:5.2f} m {source:<9} {ALARM_VI[st.alarm]:<9}")
+            if st.rain_24h_mm is not None:
+                category = rain_names[st.rain_category - 1] if st.rain_category else "—"
+                parts.append(f"rain 24 h {st.rain_24h_mm:5.1f} mm ({category})")
+            click.echo(" ".join(parts))
         open_events = app.store.list_events(_filter(open_only=True))
         flooded = [e for e in open_events if e["kind"] == "observed"]
         expected = [e for e in open_events if e["kind"] == "forecast"]
@@ -342,7 +364,7 @@ def events(ctx, start, end, segment, unit, kind, fmt) -> None:
     """
     from floodwatch.store import dumps
 
-    app = ctx.open(with_sources=False)
+    app = ctx.open(with_sources=False, writes=False)
     try:
         zone = app.settings.zone
         rows = app.store.list_events(

@@ -97,6 +97,15 @@ class RainSettings(_Strict):
     categories_mm_24h: list[float] = [16.0, 51.0, 100.01]
     names: list[str] = ["Mưa vừa", "Mưa to", "Mưa rất to"]
 
+    @model_validator(mode="after")
+    def _consistent(self) -> RainSettings:
+        b = self.categories_mm_24h
+        if any(y <= x for x, y in zip(b, b[1:], strict=False)):
+            raise ValueError("categories_mm_24h must be strictly increasing")
+        if len(self.names) != len(b):
+            raise ValueError(f"names has {len(self.names)} entries for {len(b)} categories")
+        return self
+
 
 class HarmonicSourceSettings(_Strict):
     """Offline tide prediction from per-station constituent tables."""

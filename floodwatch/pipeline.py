@@ -11,7 +11,15 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from floodwatch.alerts import compose
-from floodwatch.assess import DEPTH_TOLERANCE_M, ModelParams, Outlook, assess, outlook
+from floodwatch.assess import (
+    DEPTH_TOLERANCE_M,
+    ModelParams,
+    Outlook,
+    alarm_levels,
+    assess,
+    outlook,
+    rain_category,
+)
 from floodwatch.config import Settings
 from floodwatch.events import (
     CLOSED,
@@ -25,7 +33,7 @@ from floodwatch.events import (
 )
 from floodwatch.geo import Geodata, segment_arrays
 from floodwatch.readings import Reading, Variable
-from floodwatch.series import Grid, level_series, make_grid, rain_series
+from floodwatch.series import Grid, level_series, make_grid, rain_series, rain_total
 from floodwatch.store import Store
 
 logger = logging.getLogger(__name__)
@@ -43,6 +51,18 @@ class CycleResult:
     unknown: int
     duration_s: float
     skipped: bool = False
+
+
+@dataclass(frozen=True)
+class StationState:
+    """A station now: level against its alarm levels, rain against the categories."""
+
+    station: str
+    level_m: float | None
+    level_observed: bool
+    alarm: int  # 0 below BĐ I, 1..3 = BĐ I..III
+    rain_24h_mm: float | None
+    rain_category: int  # 0 none, 1.. = [rain] names
 
 
 def rules_from(settings: Settings) -> Rules:
@@ -123,6 +143,42 @@ class Pipeline:
         )
         return grid, outlook(result, self.params, grid.now_idx, self.tide_idx, self.rain_idx,
                              levels, rain)  # fmt: skip
+
+    def station_states(self, at: datetime) -> list[StationState]:
+        """Each station's level and alarm level (BĐ) and 24-hour rain category at `at`."""
+        grid = self.grid(at)
+        start, end = grid.at(0) - timedelta(hours=12), grid.at(len(grid.times_s) - 1)
+        max_age_s = self.settings.assessment.observed_max_age_minutes * 60
+        level_rows = self.store.reading_arrays(
+            Variable.WATER_LEVEL, self.tide_index, start, end, at
+        )
+        rain_rows = self.store.reading_arrays(Variable.RAINFALL, self.rain_index, start, end, at)
+        levels = level_series(grid, len(self.tide_stations), level_rows, max_age_s)
+        rain = rain_series(grid, len(self.rain_stations), rain_rows, max_age_s)
+        level_now = levels.values[:, grid.now_idx]
+        alarms = np.array(
+            [
+                [np.nan if a is None else a for a in self.geodata.stations[sid].alarm_m]
+                for sid in self.tide_stations
+            ]
+        ).reshape(len(self.tide_stations), 3)
+        alarm = alarm_levels(level_now, alarms)
+        rain_24h = rain_total(rain, grid, 24)
+        category = rain_category(rain_24h, tuple(self.settings.rain.categories_mm_24h))
+        states = []
+        for sid in self.geodata.stations:
+            t, r = self.tide_index.get(sid), self.rain_index.get(sid)
+            states.append(
+                StationState(
+                    station=sid,
+                    level_m=None if t is None or np.isnan(level_now[t]) else float(level_now[t]),
+                    level_observed=t is not None and bool(levels.observed[t, grid.now_idx]),
+                    alarm=0 if t is None else int(alarm[t]),
+                    rain_24h_mm=None if r is None else float(rain_24h[r]),
+                    rain_category=0 if r is None else int(category[r]),
+                )
+            )
+        return states
 
     def cycle(self, at: datetime) -> CycleResult:
         """Run one cycle at `at` (real or simulated time) and commit its outcome."""

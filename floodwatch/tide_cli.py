@@ -111,7 +111,7 @@ def fit(ctx, station, observations, out) -> None:
     """Fit a constituent table for STATION from observed levels (utide).
 
     OBSERVATIONS is a readings CSV (time,station,variable,value); its
-    water_level rows of STATION are used, ideally hourly over a month or more.
+    observed water_level rows of STATION are used, ideally hourly over a month or more.
 
     \b
     Example:
@@ -129,7 +129,11 @@ def fit(ctx, station, observations, out) -> None:
         for problem in parsed.problems:
             click.echo(f"rejected: {problem}", err=True)
         rows = sorted(
-            (r for r in parsed.readings if r.station == station and r.variable == "water_level"),
+            (
+                r
+                for r in parsed.readings
+                if r.station == station and r.variable == "water_level" and r.kind == "observed"
+            ),
             key=lambda r: r.time,
         )
         if not rows:
