@@ -34,7 +34,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from floodwatch.errors import StorageError
 from floodwatch.events import CLOSED, FORECAST, Change, EventState
@@ -111,11 +111,6 @@ class EventFilter:
     unit: str | None = None
     kind: str | None = None
     open_only: bool = False
-
-
-def _row_to_state(row: EventRow) -> EventState:
-    """The state-machine view of an event row."""
-    return EventState(**{name: getattr(row, name) for name in _EVENT_FIELDS})
 
 
 def _state_values(state: EventState, at: datetime) -> dict:
@@ -270,21 +265,6 @@ class Store:
             issued_s=np.array(issued_s, dtype=np.int64),
         )
 
-    def latest_readings(self, variable: str, kind: str = "observed") -> dict[str, ReadingRow]:
-        """The newest reading of a variable per station."""
-        newest = (
-            select(ReadingRow.station, func.max(ReadingRow.time).label("time"))
-            .where(ReadingRow.variable == variable, ReadingRow.kind == kind)
-            .group_by(ReadingRow.station)
-            .subquery()
-        )
-        query = select(ReadingRow).join(
-            newest, (ReadingRow.station == newest.c.station) & (ReadingRow.time == newest.c.time)
-        )
-        query = query.where(ReadingRow.variable == variable, ReadingRow.kind == kind)
-        with self.engine.connect() as conn:
-            return {row.station: row for row in conn.execute(query)}
-
     # --- events --------------------------------------------------------------
 
     def open_events(self) -> list[EventState]:
@@ -418,12 +398,6 @@ class Store:
         with self.engine.connect() as conn:
             return [_event_dict(row) for row in conn.execute(query)]
 
-    def event_changes(self, event_id: int) -> list[EventChangeRow]:
-        """The recorded changes of one event, oldest first."""
-        query = select(EventChangeRow).where(EventChangeRow.event_id == event_id)
-        with self.engine.connect() as conn:
-            return list(conn.execute(query.order_by(EventChangeRow.id)))
-
     # --- alerts --------------------------------------------------------------
 
     def pending_alerts(self, limit: int = 100) -> list[AlertRow]:
@@ -480,6 +454,3 @@ def _event_dict(row) -> dict:
 def dumps(events: list[dict]) -> str:
     """Events as a JSON array (UTF-8, Vietnamese kept readable)."""
     return json.dumps(events, ensure_ascii=False, indent=2)
-
-
-__all__ = ["Store", "EventFilter", "StorageError", "SQLAlchemyError", "redact", "dumps"]

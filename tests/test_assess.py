@@ -133,3 +133,15 @@ def test_grid_is_aligned_and_now_is_inside_its_step(step):
     grid = make_grid(now, step, 3, 72)
     assert grid.times_s[grid.now_idx] <= now.timestamp() < grid.times_s[grid.now_idx] + step * 60
     assert (np.diff(grid.times_s) == step * 60).all()
+
+
+def test_latest_fresh_observation_stands_for_now_instead_of_the_forecast():
+    now = datetime(2024, 12, 16, 12, 10, tzinfo=UTC)
+    grid = make_grid(now, 60, lookback_hours=1, horizon_hours=1)  # 11:00, 12:00, 13:00
+    t11, t12 = int(grid.times_s[0]), int(grid.times_s[1])
+    rows = [(0, t11, 0.80, True, t11), (0, t11 + 2700, 0.95, True, t11 + 2700)]  # 11:45
+    rows += [(0, int(x), 0.50, False, t11 - 86400) for x in grid.times_s]
+    result = level_series(grid, 1, arrays(rows), max_age_s=3600)
+    assert result.values[0, grid.now_idx] == 0.95 and result.observed[0, grid.now_idx]
+    assert result.values[0, 2] == 0.50 and not result.observed[0, 2]  # future: forecast
+    assert t12 == grid.times_s[grid.now_idx]
