@@ -12,12 +12,18 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from floodwatch.errors import ConfigError
+from floodwatch.source_settings import (
+    SOURCE_TYPES,
+    HttpSettings,
+    SourceSettings,
+    ValidationSettings,
+)
 
 DEFAULT_CONFIG = Path("config/floodwatch.toml")
 DEFAULT_DATABASE_URL = "sqlite:///var/floodwatch.db"
@@ -107,19 +113,6 @@ class RainSettings(_Strict):
         return self
 
 
-class HarmonicSourceSettings(_Strict):
-    """Offline tide prediction from per-station constituent tables."""
-
-    type: Literal["harmonic"]
-    # Folder with one `<station_id>.csv` constituent table per tide station.
-    constituents: Path = Path("tides")
-    interval_minutes: int = Field(60, ge=1)
-    enabled: bool = True
-
-
-SourceSettings = Annotated[HarmonicSourceSettings, Field(discriminator="type")]
-
-
 class UnitSettings(_Strict):
     """A unit responsible for roads; alert routing fields arrive with Telegram."""
 
@@ -138,7 +131,11 @@ class Settings(_Strict):
     events: EventSettings = EventSettings()
     rain: RainSettings = RainSettings()
     sources: dict[str, SourceSettings] = {}
+    validation: ValidationSettings = ValidationSettings()
+    http: HttpSettings = HttpSettings()
     units: list[UnitSettings] = []
+    # Who gets source-health alarms ("mất tín hiệu"): a unit id, or "operators".
+    operators_unit: str = "operators"
     # Set by the loader, not by the file.
     config_path: Path | None = Field(default=None, exclude=True)
 
@@ -161,6 +158,14 @@ class Settings(_Strict):
                 raise ValueError(f"unit id {unit.id!r} is defined twice")
             seen.add(unit.id)
         return units
+
+    @model_validator(mode="after")
+    def _operators_known(self) -> Settings:
+        if self.operators_unit != "operators" and self.operators_unit not in self.unit_ids:
+            raise ValueError(
+                f'operators_unit {self.operators_unit!r} is not a unit id (or "operators")'
+            )
+        return self
 
     @property
     def zone(self) -> ZoneInfo:
@@ -188,7 +193,7 @@ def _location(loc: tuple) -> str:
     for item in loc:
         if isinstance(item, int):
             parts[-1:] = [f"{parts[-1]}[{item}]"] if parts else [f"[{item}]"]
-        elif item in {"harmonic"}:  # discriminator tag pydantic adds to the path
+        elif item in SOURCE_TYPES:  # discriminator tag pydantic adds to the path
             continue
         else:
             parts.append(str(item))
@@ -203,9 +208,10 @@ def _message(err: dict) -> str:
     if kind == "missing":
         return "required key is missing"
     if kind == "union_tag_invalid":
-        return f"unknown source type {err['input'].get('type')!r} (known: harmonic)"
+        known = ", ".join(SOURCE_TYPES)
+        return f"unknown source type {err['input'].get('type')!r} (known: {known})"
     if kind == "union_tag_not_found":
-        return "source needs a `type` (known: harmonic)"
+        return f"source needs a `type` (known: {', '.join(SOURCE_TYPES)})"
     msg = err["msg"]
     return msg.removeprefix("Value error, ")
 

@@ -39,6 +39,9 @@ class Reading:
     value: float
     kind: Kind = Kind.OBSERVED
     issued: datetime | None = None
+    # Why validation doubts this value (soft_limit, spike, flat_line); None = fine.
+    # Doubtful values are stored and shown, but never count as observed flooding.
+    flag: str | None = None
 
     @property
     def issued_at(self) -> datetime:

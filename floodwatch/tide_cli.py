@@ -9,8 +9,9 @@ from pathlib import Path
 import click
 import numpy as np
 
-from floodwatch.config import HarmonicSourceSettings, Settings
+from floodwatch.config import Settings
 from floodwatch.errors import ConfigError, InputError
+from floodwatch.source_settings import HarmonicSourceSettings
 from floodwatch.text import local_time
 
 

@@ -58,3 +58,24 @@ def project(tmp_path, database_url):
     )
     config.write_text(text_, encoding="utf-8")
     return config
+
+
+@pytest.fixture
+def fake_server():
+    """A real HTTP server on 127.0.0.1 with routes the test sets."""
+    from tests.fakeserver import FakeServer
+
+    with FakeServer() as server:
+        yield server
+
+
+@pytest.fixture
+def closed_port():
+    """A loopback port nothing listens on (connection refused)."""
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    sock.close()
+    return port

@@ -159,7 +159,8 @@ def test_inconsistent_levels(tmp_path, levels, message):
 def test_unknown_source_type(tmp_path):
     path = write(tmp_path, CONTRACT + '[sources.ioc]\ntype = "ioc"\n')
     assert problems_of(path) == [
-        f"{path}: sources.ioc: unknown source type 'ioc' (known: harmonic)"
+        f"{path}: sources.ioc: unknown source type 'ioc' (known: harmonic, open_meteo_rain, "
+        "open_meteo_sea_level, http_json, drop_folder)"
     ]
 
 

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from floodwatch.config import HarmonicSourceSettings, Settings
 from floodwatch.errors import ConfigError, InputError
-from floodwatch.geo import Geodata
 from floodwatch.readings import Kind, Reading, Variable
+from floodwatch.source_settings import HarmonicSourceSettings
+from floodwatch.sources import FetchResult, SourceContext
 from floodwatch.tides import ConstituentTable, load_constituents, predict_levels
 
 logger = logging.getLogger(__name__)
@@ -46,12 +46,14 @@ class HarmonicTideSource:
     name: str
     interval_minutes: int
     tables: dict[str, ConstituentTable]
+    stale_after_minutes: int | None = None  # offline and deterministic: never stale
 
     @classmethod
     def from_settings(
-        cls, name: str, cfg: HarmonicSourceSettings, settings: Settings, geodata: Geodata
+        cls, name: str, cfg: HarmonicSourceSettings, context: SourceContext
     ) -> HarmonicTideSource:
         """Load the tables of every water-level station; raise ConfigError on broken ones."""
+        settings, geodata = context.settings, context.geodata
         folder = settings.resolve(cfg.constituents)
         stations = [s.id for s in geodata.stations.values() if Variable.WATER_LEVEL in s.measures]
         tables, problems = load_tables(folder, stations)
@@ -62,7 +64,11 @@ class HarmonicTideSource:
                            name, folder / f"{station}.csv", station)  # fmt: skip
         return cls(name=name, interval_minutes=cfg.interval_minutes, tables=tables)
 
-    def fetch(self, start: datetime, end: datetime, now: datetime) -> list[Reading]:
+    def provides(self) -> set[tuple[str, str]]:
+        """Water level at every station with a table."""
+        return {(station, Variable.WATER_LEVEL) for station in self.tables}
+
+    def fetch(self, start: datetime, end: datetime, now: datetime) -> FetchResult:
         """Predicted levels for every station with a table, [start, end] on 15-minute steps."""
         issued = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
         first = start.astimezone(UTC).replace(second=0, microsecond=0)
@@ -87,4 +93,4 @@ class HarmonicTideSource:
                 for when, level in zip(times, levels, strict=True)
             )
         logger.info("%s: %d stations, %d rows", self.name, len(self.tables), len(readings))
-        return readings
+        return FetchResult(readings)
