@@ -87,8 +87,8 @@ class ConsoleNotifier:
 def poll_source(app: App, source: Source, now: datetime) -> int:
     """Fetch one source over the window of a cycle at `now` and store what it returns."""
     start, end = app.pipeline.window(now)
-    readings = source.fetch(start, end, now)
-    return app.pipeline.ingest(readings, source.name)
+    result = source.fetch(start, end, now)
+    return app.pipeline.ingest(result.readings, source.name)
 
 
 def poll_once(app: App, now: datetime | None = None) -> CycleResult:
