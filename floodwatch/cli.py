@@ -21,6 +21,7 @@ from floodwatch.errors import ConfigError, FloodwatchError
 from floodwatch.events import CLOSED
 from floodwatch.pipeline import CycleResult, utcnow
 from floodwatch.service import App, ConsoleNotifier, load_checked, poll_once, replay, run_forever
+from floodwatch.sources import build_sources
 from floodwatch.text import ALARM_VI, STATUS_VI, centimetres, local_time
 
 logger = logging.getLogger("floodwatch")
@@ -119,7 +120,6 @@ def check(ctx: Context) -> None:
       floodwatch --config config/floodwatch.toml check
     """
     settings, geodata = load_checked(ctx.config)
-    from floodwatch.sources import build_sources
 
     sources = build_sources(settings, geodata)
     click.echo(
@@ -272,14 +272,17 @@ def replay_command(ctx: Context, csv_file: Path, quiet: bool) -> None:
                 "were skipped; replay drills into a fresh database (FLOODWATCH_DATABASE_URL)",
                 err=True,
             )
+        for line in done.rejected:
+            click.echo(f"rejected by validation: {line}", err=True)
+        rejected = parsed.rejected + len(done.rejected)
         click.echo(
-            f"replay: {parsed.rows} rows, {len(parsed.readings)} accepted, "
-            f"{parsed.rejected} rejected; {done.cycles} cycles run, "
-            f"{done.skipped} already assessed"
+            f"replay: {parsed.rows} rows, {parsed.rows - rejected} accepted "
+            f"({done.flagged} flagged as doubtful), {rejected} rejected; "
+            f"{done.cycles} cycles run, {done.skipped} already assessed"
         )
     finally:
         app.close()
-    if parsed.rejected:
+    if rejected:
         sys.exit(EXIT_REJECTED)
 
 
@@ -293,7 +296,7 @@ def status(ctx: Context) -> None:
     Example:
       floodwatch status
     """
-    app = ctx.open(with_sources=False, writes=False)
+    app = ctx.open(writes=False)
     try:
         zone = app.settings.zone
         last = app.store.last_cycle_at()
@@ -311,6 +314,14 @@ def status(ctx: Context) -> None:
                 category = rain_names[st.rain_category - 1] if st.rain_category else "—"
                 parts.append(f"rain 24 h {st.rain_24h_mm:5.1f} mm ({category})")
             click.echo(" ".join(parts))
+        from floodwatch.polling import source_statuses, update_blind
+
+        update_blind(app, source_statuses(app, now))
+        blind = app.pipeline.blind_segments()
+        if blind:
+            click.echo(f"Blind (no fresh data, state unknown): {len(blind)}")
+            for segment in blind:
+                click.echo(f"  {segment.name} ({segment.id})")
         open_events = app.store.list_events(_filter(open_only=True))
         flooded = [e for e in open_events if e["kind"] == "observed"]
         expected = [e for e in open_events if e["kind"] == "forecast"]
@@ -327,6 +338,61 @@ def status(ctx: Context) -> None:
                 f"  {ev['segment_name']:<28} from {local_time(onset, zone)} peak "
                 f"{centimetres(ev['peak_depth_m'])} ({ev['cause']})"
             )
+    finally:
+        app.close()
+
+
+@main.command()
+@pass_ctx
+@handles_errors
+def sources(ctx: Context) -> None:
+    """Show each source's health, newest data and what its last poll accepted or refused.
+
+    Status: ok, degraded (a failed poll, or over a tenth of a poll doubted),
+    failing (3 failed polls in a row), stale (no new data within its
+    stale_after_minutes: its stations are blind).
+
+    \b
+    Example:
+      floodwatch sources
+    """
+    import json
+
+    from floodwatch.polling import source_statuses, update_blind
+
+    app = ctx.open(writes=False)
+    try:
+        zone = app.settings.zone
+        now = utcnow()
+        statuses = source_statuses(app, now)
+        update_blind(app, statuses)
+        states = app.store.source_states()
+        runs = app.store.last_source_runs()
+        click.echo(
+            f"{'source':<14} {'type':<21} {'status':<9} {'last success':<17} {'fails':>5} "
+            f"{'newest data':<17} {'stored':>7} {'flagged':>7} {'rejected':>8}  last error"
+        )
+        for source in app.sources:
+            kind = app.settings.sources[source.name].type
+            state, run = states.get(source.name), runs.get(source.name)
+            if state is None:
+                click.echo(f"{source.name:<14} {kind:<21} {'not polled yet'}")
+                continue
+            click.echo(
+                f"{source.name:<14} {kind:<21} {statuses.get(source.name, '?'):<9} "
+                f"{local_time(state.last_success_at, zone):<17} {state.consecutive_failures:>5} "
+                f"{local_time(state.newest_at, zone):<17} {run.accepted if run else 0:>7} "
+                f"{run.flagged if run else 0:>7} {run.rejected if run else 0:>8}  "
+                f"{state.last_error or ''}"
+            )
+            if run and run.reasons not in ("{}", ""):
+                reasons = ", ".join(f"{k} {v}" for k, v in json.loads(run.reasons).items())
+                click.echo(f"{'':<14} last poll: {reasons}")
+        blind = app.pipeline.blind_segments()
+        if blind:
+            click.echo(f"Blind segments (no fresh data for a needed input): {len(blind)}")
+            for segment in blind:
+                click.echo(f"  {segment.id:<26} {segment.name}")
     finally:
         app.close()
 

@@ -89,6 +89,7 @@ class ReadingRow(SQLModel, table=True):
     issued: datetime = Field(sa_column=utc_column(nullable=False))
     value: float
     source: str = ""
+    flag: str | None = None  # why validation doubts it (soft_limit, spike, flat_line)
 
 
 class EventRow(SQLModel, table=True):
@@ -163,3 +164,39 @@ class CycleRow(SQLModel, table=True):
     changes: int
     alerts: int
     unknown: int = 0  # segments whose tide station had no level now
+    blind: int = 0  # segments whose only sources for a needed input are stale
+
+
+class SourceStateRow(SQLModel, table=True):
+    """The health of one source, updated after every poll."""
+
+    __tablename__ = "source_state"
+    name: str = Field(primary_key=True)
+    type: str
+    first_seen_at: datetime = Field(sa_column=utc_column(nullable=False))
+    last_attempt_at: datetime | None = Field(default=None, sa_column=utc_column())
+    last_success_at: datetime | None = Field(default=None, sa_column=utc_column())
+    consecutive_failures: int = 0
+    last_error: str | None = None
+    # The newest time at which any of its accepted values became known.
+    newest_at: datetime | None = Field(default=None, sa_column=utc_column())
+    # Set while a "no data" alarm is out for this source.
+    stale_since: datetime | None = Field(default=None, sa_column=utc_column())
+
+
+class SourceRunRow(SQLModel, table=True):
+    """One poll of one source: what arrived, what was flagged or rejected and why."""
+
+    __tablename__ = "source_run"
+    __table_args__ = (Index("ix_source_run_source", "source", "id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    source: str
+    at: datetime = Field(sa_column=utc_column(nullable=False))
+    ok: bool
+    duration_s: float
+    accepted: int = 0
+    flagged: int = 0
+    rejected: int = 0
+    reasons: str = "{}"  # JSON: code -> count
+    details: str = ""  # the first rejected/flagged values, one per line
+    error: str | None = None

@@ -31,10 +31,11 @@ from floodwatch.events import (
     SegmentNow,
     step,
 )
-from floodwatch.geo import Geodata, segment_arrays
-from floodwatch.readings import Reading, Variable
+from floodwatch.geo import Geodata, Segment, segment_arrays
+from floodwatch.readings import Kind, Reading, Variable
 from floodwatch.series import Grid, level_series, make_grid, rain_series, rain_total
 from floodwatch.store import Store
+from floodwatch.validate import Verdict, validate
 
 logger = logging.getLogger(__name__)
 
@@ -103,12 +104,37 @@ class Pipeline:
         self.tide_idx = np.array([self.tide_index[s.tide_station] for s in segments], np.int64)
         self.rain_idx = np.array([self.rain_index[s.rain_station] for s in segments], np.int64)
         self.unit_names = {u.id: u.name for u in settings.units}
+        # (station, variable) inputs whose every source is stale; set by source health.
+        self.blind_inputs: set[tuple[str, str]] = set()
 
     def ingest(self, readings: Iterable[Reading], source: str) -> int:
         """Store readings from a source; returns how many were written."""
         count = self.store.upsert_readings(readings, source)
         logger.info("%s: %d readings stored", source, count)
         return count
+
+    def ingest_checked(self, readings: list[Reading], now: datetime, source: str) -> Verdict:
+        """Validate readings as known at `now`, store the accepted (and flagged) ones."""
+        pairs = {(r.station, str(r.variable)) for r in readings if r.kind is Kind.OBSERVED}
+        recent = self.store.recent_observations(pairs, now - timedelta(hours=12))
+        horizon = timedelta(hours=self.settings.assessment.horizon_hours)
+        verdict = validate(
+            readings, now=now, horizon=horizon, limits=self.settings.validation, recent=recent
+        )
+        self.ingest(verdict.accepted, source)
+        return verdict
+
+    def blind_segments(self) -> list[Segment]:
+        """Segments that need an input no fresh source delivers."""
+        blind = self.blind_inputs
+        if not blind:
+            return []
+        return [
+            s
+            for s in self.geodata.segments
+            if (s.tide_station, Variable.WATER_LEVEL.value) in blind
+            or (s.rain_station, Variable.RAINFALL.value) in blind
+        ]
 
     def window(self, at: datetime) -> tuple[datetime, datetime]:
         """The time span a cycle at `at` reads (and sources should cover)."""
@@ -258,6 +284,7 @@ class Pipeline:
             1 for (_, k), e in states.items() if k == "forecast" and e.status != CLOSED
         )
         unknown = int((~out.now_known).sum())
+        blind = len(self.blind_segments())
         duration_s = time.perf_counter() - started
         self.store.record_cycle(
             at,
@@ -271,6 +298,7 @@ class Pipeline:
                 "changes": sum(1 for c in changes if c.change),
                 "alerts": len(messages),
                 "unknown": unknown,
+                "blind": blind,
             },
         )
         logger.info(

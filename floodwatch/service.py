@@ -15,6 +15,7 @@ from floodwatch.config import Settings, check_paths, load_settings
 from floodwatch.errors import ConfigError, FloodwatchError
 from floodwatch.geo import Geodata, load_geodata
 from floodwatch.pipeline import CycleResult, Pipeline, utcnow
+from floodwatch.polling import poll_source, refresh_health
 from floodwatch.readings import Kind, Reading
 from floodwatch.sources import Source, build_sources
 from floodwatch.store import Store
@@ -84,21 +85,12 @@ class ConsoleNotifier:
         return sent
 
 
-def poll_source(app: App, source: Source, now: datetime) -> int:
-    """Fetch one source over the window of a cycle at `now` and store what it returns."""
-    start, end = app.pipeline.window(now)
-    result = source.fetch(start, end, now)
-    return app.pipeline.ingest(result.readings, source.name)
-
-
 def poll_once(app: App, now: datetime | None = None) -> CycleResult:
-    """Poll every source once, then run one cycle."""
+    """Poll every source once, bring source health up to date, then run one cycle."""
     now = now or utcnow()
     for source in app.sources:
-        try:
-            poll_source(app, source, now)
-        except FloodwatchError as exc:
-            logger.error("%s: poll failed: %s", source.name, exc)
+        poll_source(app, source, now)
+    refresh_health(app, now)
     return app.pipeline.cycle(now)
 
 
@@ -109,6 +101,8 @@ class ReplayResult:
     cycles: int = 0
     skipped: int = 0
     readings: int = 0
+    flagged: int = 0
+    rejected: list[str] = field(default_factory=list)  # one line per value validation refused
     results: list[CycleResult] = field(default_factory=list)
 
 
@@ -119,11 +113,13 @@ def replay(
 ) -> ReplayResult:
     """Feed readings through the pipeline in the order they became known.
 
-    The simulated clock steps through each distinct time at which a reading
-    became known: its `time` for observations, its `issued` time for forecasts
-    (a forecast row without `issued` is known from the start of the replay).
-    Cycles at or before the latest already assessed are skipped, so replaying
-    the same file twice adds nothing.
+    Readings are validated as they would be live (doubtful values are stored
+    with a flag and never count as observed flooding). The simulated clock
+    steps through each distinct time at which a reading became known: its
+    `time` for observations, its `issued` time for forecasts (a forecast row
+    without `issued` is known from the start of the replay). Cycles at or
+    before the latest already assessed are skipped, so replaying the same
+    file twice adds nothing.
     """
     out = ReplayResult()
     if not readings:
@@ -134,7 +130,10 @@ def replay(
     ]
     known.sort(key=lambda r: r.issued_at)
     for at, group in groupby(known, key=lambda r: r.issued_at):
-        out.readings += app.pipeline.ingest(list(group), "replay")
+        verdict = app.pipeline.ingest_checked(list(group), at, "replay")
+        out.readings += len(verdict.accepted)
+        out.flagged += len(verdict.flagged)
+        out.rejected += [r.detail for r in verdict.rejected]
         result = app.pipeline.cycle(at)
         out.results.append(result)
         if result.skipped:
@@ -161,16 +160,10 @@ def run_forever(
     def after_ingest(source: Source | None) -> None:
         with lock:  # one cycle at a time, whichever source triggered it
             now = utcnow()
-            if source is not None:
-                try:
-                    poll_source(app, source, now)
-                except FloodwatchError as exc:
-                    logger.error("%s: poll failed: %s", source.name, exc)
-                    return
-                except Exception:
-                    logger.exception("%s: poll failed; retrying at the next interval", source.name)
-                    return
             try:
+                if source is not None:
+                    poll_source(app, source, now)  # records its own failures
+                refresh_health(app, now)
                 on_cycle(app.pipeline.cycle(now))
                 notifier.drain()
             except FloodwatchError as exc:

@@ -157,8 +157,8 @@ class ValidationSettings(_Strict):
 class HttpSettings(_Strict):
     """The one retry policy every HTTP source shares."""
 
-    retries: int = Field(3, ge=0, le=10)
-    backoff_s: float = Field(2.0, ge=0)
+    retries: int = Field(2, ge=0, le=10)
+    backoff_s: float = Field(1.0, ge=0)
     max_backoff_s: float = Field(60.0, ge=0)
     # A Retry-After longer than this is not waited for: the poll fails and the
     # source waits for its next interval (no retry storm).

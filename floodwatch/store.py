@@ -46,6 +46,8 @@ from floodwatch.models import (
     EventRow,
     ReadingRow,
     SegmentRow,
+    SourceRunRow,
+    SourceStateRow,
     StationRow,
 )
 from floodwatch.readings import Kind, Reading
@@ -195,6 +197,7 @@ class Store:
                 "issued": r.issued_at,
                 "value": r.value,
                 "source": source,
+                "flag": r.flag,
             }
             for r in readings
         ]
@@ -205,7 +208,11 @@ class Store:
         stmt = make_insert(ReadingRow)
         stmt = stmt.on_conflict_do_update(
             index_elements=["station", "variable", "time", "kind", "issued"],
-            set_={"value": stmt.excluded.value, "source": stmt.excluded.source},
+            set_={
+                "value": stmt.excluded.value,
+                "source": stmt.excluded.source,
+                "flag": stmt.excluded.flag,
+            },
         )
         with self.engine.begin() as conn:
             for start in range(0, len(rows), 50_000):
@@ -247,6 +254,8 @@ class Store:
             .where(ReadingRow.variable == variable)
             .where(ReadingRow.time >= start, ReadingRow.time <= end)
             .where(ReadingRow.issued <= known_by)
+            # Doubtful observations are kept and shown, but never drive the assessment.
+            .where((ReadingRow.flag.is_(None)) | (ReadingRow.kind != Kind.OBSERVED.value))
         )
         with self.engine.connect() as conn:
             rows = [r for r in conn.execute(query) if r[0] in station_index]
@@ -264,6 +273,112 @@ class Store:
             observed=np.fromiter((k == observed for k in kind), bool, len(rows)),
             issued_s=np.array(issued_s, dtype=np.int64),
         )
+
+    def recent_observations(
+        self, pairs: Iterable[tuple[str, str]], since: datetime
+    ) -> dict[tuple[str, str], list[tuple[datetime, float]]]:
+        """Stored observations since `since` per (station, variable), oldest first."""
+        wanted = set(pairs)
+        if not wanted:
+            return {}
+        query = (
+            select(ReadingRow.station, ReadingRow.variable, ReadingRow.time, ReadingRow.value)
+            .where(ReadingRow.kind == Kind.OBSERVED.value, ReadingRow.time >= since)
+            .where(ReadingRow.station.in_({s for s, _ in wanted}))
+            .order_by(ReadingRow.time)
+        )
+        recent: dict[tuple[str, str], list[tuple[datetime, float]]] = {}
+        with self.engine.connect() as conn:
+            for row in conn.execute(query):
+                key = (row.station, row.variable)
+                if key in wanted:
+                    recent.setdefault(key, []).append((row.time, row.value))
+        return recent
+
+    # --- source health -------------------------------------------------------
+
+    def source_states(self) -> dict[str, SourceStateRow]:
+        """The health record of every source that has been polled."""
+        with self.engine.connect() as conn:
+            return {row.name: row for row in conn.execute(select(SourceStateRow))}
+
+    def record_source_run(
+        self,
+        name: str,
+        source_type: str,
+        at: datetime,
+        *,
+        ok: bool,
+        duration_s: float,
+        accepted: int = 0,
+        flagged: int = 0,
+        rejected: int = 0,
+        reasons: dict[str, int] | None = None,
+        details: Sequence[str] = (),
+        error: str | None = None,
+        newest_at: datetime | None = None,
+    ) -> None:
+        """Record one poll and update the source's health in one transaction."""
+        with self.engine.begin() as conn:
+            state = conn.execute(select(SourceStateRow).where(SourceStateRow.name == name)).first()
+            if state is None:
+                conn.execute(
+                    insert(SourceStateRow).values(
+                        name=name, type=source_type, first_seen_at=at, consecutive_failures=0
+                    )
+                )
+                failures, newest = 0, None
+            else:
+                failures, newest = state.consecutive_failures, state.newest_at
+            values = {"type": source_type, "last_attempt_at": at}
+            if ok:
+                values.update(last_success_at=at, consecutive_failures=0, last_error=None)
+                if newest_at is not None and (newest is None or newest_at > newest):
+                    values["newest_at"] = newest_at
+            else:
+                values.update(consecutive_failures=failures + 1, last_error=error)
+            conn.execute(update(SourceStateRow).where(SourceStateRow.name == name).values(**values))
+            conn.execute(
+                insert(SourceRunRow).values(
+                    source=name,
+                    at=at,
+                    ok=ok,
+                    duration_s=duration_s,
+                    accepted=accepted,
+                    flagged=flagged,
+                    rejected=rejected,
+                    reasons=json.dumps(reasons or {}, sort_keys=True),
+                    details="\n".join(details),
+                    error=error,
+                )
+            )
+
+    def last_source_runs(self) -> dict[str, SourceRunRow]:
+        """The latest run of every source."""
+        latest = select(func.max(SourceRunRow.id)).group_by(SourceRunRow.source)
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(SourceRunRow).where(SourceRunRow.id.in_(latest)))
+            return {row.source: row for row in rows}
+
+    def set_stale(self, changes: dict[str, datetime | None], alerts: Sequence[dict]) -> None:
+        """Mark sources stale (or recovered) and queue their alarms, atomically."""
+        with self.engine.begin() as conn:
+            for name, since in changes.items():
+                conn.execute(
+                    update(SourceStateRow)
+                    .where(SourceStateRow.name == name)
+                    .values(stale_since=since)
+                )
+            for alert in alerts:
+                conn.execute(
+                    insert(AlertRow).values(
+                        created_at=alert["at"],
+                        unit=alert["unit"],
+                        kinds=",".join(alert["kinds"]),
+                        event_ids="",
+                        body=alert["body"],
+                    )
+                )
 
     # --- events --------------------------------------------------------------
 
@@ -420,7 +535,14 @@ class Store:
         with self.engine.connect() as conn:
             return {
                 table.__tablename__: conn.execute(select(func.count()).select_from(table)).scalar()
-                for table in (ReadingRow, EventRow, EventChangeRow, AlertRow, CycleRow)
+                for table in (
+                    ReadingRow,
+                    EventRow,
+                    EventChangeRow,
+                    AlertRow,
+                    CycleRow,
+                    SourceRunRow,
+                )
             }
 
 

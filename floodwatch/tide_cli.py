@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import timedelta
 from pathlib import Path
 
 import click
 import numpy as np
+import requests
 
 from floodwatch.config import Settings
-from floodwatch.errors import ConfigError, InputError
-from floodwatch.source_settings import HarmonicSourceSettings
+from floodwatch.errors import ConfigError, InputError, SourceError
+from floodwatch.geo import Geodata
+from floodwatch.http import RetryPolicy
+from floodwatch.readings import Reading
+from floodwatch.source_settings import (
+    HarmonicSourceSettings,
+    MarinePoint,
+    OpenMeteoSeaLevelSettings,
+)
 from floodwatch.text import local_time
 
 
@@ -103,6 +112,28 @@ def predict(ctx, station, start, end, step_minutes, extremes_only) -> None:
         cli.fail(str(exc))
 
 
+def _observed_levels(path: Path, station: str, geodata: Geodata) -> list[Reading]:
+    """The observed water_level rows of STATION in a readings CSV, in time order."""
+    from floodwatch.sources.csvfile import read_csv
+
+    if station not in geodata.stations:
+        raise InputError(f"unknown station {station!r} (not in the station GeoJSON)")
+    parsed = read_csv(path, geodata.stations)
+    for problem in parsed.problems:
+        click.echo(f"rejected: {problem}", err=True)
+    rows = sorted(
+        (
+            r
+            for r in parsed.readings
+            if r.station == station and r.variable == "water_level" and r.kind == "observed"
+        ),
+        key=lambda r: r.time,
+    )
+    if not rows:
+        raise InputError(f"{path}: no water_level rows for {station!r}")
+    return rows
+
+
 @tide.command()
 @click.argument("station")
 @click.argument("observations", type=click.Path(path_type=Path))
@@ -119,26 +150,11 @@ def fit(ctx, station, observations, out) -> None:
       floodwatch tide fit tp_ca_mau obs_2024.csv --out config/tides/tp_ca_mau.csv
     """
     cli = _cli()
-    from floodwatch.sources.csvfile import read_csv
     from floodwatch.tides import fit_constituents, write_constituents
 
     try:
         settings, geodata = cli.load_checked(ctx.obj.config)
-        if station not in geodata.stations:
-            raise InputError(f"unknown station {station!r} (not in the station GeoJSON)")
-        parsed = read_csv(observations, geodata.stations)
-        for problem in parsed.problems:
-            click.echo(f"rejected: {problem}", err=True)
-        rows = sorted(
-            (
-                r
-                for r in parsed.readings
-                if r.station == station and r.variable == "water_level" and r.kind == "observed"
-            ),
-            key=lambda r: r.time,
-        )
-        if not rows:
-            raise InputError(f"{observations}: no water_level rows for {station!r}")
+        rows = _observed_levels(observations, station, geodata)
         table, rms_m = fit_constituents(
             station,
             [r.time for r in rows],
@@ -157,3 +173,108 @@ def fit(ctx, station, observations, out) -> None:
         click.echo(f"wrote {out}", err=True)
     else:
         write_constituents(table, sys.stdout)
+
+
+def _marine_point(
+    settings: Settings, station: str
+) -> tuple[str, OpenMeteoSeaLevelSettings, MarinePoint] | None:
+    """The first open_meteo_sea_level source with a point for STATION: (name, settings, point)."""
+    for name, source in settings.sources.items():
+        if isinstance(source, OpenMeteoSeaLevelSettings) and station in source.stations:
+            return name, source, source.stations[station]
+    return None
+
+
+def _model_from_csv(path: Path) -> tuple[list, np.ndarray]:
+    """Times and raw sea levels of a readings CSV (its station column is ignored)."""
+    from floodwatch.sources.csvfile import read_csv
+
+    parsed = read_csv(path)
+    for problem in parsed.problems:
+        click.echo(f"rejected: {problem}", err=True)
+    rows = sorted(parsed.readings, key=lambda r: r.time)
+    if not rows:
+        raise InputError(f"{path}: no usable rows")
+    repeated = sum(1 for a, b in zip(rows, rows[1:], strict=False) if a.time == b.time)
+    if repeated:
+        raise InputError(f"{path}: {repeated} rows repeat a time; give one model series")
+    return [r.time for r in rows], np.array([r.value for r in rows])
+
+
+@tide.command()
+@click.argument("station")
+@click.argument("observations", type=click.Path(path_type=Path))
+@click.option(
+    "--model",
+    "model_csv",
+    type=click.Path(path_type=Path),
+    help="Modelled sea level: a readings CSV whose value is Open-Meteo's sea_level_height_msl "
+    "(m); its station column is ignored. Default: fetch it for the observed period from the "
+    "open_meteo_sea_level source that has a point for STATION.",
+)
+@click.pass_context
+def calibrate(ctx, station, observations, model_csv) -> None:
+    """Fit STATION's sea-level transfer (offset, gain, lag) from observed levels.
+
+    OBSERVATIONS is a readings CSV (time,station,variable,value); its observed
+    water_level rows of STATION (m, national datum) are compared with the
+    modelled sea level, shifted by every lag from -6 h to +6 h in 10 min steps:
+    level = offset_m + gain x sea_level(t - lag). Prints the best fit, its RMS
+    error and a TOML table to paste into the config. Needs 24 or more
+    overlapping hours; a few weeks covering spring and neap tides fit best.
+
+    \b
+    Example:
+      floodwatch tide calibrate tp_ca_mau obs_dec2024.csv --model sea_level_dec2024.csv
+      floodwatch tide calibrate ganh_hao obs_dec2024.csv
+    """
+    cli = _cli()
+    try:
+        settings, geodata = cli.load_checked(ctx.obj.config)
+        rows = _observed_levels(observations, station, geodata)
+        from floodwatch.sources.open_meteo_marine import fetch_model_series, fit_transfer
+
+        found = _marine_point(settings, station)
+        if model_csv:
+            model_times, model_levels = _model_from_csv(model_csv)
+        elif found is None:
+            raise InputError(
+                f"no open_meteo_sea_level source has a point for {station!r}; "
+                "add one to the config or pass --model MODEL.csv"
+            )
+        else:
+            name, cfg, point = found
+            apikey = os.environ.get(cfg.apikey_env, "") if cfg.apikey_env else None
+            model_times, model_levels = fetch_model_series(
+                cfg, point, rows[0].time, rows[-1].time, session=requests.Session(),
+                policy=RetryPolicy.from_settings(settings.http), apikey=apikey or None, name=name,
+            )  # fmt: skip
+        result = fit_transfer(
+            [r.time for r in rows], [r.value for r in rows], model_times, model_levels
+        )
+    except ConfigError as exc:
+        cli.fail(exc.problems)
+    except (InputError, SourceError) as exc:
+        cli.fail(str(exc))
+    if abs(result.lag_minutes) >= 360:
+        click.echo(f"warning: the best lag ({result.lag_minutes} min) is at the edge of the "
+                   "searched range; check the point and the observations", err=True)  # fmt: skip
+    click.echo(f"# {station}: {len(rows)} observed levels, {len(model_times)} model values")
+    click.echo(f"offset_m     {result.offset_m:.3f}")
+    click.echo(f"gain         {result.gain:.3f}")
+    click.echo(f"lag_minutes  {result.lag_minutes}")
+    click.echo(f"rms_m        {result.rms_m:.3f}")
+    click.echo(f"n            {result.n}")
+    if found is None:
+        name = "sea_level"
+        lat, lon = geodata.stations[station].lat, geodata.stations[station].lon
+        where = "  # the sea point the model series came from"
+    else:
+        name, lat, lon, where = found[0], found[2].lat, found[2].lon, ""
+    click.echo("\n# paste into the config file:")
+    click.echo(f"[sources.{name}.stations.{station}]")
+    click.echo(f"lat = {lat}{where}")
+    click.echo(f"lon = {lon}{where}")
+    click.echo(f"offset_m = {result.offset_m:.3f}")
+    click.echo(f"gain = {result.gain:.3f}")
+    click.echo(f"lag_minutes = {result.lag_minutes}")

@@ -46,9 +46,22 @@ def database_url(request, tmp_path):
     admin.dispose()
 
 
+def point_sources_at(config: Path, base_url: str) -> None:
+    """Aim the shipped config's Open-Meteo sources at `base_url` (tests never go online)."""
+    text_ = config.read_text(encoding="utf-8")
+    for kind, path in (("open_meteo_rain", "/v1/forecast"), ("open_meteo_sea_level", "/v1/marine")):
+        text_ = text_.replace(
+            f'type = "{kind}"\n', f'type = "{kind}"\nbase_url = "{base_url}{path}"\n'
+        )
+    config.write_text(text_ + "\n[http]\nretries = 0\n", encoding="utf-8")
+
+
 @pytest.fixture
-def project(tmp_path, database_url):
-    """A copy of the shipped config, tide tables and geodata, on the test database."""
+def project(tmp_path, database_url, closed_port):
+    """A copy of the shipped config, tide tables and geodata, on the test database.
+
+    Its network sources point at a closed loopback port: the network is down.
+    """
     root = tmp_path / "project"
     shutil.copytree(ROOT / "config", root / "config")
     shutil.copytree(ROOT / "geodata", root / "geodata")
@@ -57,6 +70,7 @@ def project(tmp_path, database_url):
         'database_url = "sqlite:///var/floodwatch.db"', f'database_url = "{database_url}"'
     )
     config.write_text(text_, encoding="utf-8")
+    point_sources_at(config, f"http://127.0.0.1:{closed_port}")
     return config
 
 

@@ -1,0 +1,212 @@
+"""Plausibility checks on readings before storage: reject the impossible, flag the doubtful.
+
+Pure: no database, clock or IO. The caller passes `now`, the forecast horizon,
+the limits and the recently stored observations of each (station, variable),
+so the rate-of-change and flat-line checks see across polls. Rules, in order:
+duplicate, future, unit_mismatch, hard_limit/malformed (reject); soft_limit,
+spike, flat_line (flag; the last two for observations only). A reading keeps
+the first flag it gets, including one it arrived with.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
+from statistics import median
+
+from floodwatch.readings import Kind, Reading, Variable
+from floodwatch.source_settings import ValidationSettings, VariableLimits
+from floodwatch.sources import Rejection
+
+# Clocks of gauges and servers drift; an observation a few minutes ahead is not an error.
+OBSERVED_CLOCK_SLACK = timedelta(minutes=10)
+# Forecasts may run a little past the horizon we asked for (whole days, model runs).
+FORECAST_SLACK = timedelta(hours=24)
+# Flat-line values are compared in whole mm of level / tenths of a mm of rain.
+_FLAT_SCALE = {Variable.WATER_LEVEL: 1000, Variable.RAINFALL: 10}
+# Enum members as plain names: looking them up on the class costs in the per-reading loops.
+_OBSERVED = Kind.OBSERVED
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What validation made of one batch: readings to store (some flagged) and rejections."""
+
+    accepted: list[Reading]
+    rejected: list[Rejection]
+    # One line per value flagged here (code, station, time, value, why), for the event log.
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def flagged(self) -> list[Reading]:
+        """The accepted readings that carry a flag."""
+        return [r for r in self.accepted if r.flag is not None]
+
+    def counts(self) -> dict[str, int]:
+        """Reason or flag code -> number of values, rejected and flagged together."""
+        counts = Counter(r.reason for r in self.rejected)
+        counts.update(r.flag for r in self.flagged)
+        return dict(counts)
+
+
+def _describe(r: Reading) -> str:
+    """Station, variable, kind, UTC time and value of a reading, for a one-line detail."""
+    return (
+        f"{r.station} {r.variable} {r.kind} "
+        f"{r.time.astimezone(UTC):%Y-%m-%d %H:%M}Z value {r.value:g}"
+    )
+
+
+def limits_for(limits: ValidationSettings, station: str, variable: str) -> VariableLimits:
+    """The station's own limits for a variable, else the variable's defaults."""
+    own = limits.stations.get(station, {}).get(variable)
+    if own is not None:
+        return own
+    return limits.water_level if variable == Variable.WATER_LEVEL else limits.rainfall
+
+
+def validate(
+    readings: Sequence[Reading],
+    *,
+    now: datetime,
+    horizon: timedelta,
+    limits: ValidationSettings,
+    recent: Mapping[tuple[str, str], Sequence[tuple[datetime, float]]] = {},
+) -> Verdict:
+    """Check one batch of readings; `recent` holds stored observations, oldest first."""
+    rejected: list[Rejection] = []
+
+    def reject(r: Reading, reason: str, why: str) -> None:
+        rejected.append(Rejection(reason, f"{_describe(r)}: {why}", r.station, r.time))
+
+    # Duplicates and future times, in one pass; survivors grouped per (station, variable).
+    observed_until = now + OBSERVED_CLOCK_SLACK
+    forecast_until = now + horizon + FORECAST_SLACK
+    first_index: dict[tuple, int] = {}
+    groups: defaultdict[tuple[str, str], list[int]] = defaultdict(list)
+    for i, r in enumerate(readings):
+        j = first_index.setdefault((r.station, r.variable, r.time, r.kind, r.issued_at), i)
+        if j != i:
+            kept = readings[j].value
+            same = kept == r.value or (math.isnan(kept) and math.isnan(r.value))
+            why = "same value" if same else f"value differs from the kept {kept:g}"
+            reject(r, "duplicate", f"duplicate in batch ({why})")
+            continue
+        if r.kind == _OBSERVED:
+            if r.time > observed_until:
+                reject(r, "future", "observed time is in the future")
+                continue
+        elif r.time > forecast_until:
+            reject(r, "future", "beyond the forecast horizon")
+            continue
+        groups[r.station, r.variable].append(i)
+
+    flags: list[str | None] = [r.flag for r in readings]
+    notes: dict[int, str] = {}
+
+    def flag(i: int, code: str, why: str) -> None:
+        if flags[i] is None:
+            flags[i] = code
+            notes[i] = f"{code}: {_describe(readings[i])}: {why}"
+
+    ok = [False] * len(readings)
+    for (station, variable), indices in groups.items():
+        lim = limits_for(limits, station, variable)
+        if variable == Variable.WATER_LEVEL and _unit_mismatch(readings, indices, lim, reject):
+            continue
+        observed: list[int] = []
+        hard_min, hard_max, soft_min, soft_max = (
+            lim.hard_min,
+            lim.hard_max,
+            lim.soft_min,
+            lim.soft_max,
+        )
+        for i in indices:
+            r = readings[i]
+            value = r.value
+            if not math.isfinite(value):
+                reject(r, "malformed", "not a finite number")
+            elif value < hard_min or value > hard_max:
+                reject(r, "hard_limit", f"outside hard limits [{hard_min:g}, {hard_max:g}]")
+            else:
+                ok[i] = True
+                if value < soft_min or value > soft_max:
+                    flag(
+                        i, "soft_limit", f"outside soft limits [{lim.soft_min:g}, {lim.soft_max:g}]"
+                    )
+                if r.kind == _OBSERVED:
+                    observed.append(i)
+        if observed:
+            history = recent.get((station, variable), ())
+            _check_series(readings, observed, history, lim, variable, flag)
+
+    accepted = [
+        r if flags[i] == r.flag else replace(r, flag=flags[i])
+        for i, r in enumerate(readings)
+        if ok[i]
+    ]
+    return Verdict(accepted, rejected, [notes[i] for i in sorted(notes)])
+
+
+def _unit_mismatch(readings, indices, lim: VariableLimits, reject) -> bool:
+    """Reject a station's whole batch of levels if it looks like centimetres; True if so."""
+    values = [readings[i].value for i in indices if math.isfinite(readings[i].value)]
+    if not values:
+        return False
+    middle = median(values)
+    if not (middle > lim.hard_max and lim.soft_min <= middle / 100 <= lim.soft_max):
+        return False
+    why = (
+        f"looks like centimetres (batch median {middle:g}, /100 = {middle / 100:g} m); "
+        "check the source's scale"
+    )
+    for i in indices:
+        reject(readings[i], "unit_mismatch", why)
+    return True
+
+
+def _check_series(readings, observed, history, lim: VariableLimits, variable, flag) -> None:
+    """Flag spikes and flat lines in the batch's observations merged with stored history."""
+    # (timestamp_s, value, batch index or -1 for history); the batch wins on equal times.
+    points = [(readings[i].time.timestamp(), readings[i].value, i) for i in observed]
+    batch_times = {p[0] for p in points}
+    for time, value in history:
+        ts = time.timestamp()
+        if ts not in batch_times and math.isfinite(value):
+            points.append((ts, value, -1))
+    points.sort()
+
+    # Spike: compare with the last believable point, so that after a one-point spike
+    # the return to normal is not flagged too; the allowance grows with the gap, so a
+    # real shift is believed once enough time has passed.
+    ref_ts = ref_value = None
+    max_step = lim.max_step_change
+    for ts, value, i in points:
+        if ref_ts is not None:
+            hours = max(1.0, (ts - ref_ts) / 3600)
+            step = abs(value - ref_value)
+            if step > max_step * hours:
+                if i >= 0:
+                    flag(
+                        i,
+                        "spike",
+                        f"changed {step:g} in {hours:g} h since {ref_value:g} "
+                        f"(limit {max_step:g} per hour)",
+                    )
+                continue
+        ref_ts, ref_value = ts, value
+
+    # Flat line: the same rounded value for flat_hours or more; zero rain is normal.
+    scale = _FLAT_SCALE.get(variable, 1000)
+    skip_zero = variable == Variable.RAINFALL
+    flat_s = lim.flat_hours * 3600
+    run_value = run_ts = None
+    for ts, value, i in points:
+        key = math.floor(value * scale + 0.5)  # round() is several times slower
+        if key != run_value:
+            run_value, run_ts = key, ts
+        elif i >= 0 and ts - run_ts >= flat_s and not (skip_zero and key == 0):
+            flag(i, "flat_line", f"unchanged at {key / scale:g} for {(ts - run_ts) / 3600:g} h")
