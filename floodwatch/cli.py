@@ -287,9 +287,10 @@ def replay_command(ctx: Context, csv_file: Path, quiet: bool) -> None:
 
 
 @main.command()
+@click.option("--at", "at_text", help="Show the state as of this time (ISO 8601) [default: now].")
 @pass_ctx
 @handles_errors
-def status(ctx: Context) -> None:
+def status(ctx: Context, at_text: str | None) -> None:
     """Show the last cycle and the roads flooded now or expected to flood.
 
     \b
@@ -301,7 +302,7 @@ def status(ctx: Context) -> None:
         zone = app.settings.zone
         last = app.store.last_cycle_at()
         click.echo(f"Last cycle: {local_time(last, zone) if last else 'never'}")
-        now = utcnow()
+        now = parse_when(at_text, zone) or utcnow()
         click.echo(f"Stations at {local_time(now, zone)}:")
         rain_names = app.settings.rain.names
         for st in app.pipeline.station_states(now):
@@ -343,9 +344,10 @@ def status(ctx: Context) -> None:
 
 
 @main.command()
+@click.option("--at", "at_text", help="Judge health as of this time (ISO 8601) [default: now].")
 @pass_ctx
 @handles_errors
-def sources(ctx: Context) -> None:
+def sources(ctx: Context, at_text: str | None) -> None:
     """Show each source's health, newest data and what its last poll accepted or refused.
 
     Status: ok, degraded (a failed poll, or over a tenth of a poll doubted),
@@ -363,7 +365,7 @@ def sources(ctx: Context) -> None:
     app = ctx.open(writes=False)
     try:
         zone = app.settings.zone
-        now = utcnow()
+        now = parse_when(at_text, zone) or utcnow()
         statuses = source_statuses(app, now)
         update_blind(app, statuses)
         states = app.store.source_states()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -32,7 +32,7 @@ from floodwatch.events import (
     step,
 )
 from floodwatch.geo import Geodata, Segment, segment_arrays
-from floodwatch.readings import Kind, Reading, Variable
+from floodwatch.readings import Kind, Reading, Rejection, Variable
 from floodwatch.series import Grid, level_series, make_grid, rain_series, rain_total
 from floodwatch.store import Store
 from floodwatch.validate import Verdict, validate
@@ -115,13 +115,32 @@ class Pipeline:
 
     def ingest_checked(self, readings: list[Reading], now: datetime, source: str) -> Verdict:
         """Validate readings as known at `now`, store the accepted (and flagged) ones."""
-        pairs = {(r.station, str(r.variable)) for r in readings if r.kind is Kind.OBSERVED}
+        stations = self.geodata.stations
+        known, unknown = [], []
+        for r in readings:
+            station = stations.get(r.station)
+            if station is None:
+                unknown.append(Rejection("unknown_station", f"unknown station {r.station!r}"))
+            elif r.variable not in station.measures:
+                unknown.append(
+                    Rejection(
+                        "wrong_variable",
+                        f"station {r.station!r} does not measure {r.variable}",
+                        r.station,
+                        r.time,
+                    )  # fmt: skip
+                )
+            else:
+                known.append(r)
+        pairs = {(r.station, str(r.variable)) for r in known if r.kind is Kind.OBSERVED}
         recent = self.store.recent_observations(pairs, now - timedelta(hours=12))
         horizon = timedelta(hours=self.settings.assessment.horizon_hours)
         verdict = validate(
-            readings, now=now, horizon=horizon, limits=self.settings.validation, recent=recent
+            known, now=now, horizon=horizon, limits=self.settings.validation, recent=recent
         )
         self.ingest(verdict.accepted, source)
+        if unknown:
+            verdict = replace(verdict, rejected=[*unknown, *verdict.rejected])
         return verdict
 
     def blind_segments(self) -> list[Segment]:

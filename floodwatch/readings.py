@@ -47,3 +47,18 @@ class Reading:
     def issued_at(self) -> datetime:
         """The issue time, defaulting to the reading time for observations."""
         return self.issued if self.issued is not None else self.time
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A value a source or the validation could not use, and why.
+
+    `reason` is a short code (missing, malformed, unknown_station,
+    wrong_variable, hard_limit, future, duplicate, unit_mismatch, fetch_failed);
+    `detail` says it for a person.
+    """
+
+    reason: str
+    detail: str
+    station: str | None = None
+    time: datetime | None = None

@@ -17,9 +17,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from statistics import median
 
-from floodwatch.readings import Kind, Reading, Variable
+from floodwatch.readings import Kind, Reading, Rejection, Variable
 from floodwatch.source_settings import ValidationSettings, VariableLimits
-from floodwatch.sources import Rejection
 
 # Clocks of gauges and servers drift; an observation a few minutes ahead is not an error.
 OBSERVED_CLOCK_SLACK = timedelta(minutes=10)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import tomllib
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
@@ -426,8 +427,12 @@ def test_fit_transfer_recovers_offset_gain_and_lag():
     assert abs(fit.gain - 0.63) < 0.02
     assert abs(fit.lag_minutes - 100) <= 10
     assert fit.rms_m < 0.02 and fit.n >= 470
-    fit64 = fit_transfer(np.array(obs_times, dtype="datetime64[s]"), obs,
-                         np.array(model_times, dtype="datetime64[s]"), model)  # fmt: skip
+    naive = (
+        [t.replace(tzinfo=None) for t in obs_times],
+        [t.replace(tzinfo=None) for t in model_times],
+    )
+    fit64 = fit_transfer(np.array(naive[0], dtype="datetime64[s]"), obs,
+                         np.array(naive[1], dtype="datetime64[s]"), model)  # fmt: skip
     assert fit64 == fit
 
 
@@ -477,10 +482,12 @@ def test_tide_calibrate_with_a_model_csv(project, tmp_path):
     out = result.stdout
     assert "lag_minutes  90" in out and "n            480" in out
     assert "[sources.sea_level.stations.tp_ca_mau]" in out
-    snippet = out[out.index("[sources.") :]
-    assert (
-        "offset_m = 0.35" in snippet and "gain = 0.55" in snippet and "lag_minutes = 90" in snippet
-    )
+    snippet = tomllib.loads(out[out.index("[sources.") :])
+    point = snippet["sources"]["sea_level"]["stations"]["tp_ca_mau"]
+    assert point["offset_m"] == pytest.approx(0.35, abs=0.01)
+    assert point["gain"] == pytest.approx(0.55, abs=0.02)
+    assert point["lag_minutes"] == 90
+    assert MarinePoint(**point).lat == 9.177  # pastes as a valid point
 
 
 def test_tide_calibrate_fetches_the_configured_point(project, tmp_path, fake_server):
@@ -563,13 +570,13 @@ def test_parse_200_points_by_240_hours_is_fast():
 def test_live_open_meteo_forecast_and_marine(make_source):
     now = datetime.now(UTC)
     rain = make_source({"type": "open_meteo_rain", "stations": ["tp_ca_mau"],
-                        "past_days": 1, "forecast_days": 1})  # fmt: skip
+                        "past_days": 1, "forecast_days": 2})  # fmt: skip
     result = rain.fetch(now, now, now)
     kinds = {r.kind for r in result.readings}
-    assert len(result.readings) + len(result.rejected) == 48 and kinds == {"observed", "forecast"}
+    assert len(result.readings) + len(result.rejected) == 72 and kinds == {"observed", "forecast"}
     assert all(r.value >= 0 and r.time.minute == 0 for r in result.readings)
-    sea = make_source({"type": "open_meteo_sea_level", "past_days": 1, "forecast_days": 1,
+    sea = make_source({"type": "open_meteo_sea_level", "past_days": 1, "forecast_days": 2,
                        "stations": {"ganh_hao": {"lat": 8.96, "lon": 105.46}}})  # fmt: skip
     result = sea.fetch(now, now, now)
-    assert len(result.readings) == 48
+    assert len(result.readings) == 72
     assert all(-4 < r.value < 4 and not math.isnan(r.value) for r in result.readings)

@@ -133,3 +133,24 @@ def test_bad_rows_are_reported_by_line_and_good_rows_still_count(replay_config, 
     assert "5 rejected" in result.output
     assert "Traceback" not in result.output
     assert set(observed_events(replay_config)) == {"tide-low", "tide-mid", "tide-edge", "rain-only"}
+
+
+def test_a_doubtful_spike_is_kept_but_opens_no_event(replay_config, tmp_path):
+    spike_at = datetime(2024, 12, 15, 0, tzinfo=ICT)  # low water, about 0.3 m
+    lines = REPLAY.read_text(encoding="utf-8").splitlines()
+    stamp = spike_at.isoformat()
+    spiked = [
+        f"{stamp},tp_ca_mau,water_level,2.500,observed"
+        if line.startswith(f"{stamp},tp_ca_mau,water_level,")
+        else line
+        for line in lines
+    ]
+    assert spiked != lines
+    path = tmp_path / "spike.csv"
+    path.write_text("\n".join(spiked) + "\n", encoding="utf-8")
+    result = run(replay_config, "replay", "--quiet", str(path))
+    assert result.exit_code == 0, result.output
+    assert "(1 flagged as doubtful)" in result.output
+    for segment_events in observed_events(replay_config).values():
+        for ev in segment_events:
+            assert abs(at(ev, "opened_at") - spike_at) > timedelta(hours=2), ev

@@ -20,21 +20,7 @@ import requests
 from floodwatch.config import Settings
 from floodwatch.geo import Geodata
 from floodwatch.http import RetryPolicy
-from floodwatch.readings import Reading
-
-
-@dataclass(frozen=True)
-class Rejection:
-    """A value a source or the validation could not use, and why.
-
-    `reason` is a short code (missing, malformed, unknown_station, hard_limit,
-    future, duplicate, unit_mismatch); `detail` says it for a person.
-    """
-
-    reason: str
-    detail: str
-    station: str | None = None
-    time: datetime | None = None
+from floodwatch.readings import Reading, Rejection
 
 
 @dataclass

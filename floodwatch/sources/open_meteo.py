@@ -10,8 +10,9 @@ Terms of use: the free tier (under 600 calls/min, 5,000/hour, 10,000/day) is for
 non-commercial use only. Commercial use needs an API key, sent as the `apikey`
 query parameter (set `apikey_env` to the environment variable holding it), and
 the `customer-` host, e.g. `base_url = "https://customer-api.open-meteo.com/v1/forecast"`.
-At the default 60-minute interval and 100 points per request, that is 24 calls
-a day per 100 stations.
+Open-Meteo counts each point of a multi-point request as a call, so polling
+100 points hourly costs about 2,400 of the 10,000 daily calls: raise
+`interval_minutes` before adding hundreds of grid points.
 """
 
 from __future__ import annotations

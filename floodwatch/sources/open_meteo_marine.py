@@ -161,6 +161,30 @@ def _epoch_s(times) -> np.ndarray:
     return np.array([t.timestamp() for t in times], dtype=float)
 
 
+def interpolator(model_t: np.ndarray, model_v: np.ndarray, max_gap_s: float = 3 * 3600.0):
+    """The model series as a function of time: cubic spline, NaN outside it or in gaps over 3 h.
+
+    Linear interpolation would flatten the tide between hourly values (by about
+    3 % at half-hour lags, for the M2 tide), which the fit would wrongly take
+    for a larger gain.
+    """
+    from scipy.interpolate import CubicSpline  # scipy comes with utide
+
+    spline = CubicSpline(model_t, model_v) if model_t.size >= 4 else None
+
+    def at(query_t: np.ndarray) -> np.ndarray:
+        out = np.full(query_t.shape, np.nan)
+        if spline is None:
+            return out
+        inside = (query_t >= model_t[0]) & (query_t <= model_t[-1])
+        after = np.clip(np.searchsorted(model_t, query_t), 1, model_t.size - 1)
+        inside &= (model_t[after] - model_t[after - 1]) <= max_gap_s
+        out[inside] = spline(query_t[inside])
+        return out
+
+    return at
+
+
 def fit_transfer(
     obs_times,
     obs_levels_m,
@@ -170,25 +194,27 @@ def fit_transfer(
 ) -> TransferFit:
     """Least-squares obs ~ offset + gain x model(t - lag), at the lag of the lowest RMS.
 
-    The model series is interpolated linearly at each observation time minus the
-    lag; only observations inside the model period count. Raises InputError when
+    The model series is interpolated at each observation time minus the lag;
+    only observations inside the model period count. Raises InputError when
     fewer than 24 observations overlap the model at every lag.
     """
     obs_t, obs_v = _epoch_s(obs_times), np.asarray(obs_levels_m, dtype=float)
     model_t, model_v = _epoch_s(model_times), np.asarray(model_levels_m, dtype=float)
     keep = np.isfinite(model_v)
-    order = np.argsort(model_t[keep], kind="stable")
-    model_t, model_v = model_t[keep][order], model_v[keep][order]
+    model_t, model_v = model_t[keep], model_v[keep]
+    model_t, first = np.unique(model_t, return_index=True)  # sorted, one value per time
+    model_v = model_v[first]
+    model = interpolator(model_t, model_v)
     best: TransferFit | None = None
     most = 0
     for lag in lags_minutes:
-        model_at = np.interp(obs_t - lag * 60.0, model_t, model_v, left=np.nan, right=np.nan)
-        ok = np.isfinite(model_at) & np.isfinite(obs_v)
+        model_v_at = model(obs_t - lag * 60.0)
+        ok = np.isfinite(model_v_at) & np.isfinite(obs_v)
         n = int(ok.sum())
         most = max(most, n)
         if n < MIN_OVERLAP:
             continue
-        design = np.column_stack([np.ones(n), model_at[ok]])
+        design = np.column_stack([np.ones(n), model_v_at[ok]])
         (offset_m, gain), *_ = np.linalg.lstsq(design, obs_v[ok], rcond=None)
         rms_m = float(np.sqrt(np.mean((obs_v[ok] - design @ (offset_m, gain)) ** 2)))
         if best is None or rms_m < best.rms_m:
