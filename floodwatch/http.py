@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -21,6 +22,23 @@ from floodwatch.errors import SourceError
 from floodwatch.source_settings import HttpSettings
 
 logger = logging.getLogger(__name__)
+
+_QUERY = re.compile(r"\?[^\s\"]*")
+
+
+class _NoQueryStrings(logging.Filter):
+    """Drop query strings from urllib3's debug lines: they may carry an API key."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args:
+            record.args = tuple(
+                _QUERY.sub("?…", a) if isinstance(a, str) else a for a in record.args
+            )
+        record.msg = _QUERY.sub("?…", str(record.msg)) if "?" in str(record.msg) else record.msg
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_NoQueryStrings())
 
 
 @dataclass
@@ -111,6 +129,8 @@ def get_json(
             problem = f"timed out after {timeout_s:g} s"
         except requests.ConnectionError as exc:
             problem = f"cannot connect ({type(exc).__name__})"
+        except requests.exceptions.ChunkedEncodingError:
+            problem = "the reply was cut short"
         except requests.RequestException as exc:
             raise SourceError(f"{name}: request failed: {type(exc).__name__}") from None
         else:

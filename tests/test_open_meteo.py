@@ -304,11 +304,6 @@ def test_apikey_is_sent_but_never_logged(fake_server, rain, caplog):
     assert secret not in caplog.text and secret not in repr(source)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="urllib3 logs the request path with its query (the apikey) at DEBUG; "
-    "floodwatch.http should redact it or keep urllib3.connectionpool above DEBUG",
-)
 def test_apikey_never_reaches_any_log_even_at_debug(fake_server, rain, caplog):
     secret = "om-k3y-0f-th3-pr0v1nc3"
     fake_server.routes[FORECAST] = [Reply.json(payload("forecast_array.json"))]
