@@ -35,6 +35,7 @@ from floodwatch.geo import Geodata, Segment, segment_arrays
 from floodwatch.readings import Kind, Reading, Rejection, Variable
 from floodwatch.series import Grid, level_series, make_grid, rain_series, rain_total
 from floodwatch.store import Store
+from floodwatch.text import local_time
 from floodwatch.validate import Verdict, validate
 
 logger = logging.getLogger(__name__)
@@ -106,6 +107,8 @@ class Pipeline:
         self.unit_names = {u.id: u.name for u in settings.units}
         # (station, variable) inputs whose every source is stale; set by source health.
         self.blind_inputs: set[tuple[str, str]] = set()
+        # Doubtful readings stored since the last cycle, to note on open events.
+        self._doubtful: list[Reading] = []
 
     def ingest(self, readings: Iterable[Reading], source: str) -> int:
         """Store readings from a source; returns how many were written."""
@@ -139,9 +142,36 @@ class Pipeline:
             known, now=now, horizon=horizon, limits=self.settings.validation, recent=recent
         )
         self.ingest(verdict.accepted, source)
+        self._doubtful += verdict.flagged
         if unknown:
             verdict = replace(verdict, rejected=[*unknown, *verdict.rejected])
         return verdict
+
+    def _doubtful_notes(
+        self, at: datetime, open_events: dict[tuple[str, str], EventState], changes: list[Change]
+    ) -> list[Change]:
+        """Record doubtful readings since the last cycle on the open events they touch."""
+        doubtful, self._doubtful = self._doubtful, []
+        if not doubtful:
+            return []
+        current = {**open_events, **{(c.event.segment_id, c.event.kind): c.event for c in changes}}
+        notes = []
+        for (segment_id, kind), ev in current.items():
+            segment = self.geodata.segment(segment_id)
+            if kind != OBSERVED or ev.status == CLOSED or segment is None:
+                continue
+            for r in doubtful:
+                if (r.station, r.variable) in (
+                    (segment.tide_station, Variable.WATER_LEVEL),
+                    (segment.rain_station, Variable.RAINFALL),
+                ):
+                    unit = "m" if r.variable == Variable.WATER_LEVEL else "mm"
+                    note = (
+                        f"Số liệu nghi ngờ, không dùng: {r.station} {r.value:g} {unit} lúc "
+                        f"{local_time(r.time, self.settings.zone)} ({r.flag})"
+                    )
+                    notes.append(Change(ev, "doubtful_reading", at, note))
+        return notes
 
     def blind_segments(self) -> list[Segment]:
         """Segments that need an input no fresh source delivers."""
@@ -288,6 +318,7 @@ class Pipeline:
                     self.rules,
                 )
             )
+        changes += self._doubtful_notes(at, open_events, changes)
         messages = compose(
             changes,
             self.geodata,

@@ -154,3 +154,32 @@ def test_a_doubtful_spike_is_kept_but_opens_no_event(replay_config, tmp_path):
     for segment_events in observed_events(replay_config).values():
         for ev in segment_events:
             assert abs(at(ev, "opened_at") - spike_at) > timedelta(hours=2), ev
+
+
+def test_a_doubtful_reading_during_a_flood_is_noted_on_the_event(replay_config, tmp_path):
+    from sqlalchemy import select
+
+    from floodwatch.config import load_settings
+    from floodwatch.models import EventChangeRow
+    from floodwatch.store import Store
+
+    spike_at = PEAK + timedelta(hours=1)  # tide-low is flooded then
+    stamp = spike_at.isoformat()
+    lines = [
+        f"{stamp},tp_ca_mau,water_level,2.900,observed"
+        if line.startswith(f"{stamp},tp_ca_mau,water_level,")
+        else line
+        for line in REPLAY.read_text(encoding="utf-8").splitlines()
+    ]
+    path = tmp_path / "spike_in_flood.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    assert run(replay_config, "replay", "--quiet", str(path)).exit_code == 0
+    store = Store(load_settings(replay_config).storage.database_url)
+    with store.engine.connect() as conn:
+        notes = [
+            r.note for r in conn.execute(select(EventChangeRow)) if r.change == "doubtful_reading"
+        ]
+    store.close()
+    assert notes and all("tp_ca_mau 2.9 m" in n and "(spike)" in n for n in notes)
+    peak = event_around(observed_events(replay_config)["tide-low"], PEAK)
+    assert peak["peak_depth_m"] == pytest.approx(0.25, abs=0.01)  # the spike did not count
