@@ -303,21 +303,26 @@ def status(ctx: Context, at_text: str | None) -> None:
         last = app.store.last_cycle_at()
         click.echo(f"Last cycle: {local_time(last, zone) if last else 'never'}")
         now = parse_when(at_text, zone) or utcnow()
+        from floodwatch.polling import source_statuses, update_blind
+
+        update_blind(app, source_statuses(app, now))
+        blind_inputs = app.pipeline.blind_inputs
         click.echo(f"Stations at {local_time(now, zone)}:")
         rain_names = app.settings.rain.names
         for st in app.pipeline.station_states(now):
             station = app.geodata.stations[st.station]
             parts = [f"  {station.name:<12}"]
-            if st.level_m is not None:
+            if (st.station, "water_level") in blind_inputs:
+                parts.append(f"{'no data (blind)':<30}")
+            elif st.level_m is not None:
                 source = "observed" if st.level_observed else "predicted"
                 parts.append(f"{st.level_m:5.2f} m {source:<9} {ALARM_VI[st.alarm]:<9}")
-            if st.rain_24h_mm is not None:
+            if (st.station, "rainfall") in blind_inputs:
+                parts.append("rain: no data (blind)")
+            elif st.rain_24h_mm is not None:
                 category = rain_names[st.rain_category - 1] if st.rain_category else "—"
                 parts.append(f"rain 24 h {st.rain_24h_mm:5.1f} mm ({category})")
             click.echo(" ".join(parts))
-        from floodwatch.polling import source_statuses, update_blind
-
-        update_blind(app, source_statuses(app, now))
         blind = app.pipeline.blind_segments()
         if blind:
             click.echo(f"Blind (no fresh data, state unknown): {len(blind)}")

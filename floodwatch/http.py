@@ -45,8 +45,8 @@ logging.getLogger("urllib3.connectionpool").addFilter(_NoQueryStrings())
 class RetryPolicy:
     """How often and how long to retry; `sleep` is swappable for tests of the timing."""
 
-    retries: int = 3
-    backoff_s: float = 2.0
+    retries: int = 2
+    backoff_s: float = 1.0
     max_backoff_s: float = 60.0
     max_retry_after_s: float = 120.0
     user_agent: str = "floodwatch"

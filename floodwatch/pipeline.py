@@ -352,10 +352,11 @@ class Pipeline:
             },
         )
         logger.info(
-            "cycle %s: %d flooded, %d forecast, %d changes, %d alerts, %.2fs",
+            "cycle %s: %d flooded, %d forecast, %d blind, %d changes, %d alerts, %.2fs",
             at.isoformat(),
             flooded,
             forecast_open,
+            blind,
             sum(1 for c in changes if c.change),
             len(messages),
             duration_s,

@@ -52,6 +52,7 @@ class ReadingArrays:
     value: np.ndarray  # float64
     observed: np.ndarray  # bool
     issued_s: np.ndarray  # int64
+    source: np.ndarray | None = None  # int code of the storing source; None = all one
 
     @classmethod
     def empty(cls) -> ReadingArrays:
@@ -63,7 +64,7 @@ class ReadingArrays:
         """The readings where `mask` is true."""
         return ReadingArrays(
             self.station[mask], self.time_s[mask], self.value[mask], self.observed[mask],
-            self.issued_s[mask],
+            self.issued_s[mask], None if self.source is None else self.source[mask],
         )  # fmt: skip
 
 
@@ -93,6 +94,31 @@ def _interp_gapped(xp: np.ndarray, fp: np.ndarray, x: np.ndarray, max_gap_s: int
     return out
 
 
+def _newest_forecast(fc: ReadingArrays, times_s: np.ndarray) -> np.ndarray:
+    """One station's forecast on the grid, each step from the newest issue covering it.
+
+    Issues are taken whole (per issue time and source), newest first, each
+    filling only the steps still unknown: forecasts from sources on different
+    time steps (15-minute harmonic predictions, hourly sea level shifted by a
+    lag) never interleave point by point.
+    """
+    out = np.full(len(times_s), np.nan)
+    if len(fc.time_s) == 0:
+        return out
+    source = np.zeros(len(fc.time_s), np.int64) if fc.source is None else fc.source
+    issues = sorted(set(zip(fc.issued_s.tolist(), source.tolist(), strict=True)), reverse=True)
+    for issued, src in issues:
+        mask = (fc.issued_s == issued) & (source == src)
+        order = np.argsort(fc.time_s[mask], kind="stable")
+        values = _interp_gapped(fc.time_s[mask][order], fc.value[mask][order], times_s,
+                                MAX_LEVEL_GAP_S)  # fmt: skip
+        fill = np.isnan(out) & ~np.isnan(values)
+        out[fill] = values[fill]
+        if not np.isnan(out).any():
+            break
+    return out
+
+
 def level_series(
     grid: Grid, n_stations: int, readings: ReadingArrays, max_age_s: int
 ) -> StationSeries:
@@ -103,11 +129,10 @@ def level_series(
     observed_now = np.zeros(n_stations, dtype=bool)
     past = grid.times_s <= grid.now_s
     obs = _latest_issue(readings.subset(readings.observed))
-    fc = _latest_issue(readings.subset(~readings.observed))
+    fc = readings.subset(~readings.observed)
     for s in np.union1d(obs.station, fc.station):
         o = obs.station == s
-        f = fc.station == s
-        from_fc = _interp_gapped(fc.time_s[f], fc.value[f], grid.times_s, MAX_LEVEL_GAP_S)
+        from_fc = _newest_forecast(fc.subset(fc.station == s), grid.times_s)
         from_obs = _interp_gapped(obs.time_s[o], obs.value[o], grid.times_s, MAX_LEVEL_GAP_S)
         use_obs = past & ~np.isnan(from_obs)
         values[s] = np.where(use_obs, from_obs, from_fc)

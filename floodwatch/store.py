@@ -250,7 +250,14 @@ class Store:
             else (epoch(ReadingRow.time), epoch(ReadingRow.issued))
         )
         query = (
-            select(ReadingRow.station, time_col, ReadingRow.value, ReadingRow.kind, issued_col)
+            select(
+                ReadingRow.station,
+                time_col,
+                ReadingRow.value,
+                ReadingRow.kind,
+                issued_col,
+                ReadingRow.source,
+            )
             .where(ReadingRow.variable == variable)
             .where(ReadingRow.time >= start, ReadingRow.time <= end)
             .where(ReadingRow.issued <= known_by)
@@ -261,7 +268,8 @@ class Store:
             rows = [r for r in conn.execute(query) if r[0] in station_index]
         if not rows:
             return ReadingArrays.empty()
-        station, time_s, value, kind, issued_s = zip(*rows, strict=True)
+        station, time_s, value, kind, issued_s, source = zip(*rows, strict=True)
+        source_codes: dict[str, int] = {}
         if epoch is None:
             time_s = [int(t.timestamp()) for t in time_s]
             issued_s = [int(t.timestamp()) for t in issued_s]
@@ -272,6 +280,11 @@ class Store:
             value=np.array(value, dtype=np.float64),
             observed=np.fromiter((k == observed for k in kind), bool, len(rows)),
             issued_s=np.array(issued_s, dtype=np.int64),
+            source=np.fromiter(
+                (source_codes.setdefault(name, len(source_codes)) for name in source),
+                np.int64,
+                len(rows),
+            ),
         )
 
     def recent_observations(

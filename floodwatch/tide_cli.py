@@ -245,6 +245,10 @@ def calibrate(ctx, station, observations, model_csv) -> None:
         else:
             name, cfg, point = found
             apikey = os.environ.get(cfg.apikey_env, "") if cfg.apikey_env else None
+            if cfg.apikey_env and not apikey:
+                raise InputError(
+                    f"sources.{name}.apikey_env: environment variable {cfg.apikey_env} is not set"
+                )
             model_times, model_levels = fetch_model_series(
                 cfg, point, rows[0].time, rows[-1].time, session=requests.Session(),
                 policy=RetryPolicy.from_settings(settings.http), apikey=apikey or None, name=name,

@@ -145,3 +145,23 @@ def test_latest_fresh_observation_stands_for_now_instead_of_the_forecast():
     assert result.values[0, grid.now_idx] == 0.95 and result.observed[0, grid.now_idx]
     assert result.values[0, 2] == 0.50 and not result.observed[0, 2]  # future: forecast
     assert t12 == grid.times_s[grid.now_idx]
+
+
+def test_newer_forecast_issue_wins_whole_even_on_other_time_steps():
+    now = datetime(2024, 12, 16, 12, tzinfo=UTC)
+    grid = make_grid(now, 60, lookback_hours=0, horizon_hours=4)  # 12:00 .. 16:00
+    t0 = int(grid.times_s[0])
+    old_issue, new_issue = t0 - 86400, t0 - 3600
+    # An older 15-minute prediction at 0.5 m, and a newer hourly one shifted by a
+    # 25-minute lag at 1.0 m covering 12:25 .. 14:25 only.
+    harmonic = [(0, t0 + 900 * k, 0.5, False, old_issue, 0) for k in range(0, 17)]
+    sea = [(0, t0 + 1500 + 3600 * k, 1.0, False, new_issue, 1) for k in range(3)]
+    rows = harmonic + sea
+    station, time_s, value, observed, issued, source = zip(*rows, strict=True)
+    readings = ReadingArrays(
+        np.array(station), np.array(time_s, np.int64), np.array(value), np.array(observed),
+        np.array(issued, np.int64), np.array(source),
+    )  # fmt: skip
+    result = level_series(grid, 1, readings, max_age_s=3600)
+    # 13:00 and 14:00 lie inside the newer issue; 12:00, 15:00, 16:00 outside it.
+    np.testing.assert_allclose(result.values[0], [0.5, 1.0, 1.0, 0.5, 0.5])

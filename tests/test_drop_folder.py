@@ -54,6 +54,7 @@ def source(tmp_path, geodata) -> DropFolderSource:
 
 def drop(source: DropFolderSource, name: str, content: str | bytes, age_s: float = 60) -> Path:
     """Write a file into the folder, last modified `age_s` seconds ago."""
+    source.folder.mkdir(parents=True, exist_ok=True)  # as whoever drops files would
     path = source.folder / name
     if isinstance(content, str):
         path.write_text(content, encoding="utf-8")
@@ -69,8 +70,10 @@ def names(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_file())
 
 
-def test_folder_resolves_against_the_config_and_is_created(source, tmp_path):
+def test_folder_resolves_against_the_config_and_is_created_on_first_poll(source, tmp_path):
     assert source.folder == tmp_path / "etc" / "drop"
+    assert not source.folder.exists()  # `check` builds sources and must not create folders
+    source.fetch(START, END, NOW)
     assert (source.folder / "archive").is_dir() and (source.folder / "quarantine").is_dir()
     assert source.provides() == set()
     assert (source.interval_minutes, source.stale_after_minutes) == (5, None)
@@ -153,6 +156,7 @@ def test_files_are_read_oldest_first_and_others_are_ignored(source):
 
 
 def test_an_archived_name_is_never_overwritten(source):
+    source.archive.mkdir(parents=True)
     (source.archive / "daily.csv").write_text("the first one", encoding="utf-8")
     drop(source, "daily.csv", GOOD)
 

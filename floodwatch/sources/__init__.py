@@ -18,6 +18,7 @@ from typing import Protocol
 import requests
 
 from floodwatch.config import Settings
+from floodwatch.errors import ConfigError
 from floodwatch.geo import Geodata
 from floodwatch.http import RetryPolicy
 from floodwatch.readings import Reading, Rejection
@@ -87,8 +88,14 @@ def make_context(settings: Settings, geodata: Geodata) -> SourceContext:
 def build_sources(settings: Settings, geodata: Geodata, context: SourceContext | None = None):
     """Instantiate every enabled source of the config."""
     context = context or make_context(settings, geodata)
-    return [
-        _factory(cfg.type)(name, cfg, context)
-        for name, cfg in settings.sources.items()
-        if cfg.enabled
-    ]
+    sources, problems = [], []
+    for name, cfg in settings.sources.items():
+        if not cfg.enabled:
+            continue
+        try:
+            sources.append(_factory(cfg.type)(name, cfg, context))
+        except ConfigError as exc:  # keep going: every source's problems at once
+            problems += exc.problems
+    if problems:
+        raise ConfigError(problems)
+    return sources

@@ -21,12 +21,13 @@ second read duplicates nothing.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from floodwatch.errors import ConfigError, InputError
+from floodwatch.errors import ConfigError, InputError, SourceError
 from floodwatch.source_settings import DropFolderSettings
 from floodwatch.sources import FetchResult, Rejection, SourceContext
 from floodwatch.sources.csvfile import read_csv
@@ -130,15 +131,14 @@ class DropFolderSource:
     def from_settings(
         cls, name: str, cfg: DropFolderSettings, context: SourceContext
     ) -> DropFolderSource:
-        """Resolve the folder against the config file and create it with its subfolders."""
+        """Resolve the folder against the config file; it is created on the first poll."""
         folder = context.settings.resolve(cfg.path)
-        try:
-            for sub in (folder / ARCHIVE, folder / QUARANTINE):
-                sub.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
+        existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+        if existing is None or not existing.is_dir() or not os.access(existing, os.W_OK):
             raise ConfigError(
-                [f"sources.{name}.path: cannot create {folder} ({exc.strerror})"]
-            ) from None
+                [f"sources.{name}.path: cannot create or write {folder} ({existing} is not a "
+                 "writable folder)"]
+            )  # fmt: skip
         return cls(
             name=name,
             interval_minutes=cfg.interval_minutes,
@@ -165,6 +165,13 @@ class DropFolderSource:
         """Every row of every settled file (the window does not apply); moves nothing."""
         result = FetchResult()
         self._last_fetch = []
+        try:
+            for sub in (self.archive, self.quarantine):
+                sub.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise SourceError(
+                f"{self.name}: cannot create {self.folder} ({exc.strerror})"
+            ) from None
         for path in pending_files(self.folder, time.time()):
             stat = path.stat()
             problems: list[str] = []

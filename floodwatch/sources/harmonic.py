@@ -46,7 +46,7 @@ class HarmonicTideSource:
     name: str
     interval_minutes: int
     tables: dict[str, ConstituentTable]
-    stale_after_minutes: int | None = None  # offline and deterministic: never stale
+    stale_after_minutes: int | None = None  # offline and deterministic: unset by default
 
     @classmethod
     def from_settings(
@@ -62,7 +62,12 @@ class HarmonicTideSource:
         for station in sorted(set(stations) - set(tables)):
             logger.warning("%s: no constituent table %s; no predictions for %s",
                            name, folder / f"{station}.csv", station)  # fmt: skip
-        return cls(name=name, interval_minutes=cfg.interval_minutes, tables=tables)
+        return cls(
+            name=name,
+            interval_minutes=cfg.interval_minutes,
+            tables=tables,
+            stale_after_minutes=cfg.stale_after_minutes,
+        )
 
     def provides(self) -> set[tuple[str, str]]:
         """Water level at every station with a table."""
