@@ -22,7 +22,7 @@ TELEGRAM_LIMIT = 4096
 LEVEL_MARK = {1: "🔵", 2: "🟡", 3: "🟠", 4: "🔴", 5: "🟣"}
 # Column widths of the station table; the widest row stays near 36 characters, which a
 # phone shows without scrolling.
-NAME_W, RIVER_W, ALARM_W, LABEL_W, VALUE_W = 10, 9, 11, 20, 4
+NAME_W, RIVER_W, ALARM_W, LABEL_W, VALUE_W = 10, 9, 11, 22, 4
 NO_VALUE = "—"
 
 
@@ -90,9 +90,9 @@ def _station_rows(station: StationLine, at: datetime, zone: ZoneInfo) -> list[st
     alarms = "/".join(_cm(a) for a in station.alarm_m)
     rows = []
     if len(name) > NAME_W or len(river) > RIVER_W:
-        # Too long for the columns: the names get their own line rather than a wide table.
-        rows.append(f"{name} · {river}")
-        rows.append(f"{'':<{NAME_W + 1 + RIVER_W}} {alarms:>{ALARM_W}}")
+        # Too long for the columns: the name gets its own line rather than a wide table.
+        rows.append(name)
+        rows.append(f"{river:<{NAME_W + 1 + RIVER_W}} {alarms:>{ALARM_W}}")
     else:
         rows.append(f"{name:<{NAME_W}} {river:<{RIVER_W}} {alarms:>{ALARM_W}}")
 
@@ -119,9 +119,8 @@ def _station_table(stations: Sequence[StationLine], at: datetime, zone: ZoneInfo
     """The station table as one <pre> block."""
     header = [
         f"{'Trạm':<{NAME_W}} {'Sông':<{RIVER_W}} {'BĐ I/II/III':>{ALARM_W}}",
-        "  H quan trắc (giờ)        cm",
-        "  Đỉnh triều dự báo 2 ngày tới",
-        "  (giờ ngày)               cm",
+        f"  {'H quan trắc: giờ':<{LABEL_W}}{'cm':>{VALUE_W}}",
+        f"  {'Đỉnh dự báo: giờ ngày':<{LABEL_W}}{'cm':>{VALUE_W}}",
     ]
     rule = "─" * (NAME_W + RIVER_W + ALARM_W + 2)
     rows = [*header, rule]
@@ -133,7 +132,7 @@ def _station_table(stations: Sequence[StationLine], at: datetime, zone: ZoneInfo
 
 
 def _road_lines(road: RoadLine, zone: ZoneInfo, level_names: Sequence[str]) -> list[str]:
-    """Three short lines for one road expected to flood."""
+    """Four short lines for one road expected to flood."""
     mark = LEVEL_MARK.get(road.level, "")
     level_name = level_names[road.level - 1] if 1 <= road.level <= len(level_names) else ""
     same_day = road.peak_at.astimezone(zone).date() == road.onset_at.astimezone(zone).date()
@@ -143,13 +142,15 @@ def _road_lines(road: RoadLine, zone: ZoneInfo, level_names: Sequence[str]) -> l
         else road.peak_at.astimezone(zone).strftime("%H:%M %d/%m")
     )
     cause = CAUSE_VI.get(road.cause, road.cause)
-    level = f"Mức {road.level}" + (f": {level_name}" if level_name else "")
-    return [
-        f"{mark} <b>{_esc(road.name)}</b> ({_esc(road.ward)})".lstrip(),
+    lines = [
+        f"{mark} <b>{_esc(road.name)}</b> ({_esc(road.ward)}), mức {road.level}".lstrip(),
         f"   từ {road.onset_at.astimezone(zone).strftime('%H:%M %d/%m')}, "
         f"sâu nhất {centimetres(road.peak_m)} lúc {peak_when}",
-        f"   do {_esc(cause)}. {_esc(level)}",
     ]
+    if level_name:
+        lines.append(f"   {_esc(level_name)}")
+    lines.append(f"   Do {_esc(cause)}.")
+    return lines
 
 
 def compose_bulletin(
@@ -170,7 +171,8 @@ def compose_bulletin(
         _esc(situation.strip()) or NO_VALUE,
         "",
         "<b>2. Mực nước các trạm</b>",
-        "<i>Đơn vị cm, hệ cao độ quốc gia; ≥BĐ: mức báo động đã đạt.</i>",
+        "<i>Đơn vị cm, hệ cao độ quốc gia.\nĐỉnh: đỉnh triều dự báo 2 ngày tới.\n"
+        "≥BĐ: mức báo động đã đạt.</i>",
         _station_table(stations, at, zone) if stations else "Không có số liệu trạm.",
         "",
         "<b>3. Các tuyến đường dự báo ngập</b>",

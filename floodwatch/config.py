@@ -10,6 +10,7 @@ then default.
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -114,10 +115,46 @@ class RainSettings(_Strict):
 
 
 class UnitSettings(_Strict):
-    """A unit responsible for roads; alert routing fields arrive with Telegram."""
+    """A unit responsible for roads, and where its alerts go."""
 
     id: str = Field(min_length=1)
     name: str = Field(min_length=1)
+    # Telegram chat ids (groups are negative) that receive this unit's alerts.
+    telegram_chats: list[int] = []
+    # Forum topic (message thread) inside those chats, if the group uses topics.
+    thread_id: int | None = None
+    # Unacknowledged onset / level-up alerts go here after the delay: a unit id or "operators".
+    escalate_to: str | None = None
+    escalate_after_minutes: int = Field(30, ge=1)
+
+
+class TelegramSettings(_Strict):
+    """Telegram delivery; the token comes only from FLOODWATCH_TELEGRAM_TOKEN."""
+
+    base_url: str = "https://api.telegram.org/bot"
+    # Operators' chats receive every alert and the source-health alarms.
+    operators_chats: list[int] = []
+    operators_thread_id: int | None = None
+    # Users allowed to use bot commands, besides members of configured chats.
+    allowed_users: list[int] = []
+    hydrographs: bool = True
+    timeout_s: float = Field(15.0, gt=0)
+
+
+class AlertSettings(_Strict):
+    """When alerts repeat, and the daily bulletin."""
+
+    # A reminder for each road still flooded, this long after its last alert.
+    repeat_interval_minutes: int = Field(180, ge=10)
+    # Local time (HH:MM) of the daily bulletin; empty to turn it off.
+    daily_bulletin_at: str = "06:00"
+
+    @field_validator("daily_bulletin_at")
+    @classmethod
+    def _clock(cls, value: str) -> str:
+        if value and not re.fullmatch(r"([01]\d|2[0-3]):[0-5]\d", value):
+            raise ValueError(f"daily_bulletin_at {value!r} is not HH:MM")
+        return value
 
 
 class Settings(_Strict):
@@ -133,6 +170,8 @@ class Settings(_Strict):
     sources: dict[str, SourceSettings] = {}
     validation: ValidationSettings = ValidationSettings()
     http: HttpSettings = HttpSettings()
+    telegram: TelegramSettings = TelegramSettings()
+    alerts: AlertSettings = AlertSettings()
     units: list[UnitSettings] = []
     # Who gets source-health alarms ("mất tín hiệu"): a unit id, or "operators".
     operators_unit: str = "operators"

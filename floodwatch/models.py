@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import BigInteger, Column, DateTime, Index, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -144,10 +144,74 @@ class AlertRow(SQLModel, table=True):
     kinds: str  # comma-separated alert kinds in this message
     event_ids: str  # comma-separated
     body: str
-    status: str = "pending"  # pending, sent, failed
+    status: str = "pending"  # pending, sent, muted
     attempts: int = 0
     sent_at: datetime | None = Field(default=None, sa_column=utc_column())
     last_error: str | None = None
+    # The first "Đã nhận" press: who and when. Stops escalation.
+    ack_by: str | None = None
+    ack_at: datetime | None = Field(default=None, sa_column=utc_column())
+    escalated_at: datetime | None = Field(default=None, sa_column=utc_column())
+    escalation_of: int | None = None  # the alert this one escalates
+
+
+class DeliveryRow(SQLModel, table=True):
+    """One alert to one chat: the unit of sending, retrying and ordering."""
+
+    __tablename__ = "delivery"
+    __table_args__ = (Index("ix_delivery_pending", "status", "chat_id", "id"),)
+    id: int | None = Field(default=None, primary_key=True)
+    alert_id: int = Field(index=True, foreign_key="alert.id")
+    chat_id: int = Field(sa_type=BigInteger)
+    thread_id: int | None = None
+    status: str = "pending"  # pending, sent, console, broken, failed
+    attempts: int = 0
+    next_attempt_at: datetime | None = Field(default=None, sa_column=utc_column())
+    sent_at: datetime | None = Field(default=None, sa_column=utc_column())
+    message_ids: str = ""  # comma-separated, one per part (and photo)
+    last_error: str | None = None
+
+
+class ChatRow(SQLModel, table=True):
+    """What delivery learned about a chat: gone (blocked, not found) or migrated."""
+
+    __tablename__ = "chat"
+    chat_id: int = Field(primary_key=True, sa_type=BigInteger)
+    status: str  # ok, broken, migrated
+    reason: str | None = None
+    migrated_to: int | None = Field(default=None, sa_type=BigInteger)
+    updated_at: datetime = Field(sa_column=utc_column(nullable=False))
+
+
+class FieldReportRow(SQLModel, table=True):
+    """A depth seen on a road by field staff, reported through the bot."""
+
+    __tablename__ = "field_report"
+    id: int | None = Field(default=None, primary_key=True)
+    segment_id: str = Field(index=True)
+    depth_m: float
+    at: datetime = Field(sa_column=utc_column(nullable=False, index=True))
+    chat_id: int = Field(sa_type=BigInteger)
+    user_id: int = Field(sa_type=BigInteger)
+    user_name: str
+    photo_file_id: str | None = None
+    lat: float | None = None
+    lon: float | None = None
+    note: str = ""
+    event_id: int | None = None
+
+
+class SilenceRow(SQLModel, table=True):
+    """A mute: alerts for a segment or unit are logged but not sent until `until`."""
+
+    __tablename__ = "silence"
+    id: int | None = Field(default=None, primary_key=True)
+    target_kind: str  # segment or unit
+    target_id: str
+    starts_at: datetime = Field(sa_column=utc_column(nullable=False))
+    until: datetime = Field(sa_column=utc_column(nullable=False, index=True))
+    reason: str = ""
+    created_by: str = ""
 
 
 class CycleRow(SQLModel, table=True):

@@ -86,3 +86,12 @@ def test_bad_urls_give_one_clear_line_without_secrets():
         Store("postgresql+psycopg://fw:s3cret@127.0.0.1:1/none")
     assert "s3cret" not in str(info.value)
     assert "s3cret" not in redact("postgresql://fw:s3cret@host/db")
+
+
+def test_migrations_match_the_models(store):
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
