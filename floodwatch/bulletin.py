@@ -222,8 +222,9 @@ def _closers(stack: tuple[tuple[str, str], ...]) -> str:
 def split_html(text: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
     """Split Telegram HTML into parts of at most `limit` UTF-16 units, each balanced.
 
-    Parts end at a line break (which is dropped), else after a space, else, for a run with
-    no space, at any character outside a tag or entity. Tags open at a cut are closed at the
+    Parts end at a line break, preferably a blank line (line breaks at a cut are dropped),
+    else after a space, else, for a run with no space, at any character outside a tag or
+    entity. Tags open at a cut are closed at the
     end of one part and reopened at the start of the next, so a <pre> block continues.
     """
     if limit < 64:
@@ -238,11 +239,13 @@ def split_html(text: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
         used = _units(prefix)
         state = stack
         # Best cut of each kind: (token index where the part ends, stack there).
-        newline = space = hard = None
+        newline = paragraph = space = hard = None
         end = start
         while end < len(tokens) and used + sizes[end] <= limit:
             if tokens[end] == "\n" and end > start and used + _units(_closers(state)) <= limit:
                 newline = (end, state)
+                if tokens[end + 1 : end + 2] == ["\n"]:
+                    paragraph = (end, state)
             used += sizes[end]
             state = _apply(state, tokens[end])
             end += 1
@@ -253,10 +256,16 @@ def split_html(text: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
         if end == len(tokens) and hard and hard[0] == end:
             cut, cut_stack, skip = end, state, 0
         elif newline:
+            # A blank line (between stations, between roads) is the better cut unless it
+            # would leave the part less than half as full.
+            if paragraph and paragraph[0] - start >= (newline[0] - start) / 2:
+                newline = paragraph
             (cut, cut_stack), skip = newline, 1
+            while tokens[cut + skip : cut + skip + 1] == ["\n"]:
+                skip += 1
         elif space or hard:
             (cut, cut_stack), skip = space or hard, 0
-        else:  # a single token too long for the limit: cannot happen with limit >= 64
+        else:  # only a tag longer than the whole limit gets here: pass it through alone
             cut, cut_stack, skip = start + 1, _apply(stack, tokens[start]), 0
         body = "".join(tokens[start:cut])
         if body.strip() and not _is_only_tags(body):

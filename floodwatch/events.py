@@ -95,6 +95,7 @@ class EventState:
     closed_at: datetime | None = None
     close_reason: str | None = None
     forecast_event_id: int | None = None
+    alerted_at: datetime | None = None  # when an alert last named this event
     id: int | None = None
 
     @property

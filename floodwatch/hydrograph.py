@@ -12,11 +12,11 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.dates import AutoDateLocator, DateFormatter
+from matplotlib.dates import DateFormatter, DayLocator, HourLocator
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
@@ -64,6 +64,19 @@ def _y_limits(data: HydrographData) -> tuple[float, float]:
     low, high = min(values), max(values)
     margin = max(0.1, 0.08 * (high - low))
     return low - margin, high + margin
+
+
+def _time_locator(span: timedelta, width_px: int, zone: ZoneInfo) -> HourLocator | DayLocator:
+    """Ticks at round local hours (or midnights), as many as the width has room for."""
+    max_ticks = max(2, width_px // 150)  # a "dd/mm HH:MM" label needs ~110 px
+    span_h = span.total_seconds() / 3600
+    for step_h in (1, 2, 3, 6, 12):
+        if span_h / step_h <= max_ticks:
+            return HourLocator(byhour=range(0, 24, step_h), tz=zone)
+    step_d = 1
+    while span_h / (24 * step_d) > max_ticks:
+        step_d += 1
+    return DayLocator(interval=step_d, tz=zone)
 
 
 def _decimal_comma(value: float, _pos: int) -> str:
@@ -123,23 +136,28 @@ def render_hydrograph(
                 label=f"Cao độ mặt đường{road} ({metres(data.crest_m)})",
             )
         ax.axvline(data.now, color=NOW_COLOUR, linewidth=1.2, linestyle=":")
+        # The label sits right of the line, or left of it when "now" is near the right edge.
+        near_right_edge = False
+        if times:
+            start, end = min(times[0], data.now), max(times[-1], data.now)
+            ax.set_xlim(start, end)
+            near_right_edge = end > start and (data.now - start) / (end - start) > 0.9
         ax.annotate(
             "Bây giờ",
             xy=(data.now, 1.0),
             xycoords=("data", "axes fraction"),
-            xytext=(4, -4),
+            xytext=(-4 if near_right_edge else 4, -4),
             textcoords="offset points",
-            ha="left",
+            ha="right" if near_right_edge else "left",
             va="top",
             color=NOW_COLOUR,
             fontsize=10,
         )
-        if times:
-            ax.set_xlim(min(times[0], data.now), max(times[-1], data.now))
         ax.set_ylim(*_y_limits(data))
 
-        locator = AutoDateLocator(tz=zone, minticks=4, maxticks=8)
-        ax.xaxis.set_major_locator(locator)
+        if times:
+            span = max(times[-1], data.now) - min(times[0], data.now)
+            ax.xaxis.set_major_locator(_time_locator(span, width_px, zone))
         ax.xaxis.set_major_formatter(DateFormatter("%d/%m %H:%M", tz=zone))
         ax.yaxis.set_major_formatter(FuncFormatter(_decimal_comma))
         ax.grid(True, color="#dddddd", linewidth=0.8)

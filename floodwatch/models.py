@@ -116,6 +116,7 @@ class EventRow(SQLModel, table=True):
     expected_end_at: datetime | None = Field(default=None, sa_column=utc_column())
     close_reason: str | None = None
     forecast_event_id: int | None = None
+    alerted_at: datetime | None = Field(default=None, sa_column=utc_column())
     updated_at: datetime = Field(sa_column=utc_column(nullable=False))
 
 

@@ -23,6 +23,7 @@ from floodwatch.assess import (
 from floodwatch.config import Settings
 from floodwatch.events import (
     CLOSED,
+    FLOODED,
     OBSERVED,
     Change,
     EventState,
@@ -33,6 +34,7 @@ from floodwatch.events import (
 )
 from floodwatch.geo import Geodata, Segment, segment_arrays
 from floodwatch.readings import Kind, Reading, Rejection, Variable
+from floodwatch.routing import targets
 from floodwatch.series import Grid, level_series, make_grid, rain_series, rain_total
 from floodwatch.store import Store
 from floodwatch.text import local_time
@@ -146,6 +148,23 @@ class Pipeline:
         if unknown:
             verdict = replace(verdict, rejected=[*unknown, *verdict.rejected])
         return verdict
+
+    def _reminders(
+        self, at: datetime, open_events: dict[tuple[str, str], EventState], changes: list[Change]
+    ) -> list[Change]:
+        """A reminder for each road still flooded and not named in an alert for a while."""
+        repeat = timedelta(minutes=self.settings.alerts.repeat_interval_minutes)
+        current = {**open_events, **{(c.event.segment_id, c.event.kind): c.event for c in changes}}
+        reminders = []
+        for (_, kind), ev in current.items():
+            if kind != OBSERVED or ev.status != FLOODED:
+                continue
+            if (ev.alerted_at or ev.opened_at) + repeat <= at:
+                note = f"Nhắc lại: vẫn ngập {ev.depth_m * 100:.0f} cm (mức {ev.level})"
+                reminders.append(
+                    Change(replace(ev, alerted_at=at), "reminder", at, note, alert="reminder")
+                )
+        return reminders
 
     def _doubtful_notes(
         self, at: datetime, open_events: dict[tuple[str, str], EventState], changes: list[Change]
@@ -318,7 +337,12 @@ class Pipeline:
                     self.rules,
                 )
             )
+        changes = [
+            replace(c, event=replace(c.event, alerted_at=at)) if c.alert else c for c in changes
+        ]
+        changes += self._reminders(at, open_events, changes)
         changes += self._doubtful_notes(at, open_events, changes)
+        silences = self.store.active_silences(at)
         messages = compose(
             changes,
             self.geodata,
@@ -326,7 +350,14 @@ class Pipeline:
             self.settings.zone,
             self.settings.levels.names,
             at,
+            muted=lambda unit, segment: (
+                ("unit", unit) in silences or ("segment", segment) in silences
+            ),
         )
+        for message in messages:
+            message["targets"] = [
+                (t.chat_id, t.thread_id) for t in targets(self.settings, message["unit"])
+            ]
         final = {(c.event.segment_id, c.event.kind): c.event for c in changes}
         states = {**open_events, **final}
         flooded = sum(1 for (_, k), e in states.items() if k == OBSERVED and e.status != CLOSED)

@@ -22,6 +22,8 @@ from floodwatch.health import (
     recovered_alert,
     status,
 )
+from floodwatch.outbox import NewAlert
+from floodwatch.routing import operator_targets
 from floodwatch.sources import Source
 
 if TYPE_CHECKING:  # the service module imports this one
@@ -125,6 +127,12 @@ def update_blind(app: App, statuses: dict[str, str]) -> None:
     app.pipeline.blind_inputs = blind_inputs(provides, statuses)
 
 
+def _operators_alert(app: App, now: datetime, kind: str, body: str) -> NewAlert:
+    """An alarm for the operators' chats."""
+    chats = [(t.chat_id, t.thread_id) for t in operator_targets(app.settings)]
+    return NewAlert(now, app.settings.operators_unit, [kind], body, chats)
+
+
 def refresh_health(app: App, now: datetime) -> dict[str, str]:
     """Raise or clear "no data" alarms and tell the pipeline which inputs are blind."""
     statuses = source_statuses(app, now)
@@ -143,14 +151,12 @@ def refresh_health(app: App, now: datetime) -> dict[str, str]:
             roads = [seg.name for seg in app.pipeline.blind_segments()]
             body = no_data_alert(name, state.newest_at, now, stations, roads, zone)
             changes[name] = now
-            alerts.append({"at": now, "unit": app.settings.operators_unit,
-                           "kinds": ["no_data"], "body": body})  # fmt: skip
+            alerts.append(_operators_alert(app, now, "no_data", body))
             logger.error("%s: stale: no new data since %s", name, state.newest_at)
         elif current != STALE and state.stale_since is not None:
             body = recovered_alert(name, state.stale_since, now, zone)
             changes[name] = None
-            alerts.append({"at": now, "unit": app.settings.operators_unit,
-                           "kinds": ["data_back"], "body": body})  # fmt: skip
+            alerts.append(_operators_alert(app, now, "data_back", body))
             logger.warning("%s: delivering again", name)
     if changes:
         app.store.set_stale(changes, alerts)

@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import groupby
 from pathlib import Path
 
+from floodwatch.bulletin import html_to_plain
 from floodwatch.config import Settings, check_paths, load_settings
 from floodwatch.errors import ConfigError, FloodwatchError
 from floodwatch.geo import Geodata, load_geodata
@@ -75,12 +76,14 @@ class ConsoleNotifier:
         self.echo = echo
 
     def drain(self) -> int:
-        """Write every pending alert and mark it sent; returns the count."""
+        """Write every pending alert as plain text and mark it delivered; returns the count."""
         sent = 0
-        while batch := self.app.store.pending_alerts():
+        outbox = self.app.store.outbox
+        while batch := outbox.pending_alerts():
             for alert in batch:
-                self.echo(f"── alert #{alert.id} → {alert.unit} [{alert.kinds}]\n{alert.body}\n")
-                self.app.store.mark_sent(alert.id, utcnow())
+                text = html_to_plain(alert.body)
+                self.echo(f"── alert #{alert.id} → {alert.unit} [{alert.kinds}]\n{text}\n")
+                outbox.mark_console(alert.id, utcnow())
                 sent += 1
         return sent
 

@@ -46,10 +46,12 @@ from floodwatch.models import (
     EventRow,
     ReadingRow,
     SegmentRow,
+    SilenceRow,
     SourceRunRow,
     SourceStateRow,
     StationRow,
 )
+from floodwatch.outbox import NewAlert, Outbox, insert_alerts
 from floodwatch.readings import Kind, Reading
 from floodwatch.series import ReadingArrays
 
@@ -129,6 +131,7 @@ class Store:
     def __init__(self, url: str, *, run_migrations: bool = True):
         self.url = url
         self.engine = make_engine(url)
+        self.outbox = Outbox(self.engine)
         if run_migrations:
             try:
                 migrate(self.engine)
@@ -373,7 +376,7 @@ class Store:
             rows = conn.execute(select(SourceRunRow).where(SourceRunRow.id.in_(latest)))
             return {row.source: row for row in rows}
 
-    def set_stale(self, changes: dict[str, datetime | None], alerts: Sequence[dict]) -> None:
+    def set_stale(self, changes: dict[str, datetime | None], alerts: Sequence[NewAlert]) -> None:
         """Mark sources stale (or recovered) and queue their alarms, atomically."""
         with self.engine.begin() as conn:
             for name, since in changes.items():
@@ -382,16 +385,41 @@ class Store:
                     .where(SourceStateRow.name == name)
                     .values(stale_since=since)
                 )
-            for alert in alerts:
-                conn.execute(
-                    insert(AlertRow).values(
-                        created_at=alert["at"],
-                        unit=alert["unit"],
-                        kinds=",".join(alert["kinds"]),
-                        event_ids="",
-                        body=alert["body"],
-                    )
-                )
+            insert_alerts(conn, alerts)
+
+    # --- silences ------------------------------------------------------------
+
+    def add_silence(
+        self, kind: str, target: str, start: datetime, until: datetime, reason: str, by: str
+    ) -> int:
+        """Mute a segment or unit until `until`; returns the silence id."""
+        with self.engine.begin() as conn:
+            return conn.execute(
+                insert(SilenceRow)
+                .values(
+                    target_kind=kind,
+                    target_id=target,
+                    starts_at=start,
+                    until=until,
+                    reason=reason,
+                    created_by=by,
+                )  # fmt: skip
+                .returning(SilenceRow.id)
+            ).scalar_one()
+
+    def active_silences(self, at: datetime) -> set[tuple[str, str]]:
+        """(kind, id) of every segment or unit muted at `at`."""
+        query = select(SilenceRow.target_kind, SilenceRow.target_id).where(
+            SilenceRow.starts_at <= at, SilenceRow.until > at
+        )
+        with self.engine.connect() as conn:
+            return {(kind, target) for kind, target in conn.execute(query)}
+
+    def silences(self, at: datetime) -> list[SilenceRow]:
+        """Silences still running or yet to come at `at`."""
+        query = select(SilenceRow).where(SilenceRow.until > at).order_by(SilenceRow.until)
+        with self.engine.connect() as conn:
+            return list(conn.execute(query))
 
     # --- events --------------------------------------------------------------
 
@@ -488,21 +516,25 @@ class Store:
             if change_rows:
                 conn.execute(insert(EventChangeRow), change_rows)
             final_ids = {key: real(target) for key, target in ids.items()}
-            alert_rows = [
-                {
-                    "created_at": at,
-                    "unit": alert["unit"],
-                    "kinds": ",".join(alert["kinds"]),
-                    "event_ids": ",".join(
-                        str(c.event.id or final_ids.get((c.event.segment_id, c.event.kind), ""))
-                        for c in alert["changes"]
-                    ),
-                    "body": alert["body"],
-                }
-                for alert in alerts
-            ]
-            if alert_rows:
-                conn.execute(insert(AlertRow), alert_rows)
+            insert_alerts(
+                conn,
+                [
+                    NewAlert(
+                        at=at,
+                        unit=alert["unit"],
+                        kinds=alert["kinds"],
+                        body=alert["body"],
+                        targets=alert.get("targets", ()),
+                        event_ids=[
+                            c.event.id or final_ids[(c.event.segment_id, c.event.kind)]
+                            for c in alert["changes"]
+                            if c.event.id or (c.event.segment_id, c.event.kind) in final_ids
+                        ],
+                        muted=alert.get("muted", False),
+                    )
+                    for alert in alerts
+                ],
+            )
             conn.execute(insert(CycleRow).values(at=at, finished_at=datetime.now(UTC), **stats))
 
     def list_events(self, flt: EventFilter = EventFilter()) -> list[dict]:
@@ -525,23 +557,6 @@ class Store:
         query = query.order_by(EventRow.opened_at.desc(), EventRow.id.desc())
         with self.engine.connect() as conn:
             return [_event_dict(row) for row in conn.execute(query)]
-
-    # --- alerts --------------------------------------------------------------
-
-    def pending_alerts(self, limit: int = 100) -> list[AlertRow]:
-        """Alerts not yet delivered, oldest first."""
-        query = select(AlertRow).where(AlertRow.status == "pending").order_by(AlertRow.id)
-        with self.engine.connect() as conn:
-            return list(conn.execute(query.limit(limit)))
-
-    def mark_sent(self, alert_id: int, at: datetime) -> None:
-        """Record a successful delivery."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                update(AlertRow)
-                .where(AlertRow.id == alert_id)
-                .values(status="sent", sent_at=at, attempts=AlertRow.attempts + 1)
-            )
 
     def counts(self) -> dict[str, int]:
         """Row counts of the main tables (for status)."""

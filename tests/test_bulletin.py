@@ -168,7 +168,7 @@ def _assert_contiguous(original_plain: str, parts: list[str]) -> None:
         plain = html_to_plain(part)
         assert original_plain.startswith(plain, position), (position, plain[:40])
         position += len(plain)
-        if original_plain[position : position + 1] == "\n":
+        while original_plain[position : position + 1] == "\n":
             position += 1
     assert position == len(original_plain)
 
@@ -191,13 +191,27 @@ def test_split_reopens_pre():
     continued = [
         i
         for i in range(1, len(parts))
-        if parts[i - 1].endswith("</pre>") and parts[i].startswith("<pre>  ")
+        if parts[i - 1].endswith("</pre>") and parts[i].startswith("<pre>")
     ]
     assert continued
     for i in continued:
         assert "Trạm" not in parts[i].split("\n")[0]  # a continued row, not a new table
     for part in parts:
         _check_balanced(part)
+    _assert_contiguous(html_to_plain(text), parts)
+
+
+def test_split_pre_without_blank_lines():
+    rows = "\n".join(f"Trạm {i:03d} &amp; sông      65/75/85" for i in range(40))
+    text = f"<b>Bảng</b>\n<pre>{rows}</pre>\nHết."
+    parts = split_html(text, limit=300)
+    assert parts[0].startswith("<b>Bảng</b>\n<pre>Trạm 000")
+    for part in parts[:-1]:
+        assert part.endswith("</pre>")
+        _check_balanced(part)
+    for part in parts[1:-1]:
+        assert part.startswith("<pre>Trạm ")
+    assert parts[-1].endswith("</pre>\nHết.")
     _assert_contiguous(html_to_plain(text), parts)
 
 

@@ -47,6 +47,7 @@ def _png_size(png: bytes) -> tuple[int, int]:
     return struct.unpack(">II", png[16:24])
 
 
+@pytest.mark.filterwarnings("error")
 def test_png_of_requested_size():
     png = render_hydrograph(_data(), ZONE)
     assert _png_size(png) == (1000, 560)
@@ -65,6 +66,15 @@ def test_nan_gaps_and_missing_alarms_and_crest():
         crest_label=None,
     )
     assert _png_size(render_hydrograph(data, ZONE)) == (1000, 560)
+
+
+@pytest.mark.filterwarnings("error")
+def test_short_window_with_now_at_the_edge():
+    data = _data()
+    data = _data(
+        times=data.times[:20], observed_m=data.observed_m[:20], predicted_m=data.predicted_m[:20]
+    )
+    assert _png_size(render_hydrograph(data, ZONE, width_px=640, height_px=400)) == (640, 400)
 
 
 def test_all_nan_and_no_reference_lines():

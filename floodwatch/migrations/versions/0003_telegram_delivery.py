@@ -15,6 +15,8 @@ depends_on = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("event") as batch:
+        batch.add_column(sa.Column("alerted_at", sa.DateTime(timezone=True), nullable=True))
     op.create_table(
         "chat",
         sa.Column("chat_id", sa.BigInteger(), nullable=False),
@@ -90,6 +92,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("event") as batch:
+        batch.drop_column("alerted_at")
     with op.batch_alter_table("alert", schema=None) as batch_op:
         batch_op.drop_column("escalation_of")
         batch_op.drop_column("escalated_at")
