@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy.orm import Session
 
 from floodwatch.models import AlertRow, ChatRow, DeliveryRow
 
@@ -115,8 +116,8 @@ class Outbox:
         )
         seen: set[int] = set()
         due = []
-        with self.engine.connect() as conn:
-            for delivery, alert in (tuple(r) for r in conn.execute(query)):
+        with Session(self.engine) as session:
+            for delivery, alert in session.execute(query).all():
                 if delivery.chat_id in seen:
                     continue
                 seen.add(delivery.chat_id)
@@ -158,6 +159,15 @@ class Outbox:
                     .where(AlertRow.id == row.alert_id)
                     .values(status=SENT, sent_at=at)
                 )
+
+    def progress(self, delivery_id: int, message_ids: Sequence[int]) -> None:
+        """Record the parts sent so far, so a retry continues after them."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(DeliveryRow)
+                .where(DeliveryRow.id == delivery_id)
+                .values(message_ids=",".join(str(m) for m in message_ids))
+            )
 
     def retry_later(self, delivery_id: int, when: datetime, error: str) -> None:
         """A failure worth retrying: try again at `when`."""

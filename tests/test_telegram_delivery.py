@@ -1,0 +1,297 @@
+"""Telegram delivery end to end: the real PTB client against a fake Bot API on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from floodwatch.cli import main
+from floodwatch.models import AlertRow, DeliveryRow
+from floodwatch.service import App
+from floodwatch.telegram_bot import Limiter, TelegramNotifier, read_token
+from tests.conftest import DATA
+from tests.fake_telegram import FakeTelegram
+
+TOKEN = "123456:TEST-TOKEN"
+AN_XUYEN, SO_XAY_DUNG, TAN_THANH, OPERATORS = -1001, -1002, -1003, -1009
+REPLAY = DATA / "replay" / "spring_tide_dec2024.csv"
+
+
+@pytest.fixture(autouse=True)
+def ptb_timedelta(monkeypatch):
+    """Opt in to PTB's timedelta periods (RetryAfter.retry_after)."""
+    monkeypatch.setenv("PTB_TIMEDELTA", "true")
+
+
+@pytest.fixture
+def tg():
+    with FakeTelegram(timeout_s=1.0) as server:
+        yield server
+
+
+@pytest.fixture
+def config(project, tg):
+    """The test segments, units with chats, operators, escalation after 30 minutes."""
+    text = project.read_text(encoding="utf-8").replace(
+        'segments = "../geodata/segments.geojson"',
+        f'segments = "{DATA / "replay" / "segments.geojson"}"',
+    )
+    for unit, chat in (
+        ("ubnd_an_xuyen", AN_XUYEN), ("so_xay_dung", SO_XAY_DUNG), ("ubnd_tan_thanh", TAN_THANH),
+    ):  # fmt: skip
+        extra = f"telegram_chats = [{chat}]\n"
+        if unit == "ubnd_an_xuyen":
+            extra += 'escalate_to = "operators"\nescalate_after_minutes = 30\n'
+        text = text.replace(f'id = "{unit}"\n', f'id = "{unit}"\n{extra}')
+    text += f'\n[telegram]\nbase_url = "{tg.url}/bot"\noperators_chats = [{OPERATORS}]\n'
+    text += "timeout_s = 2\n"
+    project.write_text(text, encoding="utf-8")
+    return project
+
+
+class Clock:
+    """A clock the test moves."""
+
+    def __init__(self, now: datetime):
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+FAST = dict(per_chat_s=0.0, group_per_minute=10_000, per_second=10_000)
+
+
+def drain(notifier: TelegramNotifier, passes: int = 50, then=None) -> None:
+    """Run delivery passes until nothing is due (`then` runs once the bot is up)."""
+
+    async def go():
+        await notifier.bot.initialize()
+        if then:
+            then()
+        try:
+            for _ in range(passes):
+                if not await notifier.send_due():
+                    break
+        finally:
+            await notifier.bot.shutdown()
+
+    asyncio.run(go())
+
+
+def deliveries(app: App) -> list[DeliveryRow]:
+    """Every delivery, in id order."""
+    with app.store.engine.connect() as conn:
+        return list(conn.execute(select(DeliveryRow).order_by(DeliveryRow.id)))
+
+
+def alerts(app: App) -> dict[int, AlertRow]:
+    """Every alert by id."""
+    with app.store.engine.connect() as conn:
+        return {a.id: a for a in conn.execute(select(AlertRow))}
+
+
+def replay_quietly(config) -> None:
+    """Replay the spring tide; alerts stay in the outbox for Telegram."""
+    from floodwatch.service import replay
+    from floodwatch.sources.csvfile import read_csv
+
+    app = App.open(config, with_sources=False)
+    try:
+        replay(app, read_csv(REPLAY, app.geodata.stations).readings)
+    finally:
+        app.close()
+
+
+def test_token_only_from_environment_or_credential(tmp_path):
+    assert read_token({"FLOODWATCH_TELEGRAM_TOKEN": " abc "}) == "abc"
+    (tmp_path / "telegram-token").write_text("from-systemd\n")
+    assert read_token({"CREDENTIALS_DIRECTORY": str(tmp_path)}) == "from-systemd"
+    assert read_token({}) is None
+
+
+def test_replayed_spring_tide_reaches_each_unit_in_order(config, tg, caplog):
+    replay_quietly(config)
+    app = App.open(config, with_sources=False)
+    try:
+        notifier = TelegramNotifier(app, TOKEN, limiter=Limiter(**FAST))
+        drain(notifier)
+        sent = deliveries(app)
+        assert sent and all(d.status == "sent" for d in sent)
+        by_alert = alerts(app)
+        for chat in (AN_XUYEN, SO_XAY_DUNG, TAN_THANH, OPERATORS):
+            mine = [d for d in sent if d.chat_id == chat]
+            texts = tg.texts(chat)
+            assert len(texts) == len(mine) > 0
+            # Per chat, messages arrive in the order the alerts were committed.
+            assert texts == [by_alert[d.alert_id].body for d in mine]
+        # The unit with only the rain-only road hears nothing about the tide roads.
+        assert all("Đường thử ngập mưa" in t or "HẾT NGẬP" in t for t in tg.texts(SO_XAY_DUNG))
+        assert any("BẮT ĐẦU NGẬP" in t for t in tg.texts(AN_XUYEN))
+        # Operators see every unit's alerts.
+        assert len(tg.texts(OPERATORS)) == len({d.alert_id for d in sent})
+        onsets = [c for c in tg.messages(AN_XUYEN) if "BẮT ĐẦU NGẬP" in (c.text or "")]
+        assert onsets[0].reply_markup["inline_keyboard"][0][0]["text"] == "✅ Đã nhận"
+        assert tg.token_seen == TOKEN and TOKEN not in caplog.text
+    finally:
+        app.close()
+
+
+def test_retry_after_outage_and_recovery_deliver_everything_once(config, tg):
+    replay_quietly(config)
+    app = App.open(config, with_sources=False)
+    clock = Clock(datetime(2024, 12, 18, tzinfo=UTC))
+    try:
+        notifier = TelegramNotifier(app, TOKEN, clock=clock, limiter=Limiter(**FAST))
+        tg.fail_next("sendMessage", 1, "retry_after", chat_id=AN_XUYEN)
+        drain(notifier, passes=3, then=lambda: tg.down(502))
+        assert all(d.status == "pending" for d in deliveries(app))
+        assert any(d.last_error and "502" in d.last_error for d in deliveries(app))
+        tg.up()
+        for _ in range(12):  # minutes pass; every backoff expires
+            clock.now += timedelta(minutes=10)
+            drain(notifier)
+        sent = deliveries(app)
+        assert all(d.status == "sent" for d in sent)
+        for chat in (AN_XUYEN, SO_XAY_DUNG, OPERATORS):
+            assert len(tg.texts(chat)) == len([d for d in sent if d.chat_id == chat])
+    finally:
+        app.close()
+
+
+def test_gone_and_migrated_chats(config, tg):
+    replay_quietly(config)
+    tg.block(SO_XAY_DUNG, "kicked")
+    tg.migrate(TAN_THANH, -1009003)
+    app = App.open(config, with_sources=False)
+    try:
+        drain(TelegramNotifier(app, TOKEN, limiter=Limiter(**FAST)))
+        rows = deliveries(app)
+        assert {d.status for d in rows if d.chat_id == SO_XAY_DUNG} == {"broken"}
+        assert all(d.status == "sent" for d in rows if d.chat_id not in (SO_XAY_DUNG,))
+        assert tg.texts(-1009003) and not tg.texts(TAN_THANH)
+        notes = "\n".join(t or "" for t in tg.texts(OPERATORS))
+        assert f"nhóm Telegram {SO_XAY_DUNG}" in notes
+        assert f"Nhóm Telegram {TAN_THANH} đã được nâng cấp thành siêu nhóm -1009003" in notes
+        chats = app.store.outbox.chats()
+        assert chats[SO_XAY_DUNG].status == "broken" and chats[TAN_THANH].migrated_to == -1009003
+    finally:
+        app.close()
+
+
+def test_long_messages_split_and_bad_html_falls_back_to_plain(config, tg):
+    from floodwatch.outbox import NewAlert
+
+    app = App.open(config, with_sources=False)
+    try:
+        lines = [
+            f"🔵 <b>Đường số {i}</b>: đang ngập 35 cm (mức 2), do triều cường." for i in range(150)
+        ]
+        body = "⚠️ <b>CẢNH BÁO NGẬP ĐƯỜNG</b>\n" + "\n".join(lines)
+        now = datetime(2024, 12, 16, tzinfo=UTC)
+        app.store.outbox.add([NewAlert(now, "ubnd_an_xuyen", ["onset"], body, [(AN_XUYEN, None)])])
+        tg.fail_next("sendMessage", 1, "parse_entities", chat_id=AN_XUYEN)
+        drain(TelegramNotifier(app, TOKEN, limiter=Limiter(**FAST)))
+        calls = tg.messages(AN_XUYEN)
+        assert len(calls) >= 3 and all(len(c.text) <= 4096 for c in calls)
+        assert calls[0].parse_mode is None and "<b>" not in calls[0].text  # the fallback
+        assert all(c.parse_mode == "HTML" for c in calls[1:])
+        assert calls[-1].reply_markup is not None  # the button rides on the last part
+        assert [d.status for d in deliveries(app)] == ["sent"]
+    finally:
+        app.close()
+
+
+def test_acknowledgement_edits_every_copy_and_stops_escalation(config, tg):
+    from floodwatch.outbox import NewAlert
+
+    app = App.open(config, with_sources=False)
+    t0 = datetime(2024, 12, 16, 10, tzinfo=UTC)
+    clock = Clock(t0)
+    try:
+        notifier = TelegramNotifier(app, TOKEN, clock=clock, limiter=Limiter(**FAST))
+        outbox = app.store.outbox
+        body = "⚠️ <b>BẮT ĐẦU NGẬP</b>\n🔵 <b>Đường thử</b>: đang ngập 15 cm"
+        [taken, ignored] = outbox.add(
+            [
+                NewAlert(
+                    t0, "ubnd_an_xuyen", ["onset"], body, [(AN_XUYEN, None), (OPERATORS, None)]
+                ),
+                NewAlert(t0, "ubnd_an_xuyen", ["onset"], body + " (2)", [(AN_XUYEN, None)]),
+            ]
+        )
+        drain(notifier)
+        message_id = tg.messages(AN_XUYEN)[0].message_id
+
+        async def press_and_escalate():
+            await notifier.bot.initialize()
+            from telegram import Update
+
+            update = Update.de_json(tg.push_callback(AN_XUYEN, 501, message_id, f"ack:{taken}",
+                                                     username="tran_b"), notifier.bot)  # fmt: skip
+            await notifier.on_callback(update, None)
+            clock.now = t0 + timedelta(minutes=29)
+            early = await notifier.escalate_due()
+            clock.now = t0 + timedelta(minutes=31)
+            late = await notifier.escalate_due()
+            again = await notifier.escalate_due()
+            await notifier.bot.shutdown()
+            return early, late, again
+
+        assert asyncio.run(press_and_escalate()) == (0, 1, 0)
+        rows = alerts(app)
+        assert rows[taken].ack_by and rows[taken].escalated_at is None
+        [escalation] = [a for a in rows.values() if a.escalation_of == ignored]
+        assert escalation.body.startswith("⏫ <b>CHƯA CÓ XÁC NHẬN sau 30 phút</b>")
+        edited = tg.current(AN_XUYEN, message_id)
+        assert "✅ Đã nhận:" in edited["text"]
+        assert any(c.method == "answerCallbackQuery" for c in tg.sent)
+        drain(notifier)
+        assert any("CHƯA CÓ XÁC NHẬN" in (t or "") for t in tg.texts(OPERATORS))
+    finally:
+        app.close()
+
+
+def test_flood_limits_are_respected(config, tg):
+    from floodwatch.outbox import NewAlert
+
+    tg.enforce_limits = True
+    app = App.open(config, with_sources=False)
+    try:
+        now = datetime(2024, 12, 16, tzinfo=UTC)
+        app.store.outbox.add(
+            [NewAlert(now, "u", ["onset"], f"tin {i}", [(AN_XUYEN, None), (OPERATORS, None)])
+             for i in range(3)]
+        )  # fmt: skip
+        drain(TelegramNotifier(app, TOKEN))  # the real limiter: 1 message a second per chat
+        assert tg.limit_violations == []
+        assert tg.texts(AN_XUYEN) == ["tin 0", "tin 1", "tin 2"]
+        times = [c.at for c in tg.messages(AN_XUYEN)]
+        assert all(b - a >= 0.95 for a, b in zip(times, times[1:], strict=False))
+    finally:
+        app.close()
+
+
+def test_restart_after_commit_delivers_once(config, tg):
+    replay_quietly(config)  # committed, never sent: as if the process died right after
+    app = App.open(config, with_sources=False)
+    try:
+        drain(TelegramNotifier(app, TOKEN, limiter=Limiter(**FAST)))
+        first = len(tg.sent)
+    finally:
+        app.close()
+    app = App.open(config, with_sources=False)  # restarted
+    try:
+        drain(TelegramNotifier(app, TOKEN, limiter=Limiter(**FAST)))
+        assert len(tg.sent) == first
+    finally:
+        app.close()
+
+
+def test_run_without_token_keeps_the_console(config):
+    result = CliRunner().invoke(main, ["--config", str(config), "replay", str(REPLAY)])
+    assert result.exit_code == 0 and "BẮT ĐẦU NGẬP" in result.output
