@@ -10,6 +10,7 @@ import csv
 import functools
 import io
 import logging
+import signal
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -141,31 +142,19 @@ def print_cycle(result: CycleResult, zone) -> None:
 
 def print_outlook(app: App, now: datetime, hours: int = 48) -> None:
     """The next tide peaks per station and the roads expected to flood."""
-    from floodwatch.sources.harmonic import HarmonicTideSource
-    from floodwatch.tides import high_low_waters
+    from floodwatch.outlook import alarm_reached, next_high_waters
 
     zone = app.settings.zone
-    for source in app.sources:
-        if not isinstance(source, HarmonicTideSource):
-            continue
+    highs = next_high_waters(app, now, hours)
+    if highs:
         click.echo(f"Next high waters (predicted, {app.settings.timezone}):")
-        for station_id, table in sorted(source.tables.items()):
-            station = app.geodata.stations[station_id]
-            highs = [
-                e
-                for e in high_low_waters(table, now, now + timedelta(hours=hours))
-                if e.kind == "high"
-            ][:4]
-
-            def reached(level: float, alarm_m=station.alarm_m) -> str:
-                names = [n for n, a in zip(("BĐ I", "BĐ II", "BĐ III"), alarm_m, strict=True)
-                         if a is not None and level >= a]  # fmt: skip
-                return f" ({names[-1]})" if names else ""
-
-            peaks = "  ".join(
-                f"{local_time(e.time, zone)} {e.level_m:.2f} m{reached(e.level_m)}" for e in highs
-            )
-            click.echo(f"  {station.name:<12} {peaks}")
+    for station, extremes in highs:
+        peaks = "  ".join(
+            f"{local_time(e.time, zone)} {e.level_m:.2f} m"
+            + (f" ({ALARM_VI[alarm]})" if (alarm := alarm_reached(station, e.level_m)) else "")
+            for e in extremes
+        )
+        click.echo(f"  {station.name:<12} {peaks}")
     flooding = [e for e in app.store.list_events() if e["status"] != CLOSED]
     click.echo(f"Roads flooded or expected to flood: {len(flooding)}")
     for ev in sorted(flooding, key=lambda e: e["expected_onset_at"] or e["opened_at"]):
@@ -190,24 +179,43 @@ def run(ctx: Context) -> None:
     Example:
       floodwatch run
     """
+    from floodwatch.telegram_bot import TelegramNotifier, TelegramThread, read_token
+
+    def terminate(_signum, _frame):
+        raise KeyboardInterrupt  # until the scheduler installs its own graceful handler
+
+    signal.signal(signal.SIGTERM, terminate)
     app = ctx.open()
-    notifier = ConsoleNotifier(app, click.echo)
-    now = utcnow()
-    result = poll_once(app, now)
-    notifier.drain()
-    print_outlook(app, now)
-    logger.info("first cycle: %d changes", len(result.changes))
+    token = read_token()
+    telegram = None
+    if token:
+        telegram = TelegramThread(TelegramNotifier(app, token))
+        telegram.start()
+        click.echo("Telegram delivery on (token from the environment).")
+
+        def deliver() -> int:
+            return 0  # the sender thread drains the outbox itself
+    else:
+        click.echo("No FLOODWATCH_TELEGRAM_TOKEN: alerts are printed here.")
+        deliver = ConsoleNotifier(app, click.echo).drain
     step = app.settings.assessment.step_minutes
     try:
+        now = utcnow()
+        result = poll_once(app, now)
+        deliver()
+        print_outlook(app, now)
+        logger.info("first cycle: %d changes", len(result.changes))
         run_forever(
             app,
-            notifier,
+            deliver,
             lambda r: print_cycle(r, app.settings.zone),
             lambda: click.echo(f"Running; cycle every {step} min. Ctrl-C or SIGTERM stops."),
         )
     except KeyboardInterrupt:
         pass
     finally:
+        if telegram is not None:
+            telegram.stop()
         app.close()
 
 
@@ -404,6 +412,36 @@ def sources(ctx: Context, at_text: str | None) -> None:
         app.close()
 
 
+@main.command()
+@click.option("--at", "at_text", help="Compose as of this time (ISO 8601) [default: now].")
+@click.option("--send", is_flag=True, help="Queue it for every configured chat as well.")
+@pass_ctx
+@handles_errors
+def bulletin(ctx: Context, at_text: str | None, send: bool) -> None:
+    """Print the daily bulletin ("Tin cảnh báo ngập lụt do triều cường").
+
+    `run` queues it every day at [alerts] daily_bulletin_at (local time).
+
+    \b
+    Example:
+      floodwatch bulletin
+      floodwatch bulletin --send
+    """
+    from floodwatch.bulletin import html_to_plain
+    from floodwatch.daily import bulletin_alert
+
+    app = ctx.open(with_sources=False, writes=send)
+    try:
+        now = parse_when(at_text, app.settings.zone) or utcnow()
+        alert = bulletin_alert(app, now)
+        click.echo(html_to_plain(alert.body))
+        if send:
+            app.store.outbox.add([alert])
+            click.echo(f"queued for {len(alert.targets)} chats", err=True)
+    finally:
+        app.close()
+
+
 def _filter(**kwargs):
     from floodwatch.store import EventFilter
 
@@ -470,6 +508,57 @@ def events(ctx, start, end, segment, unit, kind, fmt) -> None:
                 f"{opened:<16} {closed or '':<16} {centimetres(ev['peak_depth_m']):>6} "
                 f"{ev['max_level']:>3} {ev['cause'] or ''}"
             )
+
+
+@main.command()
+@click.argument("target", required=False)
+@click.option("--hours", type=click.IntRange(1, 168), help="How long to mute, 1-168 hours.")
+@click.option("--reason", default="", help="Why (works under repair, known closure...).")
+@click.option("--list", "list_only", is_flag=True, help="List running and coming silences.")
+@pass_ctx
+@handles_errors
+def mute(ctx: Context, target: str | None, hours: int | None, reason: str, list_only: bool) -> None:
+    """Mute alerts for a segment or a unit for some hours; they are still logged.
+
+    TARGET is a segment id, a unit id, or a road name (diacritics optional).
+
+    \b
+    Example:
+      floodwatch mute cm-de-tham --hours 12 --reason "thi công cống"
+      floodwatch mute ubnd_nam_can --hours 24
+      floodwatch mute --list
+    """
+    from floodwatch.outlook import mute_target
+
+    app = ctx.open(with_sources=False, writes=False)
+    try:
+        zone = app.settings.zone
+        now = utcnow()
+        if list_only or target is None:
+            if target is None and not list_only:
+                fail("give a segment or unit to mute (with --hours), or --list")
+            rows = app.store.silences(now)
+            click.echo(f"Silences: {len(rows)}")
+            for row in rows:
+                click.echo(
+                    f"  {row.target_kind:<8} {row.target_id:<26} {local_time(row.starts_at, zone)}"
+                    f" → {local_time(row.until, zone)}  {row.created_by}  {row.reason}"
+                )
+            return
+        if hours is None:
+            fail("--hours is required to mute (1-168)")
+        found, candidates = mute_target(app.settings, app.geodata, target)
+        if found is None:
+            ids = ", ".join(s.id for s in candidates[:5])
+            hint = f"; did you mean: {ids}" if candidates else ""
+            what = "is ambiguous" if candidates else "is not a segment or unit"
+            fail(f"{target!r} {what}{hint}")
+        kind, target_id, name = found
+        until = now + timedelta(hours=hours)
+        app.store.add_silence(kind, target_id, now, until, reason, "cli")
+        click.echo(f"muted {kind} {target_id} ({name}) until {local_time(until, zone)}")
+    finally:
+        app.close()
 
 
 from floodwatch.tide_cli import tide  # noqa: E402  (registers the `tide` group)

@@ -150,12 +150,19 @@ def replay(
 
 def run_forever(
     app: App,
-    notifier: ConsoleNotifier,
+    deliver: Callable[[], object],
     on_cycle: Callable[[CycleResult], None],
     on_ready: Callable[[], None] = lambda: None,
 ) -> None:
-    """Poll each source on its interval and run a cycle after each ingest, until stopped."""
+    """Poll each source on its interval and run a cycle after each ingest, until stopped.
+
+    `deliver` runs after every cycle (the console notifier's drain; with
+    Telegram the sender thread drains the outbox by itself).
+    """
     from apscheduler.schedulers.blocking import BlockingScheduler
+    from apscheduler.triggers.cron import CronTrigger
+
+    from floodwatch.daily import bulletin_alert
 
     lock = threading.Lock()
     scheduler = BlockingScheduler(timezone=UTC)
@@ -168,7 +175,7 @@ def run_forever(
                     poll_source(app, source, now)  # records its own failures
                 refresh_health(app, now)
                 on_cycle(app.pipeline.cycle(now))
-                notifier.drain()
+                deliver()
             except FloodwatchError as exc:
                 logger.error("cycle failed: %s", exc)
             except Exception:  # a job must never take the scheduler down; retried next time
@@ -194,6 +201,25 @@ def run_forever(
         next_run_time=datetime.now(UTC) + timedelta(minutes=app.settings.assessment.step_minutes),
         **common,
     )
+
+    bulletin_at = app.settings.alerts.daily_bulletin_at
+    if bulletin_at:
+
+        def daily_bulletin() -> None:
+            with lock:
+                try:
+                    app.store.outbox.add([bulletin_alert(app, utcnow())])
+                    deliver()
+                except Exception:  # retried tomorrow; the log says why
+                    logger.exception("daily bulletin failed")
+
+        hour, minute = (int(part) for part in bulletin_at.split(":"))
+        scheduler.add_job(
+            daily_bulletin,
+            CronTrigger(hour=hour, minute=minute, timezone=app.settings.zone),
+            id="daily_bulletin",
+            **common,
+        )
 
     stopping = threading.Event()
 

@@ -295,3 +295,43 @@ def test_restart_after_commit_delivers_once(config, tg):
 def test_run_without_token_keeps_the_console(config):
     result = CliRunner().invoke(main, ["--config", str(config), "replay", str(REPLAY)])
     assert result.exit_code == 0 and "BẮT ĐẦU NGẬP" in result.output
+
+
+def test_run_with_a_token_delivers_through_telegram(config, tg, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.conftest import ROOT
+
+    queued = CliRunner().invoke(
+        main, ["--config", str(config), "bulletin", "--send", "--at", "2025-11-09T06:00+07:00"]
+    )
+    assert queued.exit_code == 0, queued.output
+    assert "TIN CẢNH BÁO NGẬP LỤT DO TRIỀU CƯỜNG" in queued.output
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FLOODWATCH_TELEGRAM_TOKEN": TOKEN,
+           "PTB_TIMEDELTA": "true"}  # fmt: skip
+    log = tmp_path / "run.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "floodwatch", "--config", str(config), "run"],
+            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
+        )  # fmt: skip
+        try:
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and not tg.texts(OPERATORS):
+                assert proc.poll() is None, log.read_text()
+                time.sleep(0.2)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0, log.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    texts = tg.texts(OPERATORS)
+    assert any("TIN CẢNH BÁO NGẬP LỤT DO TRIỀU CƯỜNG" in (t or "") for t in texts)
+    assert {c.chat_id for c in tg.messages(AN_XUYEN)} <= {AN_XUYEN}
+    output = log.read_text()
+    assert "Telegram delivery on" in output and TOKEN not in output
+    assert "Traceback" not in output
