@@ -48,6 +48,7 @@ def _line(change: Change, geodata: Geodata, zone: ZoneInfo, level_names: Sequenc
     road = f"<b>{_esc(segment.name)}</b> ({_esc(segment.ward)})" if segment else _esc(ev.segment_id)
     mark = LEVEL_MARK.get(ev.max_level if change.alert == "all_clear" else ev.level, "")
     cause = CAUSE_VI.get(ev.cause or "", "")
+    because = f", do {cause}" if cause else ""
     level_name = level_names[ev.level - 1] if 1 <= ev.level <= len(level_names) else ""
     advice = f" <i>{_esc(level_name)}</i>" if level_name else ""
     kind = change.alert
@@ -56,7 +57,7 @@ def _line(change: Change, geodata: Geodata, zone: ZoneInfo, level_names: Sequenc
         return (
             f"{mark} {road}: dự kiến ngập từ {local_time(ev.expected_onset_at, zone)} "
             f"(còn {lead}), sâu nhất {centimetres(ev.peak_depth_m)} lúc "
-            f"{local_time(ev.peak_at, zone, with_date=False)}, do {cause}.{advice}"
+            f"{local_time(ev.peak_at, zone, with_date=False)}{because}.{advice}"
         )
     if kind == "forecast_cancelled":
         return f"{mark} {road}: không còn dự báo ngập."
@@ -67,8 +68,8 @@ def _line(change: Change, geodata: Geodata, zone: ZoneInfo, level_names: Sequenc
         )
     since = f", từ {local_time(ev.opened_at, zone)}" if kind == "reminder" else ""
     return (
-        f"{mark} {road}: đang ngập {centimetres(ev.depth_m)} (mức {ev.level}){since}, "
-        f"do {cause}.{advice}"
+        f"{mark} {road}: đang ngập {centimetres(ev.depth_m)} (mức {ev.level}){since}"
+        f"{because}.{advice}"
     )
 
 

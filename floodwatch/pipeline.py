@@ -37,7 +37,7 @@ from floodwatch.readings import Kind, Reading, Rejection, Variable
 from floodwatch.routing import targets
 from floodwatch.series import Grid, level_series, make_grid, rain_series, rain_total
 from floodwatch.store import Store
-from floodwatch.text import local_time
+from floodwatch.text import centimetres, local_time
 from floodwatch.validate import Verdict, validate
 
 logger = logging.getLogger(__name__)
@@ -107,6 +107,7 @@ class Pipeline:
         self.tide_idx = np.array([self.tide_index[s.tide_station] for s in segments], np.int64)
         self.rain_idx = np.array([self.rain_index[s.rain_station] for s in segments], np.int64)
         self.unit_names = {u.id: u.name for u in settings.units}
+        self.segment_index = {s.id: i for i, s in enumerate(segments)}
         # (station, variable) inputs whose every source is stale; set by source health.
         self.blind_inputs: set[tuple[str, str]] = set()
         # Doubtful readings stored since the last cycle, to note on open events.
@@ -190,6 +191,30 @@ class Pipeline:
                         f"{local_time(r.time, self.settings.zone)} ({r.flag})"
                     )
                     notes.append(Change(ev, "doubtful_reading", at, note))
+        return notes
+
+    def _report_notes(
+        self,
+        at: datetime,
+        open_events: dict[tuple[str, str], EventState],
+        changes: list[Change],
+        reports: dict[str, tuple[float, list]],
+    ) -> list[Change]:
+        """Note each field report not yet linked on its segment's open observed event."""
+        if not reports:
+            return []
+        current = {**open_events, **{(c.event.segment_id, c.event.kind): c.event for c in changes}}
+        notes = []
+        for segment_id, (_, rows) in reports.items():
+            ev = current.get((segment_id, OBSERVED))
+            if ev is None or ev.status == CLOSED:
+                continue
+            for row in rows:
+                if row.event_id is None:
+                    note = f"Báo cáo hiện trường: {centimetres(row.depth_m)} ({row.user_name})"
+                    if row.note:
+                        note += f": {row.note}"
+                    notes.append(Change(ev, "field_report", at, note))
         return notes
 
     def blind_segments(self) -> list[Segment]:
@@ -282,6 +307,9 @@ class Pipeline:
             logger.info("cycle: %s already assessed (latest %s); skipped", at, last)
             return CycleResult(at, [], 0, 0, 0, 0, 0.0, skipped=True)
         grid, out = self.assess_at(at)
+        # Field reports count as observed depths for as long as a gauge reading would.
+        max_age = timedelta(minutes=self.settings.assessment.observed_max_age_minutes)
+        reports = self.store.recent_field_reports(at - max_age, at)
         open_events: dict[tuple[str, str], EventState] = {
             (e.segment_id, e.kind): e for e in self.store.open_events()
         }
@@ -295,6 +323,9 @@ class Pipeline:
         visit = candidates | np.fromiter(
             (s.id in with_events for s in segments), bool, len(segments)
         )
+        for segment_id in reports:
+            if (index := self.segment_index.get(segment_id)) is not None:
+                visit[index] = True
         times = [grid.at(k) for k in range(len(grid.times_s))]
         last_idx = len(times) - 1
         observed, obs_depth_m, obs_cause = (
@@ -320,13 +351,19 @@ class Pipeline:
                     peak_m=fc_peak_m[i],
                     cause=fc_cause[i],
                 )
+            seg_observed, seg_depth_m, seg_cause = observed[i], obs_depth_m[i], obs_cause[i]
+            if (reported := reports.get(segment.id)) is not None:
+                seg_depth_m = max(seg_depth_m if seg_observed else 0.0, reported[0])
+                if not (seg_observed and seg_cause):
+                    seg_cause = fc_cause[i] if fc_has[i] else 0
+                seg_observed = True
             now = SegmentNow(
                 segment_id=segment.id,
                 unit=segment.unit,
                 at=at,
-                observed=observed[i],
-                obs_depth_m=obs_depth_m[i],
-                obs_cause=obs_cause[i],
+                observed=seg_observed,
+                obs_depth_m=seg_depth_m,
+                obs_cause=seg_cause,
                 forecast=forecast,
             )
             changes.extend(
@@ -342,6 +379,7 @@ class Pipeline:
         ]
         changes += self._reminders(at, open_events, changes)
         changes += self._doubtful_notes(at, open_events, changes)
+        changes += self._report_notes(at, open_events, changes, reports)
         silences = self.store.active_silences(at)
         messages = compose(
             changes,
@@ -382,6 +420,9 @@ class Pipeline:
                 "blind": blind,
             },
         )
+        if reports:
+            # Right after the commit: a crash in between only repeats a note next cycle.
+            self.store.link_field_reports(at, at - max_age)
         logger.info(
             "cycle %s: %d flooded, %d forecast, %d blind, %d changes, %d alerts, %.2fs",
             at.isoformat(),

@@ -39,7 +39,9 @@ from telegram.ext import Application, CallbackQueryHandler, ContextTypes
 from telegram.request import HTTPXRequest
 
 from floodwatch.alerts import NEEDS_ACK
+from floodwatch.bot_commands import register
 from floodwatch.bulletin import html_to_plain, split_html
+from floodwatch.charts import alert_hydrographs
 from floodwatch.outbox import FAILED, NewAlert, backoff
 from floodwatch.pipeline import utcnow
 from floodwatch.routing import known_chats, operator_targets, targets
@@ -72,7 +74,8 @@ def read_token(environ: Mapping[str, str] | None = None) -> str | None:
 class Limiter:
     """Telegram's flood limits: per chat, per group per minute, and overall per second."""
 
-    def __init__(self, per_chat_s: float = 1.0, group_per_minute: int = 20, per_second: int = 30):
+    # A little slower than Telegram's figures: clocks and network delays differ.
+    def __init__(self, per_chat_s: float = 1.1, group_per_minute: int = 19, per_second: int = 28):
         self.per_chat_s = per_chat_s
         self.group_per_minute = group_per_minute
         self.per_second = per_second
@@ -179,6 +182,14 @@ class TelegramNotifier:
                 )  # fmt: skip
                 ids.append(message_id)
                 await asyncio.to_thread(self.outbox.progress, delivery.id, ids)
+            if self.settings.telegram.hydrographs and len(ids) == len(parts):
+                for caption, png in await self._pictures(alert):
+                    await self.limiter.wait(chat)
+                    message = await self.bot.send_photo(
+                        chat, png, caption=caption, message_thread_id=delivery.thread_id
+                    )
+                    ids.append(message.message_id)
+                    await asyncio.to_thread(self.outbox.progress, delivery.id, ids)
             await asyncio.to_thread(self.outbox.delivered, delivery.id, self.clock(), ids)
             logger.info("telegram: alert #%d → chat %d: %d part(s)", alert.id, chat, len(parts))
             return True
@@ -213,6 +224,14 @@ class TelegramNotifier:
                            when.isoformat())  # fmt: skip
             await asyncio.to_thread(self.outbox.retry_later, delivery.id, when, exc.message)
         return False
+
+    async def _pictures(self, alert: AlertRow) -> list[tuple[str, bytes]]:
+        """The alert's hydrographs; a drawing failure costs the pictures, never the alert."""
+        try:
+            return await asyncio.to_thread(alert_hydrographs, self.app, alert, self.clock())
+        except Exception:
+            logger.exception("telegram: alert #%d: hydrograph failed; sent without it", alert.id)
+            return []
 
     async def _send_part(self, chat: int, thread: int | None, html: str, markup) -> int:
         """Send one part as HTML, or as plain text if Telegram cannot parse it."""
@@ -336,12 +355,7 @@ class TelegramNotifier:
         if with_updates:
             application = Application.builder().bot(self.bot).build()
             application.add_handler(CallbackQueryHandler(self.on_callback))
-            try:
-                from floodwatch.bot_commands import register
-            except ImportError:  # pragma: no cover - commands are optional
-                register = None
-            if register is not None:
-                register(application, self.app, self.clock)
+            register(application, self.app, self.clock)
             await application.initialize()
             await application.start()
             await application.updater.start_polling(poll_interval=0.5, timeout=20,

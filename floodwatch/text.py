@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -47,3 +48,10 @@ def duration(delta: timedelta) -> str:
     if hours and minutes:
         return f"{hours} giờ {minutes} phút"
     return f"{hours} giờ" if hours else f"{minutes} phút"
+
+
+def fold(text: str) -> str:
+    """Lower-case text without diacritics (đ → d), for forgiving name matching."""
+    decomposed = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
+    bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join(bare.lower().split())
