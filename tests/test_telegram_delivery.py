@@ -341,3 +341,48 @@ def test_run_with_a_token_delivers_through_telegram(config, tg, tmp_path):
     output = log.read_text()
     assert "Telegram delivery on" in output and TOKEN not in output
     assert "Traceback" not in output
+
+
+def test_replayed_spring_tide_sends_exactly_the_expected_messages_per_unit(config, tg):
+    import re
+
+    replay_quietly(config)
+    app = App.open(config, with_sources=False)
+    try:
+        drain(TelegramNotifier(app, TOKEN, limiter=Limiter(**FAST)))
+    finally:
+        app.close()
+
+    def summary(chat: int) -> list[tuple[list[str], list[str]]]:
+        """(headlines, roads) of each text message a chat received, in order."""
+        out = []
+        for call in tg.messages(chat):
+            if call.method == "sendMessage":
+                heads = re.findall(r"<b>([A-ZÀ-Ỹ ]+):</b>", call.text)
+                roads = re.findall(r"<b>Đường thử ([^<]+)</b>", call.text)
+                out.append((heads, roads))
+        return out
+
+    assert summary(AN_XUYEN) == [
+        (["BẮT ĐẦU NGẬP"], ["triều thấp"]),  # the high tide with the rain burst
+        (["BẮT ĐẦU NGẬP", "NGẬP SÂU THÊM"], ["triều vừa", "triều thấp"]),
+        (["NƯỚC GIẢM"], ["triều thấp"]),
+        (["HẾT NGẬP"], ["triều thấp", "triều vừa"]),
+        (["BẮT ĐẦU NGẬP"], ["triều thấp"]),  # the 1.07 m peak
+        (["BẮT ĐẦU NGẬP"], ["triều vừa"]),
+        (["HẾT NGẬP"], ["triều vừa"]),
+        (["HẾT NGẬP"], ["triều thấp"]),
+        (["BẮT ĐẦU NGẬP"], ["triều thấp"]),  # the next high water
+        (["HẾT NGẬP"], ["triều thấp"]),
+    ]
+    assert summary(SO_XAY_DUNG) == [
+        (["BẮT ĐẦU NGẬP"], ["ngập mưa"]),
+        (["NGẬP SÂU THÊM"], ["ngập mưa"]),
+        (["NƯỚC GIẢM"], ["ngập mưa"]),
+        (["VẪN ĐANG NGẬP"], ["ngập mưa"]),  # a reminder three hours after the last alert
+        (["HẾT NGẬP"], ["ngập mưa"]),
+    ]
+    assert summary(TAN_THANH) == [
+        (["BẮT ĐẦU NGẬP"], ["sát ngưỡng"]),
+        (["HẾT NGẬP"], ["sát ngưỡng"]),
+    ]
