@@ -386,3 +386,26 @@ def test_replayed_spring_tide_sends_exactly_the_expected_messages_per_unit(confi
         (["BẮT ĐẦU NGẬP"], ["sát ngưỡng"]),
         (["HẾT NGẬP"], ["sát ngưỡng"]),
     ]
+
+
+def test_the_one_duplicate_window_and_timeouts(config, tg):
+    """A reply lost after Telegram accepted the message: that one part goes twice, no more."""
+    from floodwatch.outbox import NewAlert
+
+    tg.timeout_s = 2.5  # longer than the client's 2 s read timeout
+    app = App.open(config, with_sources=False)
+    clock = Clock(datetime(2024, 12, 16, tzinfo=UTC))
+    try:
+        app.store.outbox.add(
+            [NewAlert(clock.now, "u", ["onset"], f"tin {i}", [(AN_XUYEN, None)]) for i in range(3)]
+        )
+        notifier = TelegramNotifier(app, TOKEN, clock=clock, limiter=Limiter(**FAST))
+        tg.fail_next("sendMessage", 1, "slow", chat_id=AN_XUYEN)  # accepted, reply lost
+        tg.fail_next("sendMessage", 1, "timeout", chat_id=AN_XUYEN)  # never reached Telegram
+        for _ in range(4):
+            drain(notifier)
+            clock.now += timedelta(minutes=10)
+        assert tg.texts(AN_XUYEN) == ["tin 0", "tin 0", "tin 1", "tin 2"]
+        assert all(d.status == "sent" for d in deliveries(app))
+    finally:
+        app.close()
