@@ -175,6 +175,19 @@ def _observed_step(now: SegmentNow, ev: EventState | None, rules: Rules) -> list
     return [Change(updated, "", now.at, "")] if updated != ev else []
 
 
+def _forecast_fields(fc: Forecast, level: int) -> dict:
+    """The event fields a forecast episode sets."""
+    return {
+        "level": level,
+        "max_level": level,
+        "peak_depth_m": fc.peak_m,
+        "peak_at": fc.peak_at,
+        "causes": fc.cause,
+        "expected_onset_at": fc.onset_at,
+        "expected_end_at": fc.end_at,
+    }
+
+
 def _open_forecast(now: SegmentNow, fc: Forecast, rules: Rules) -> Change:
     """A new forecast event for the segment's next wet episode."""
     level = rules.raw_level(fc.peak_m)
@@ -184,14 +197,7 @@ def _open_forecast(now: SegmentNow, fc: Forecast, rules: Rules) -> Change:
         kind=FORECAST,
         status=FORECAST,
         opened_at=now.at,
-        level=level,
-        max_level=level,
-        depth_m=0.0,
-        peak_depth_m=fc.peak_m,
-        peak_at=fc.peak_at,
-        causes=fc.cause,
-        expected_onset_at=fc.onset_at,
-        expected_end_at=fc.end_at,
+        **_forecast_fields(fc, level),
     )
     note = (
         f"Dự báo ngập sau {duration(fc.onset_at - now.at)}: "
@@ -236,16 +242,7 @@ def _forecast_step(now: SegmentNow, ev: EventState | None, rules: Rules) -> list
     )
     if not moved:
         return []
-    updated = replace(
-        ev,
-        level=level,
-        max_level=level,
-        peak_depth_m=fc.peak_m,
-        peak_at=fc.peak_at,
-        causes=fc.cause,
-        expected_onset_at=fc.onset_at,
-        expected_end_at=fc.end_at,
-    )
+    updated = replace(ev, **_forecast_fields(fc, level))
     note = (
         f"Cập nhật dự báo: bắt đầu {local_time(fc.onset_at, rules.zone)}, "
         f"sâu nhất {centimetres(fc.peak_m)} (mức {level})"

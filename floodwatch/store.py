@@ -29,7 +29,6 @@ from sqlalchemy import (
     func,
     insert,
     select,
-    true,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -38,24 +37,22 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
 
 from floodwatch.errors import StorageError
-from floodwatch.events import CLOSED, FORECAST, OBSERVED, Change, EventState
+from floodwatch.events import CLOSED, FORECAST, Change, EventState
 from floodwatch.geo import Geodata
 from floodwatch.models import (
     AlertRow,
     CycleRow,
     EventChangeRow,
     EventRow,
-    FieldReportRow,
     ReadingRow,
     SegmentRow,
-    SilenceRow,
     SourceRunRow,
-    SourceStateRow,
     StationRow,
 )
 from floodwatch.outbox import NewAlert, Outbox, insert_alerts
 from floodwatch.readings import Kind, Reading
 from floodwatch.series import ReadingArrays
+from floodwatch.store_side import SideTables
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +124,7 @@ def _state_values(state: EventState, at: datetime) -> dict:
     return values
 
 
-class Store:
+class Store(SideTables):
     """Repository over the database; one instance per process."""
 
     def __init__(self, url: str, *, run_migrations: bool = True):
@@ -312,192 +309,6 @@ class Store:
                 if key in wanted:
                     recent.setdefault(key, []).append((row.time, row.value))
         return recent
-
-    # --- source health -------------------------------------------------------
-
-    def source_states(self) -> dict[str, SourceStateRow]:
-        """The health record of every source that has been polled."""
-        with self.engine.connect() as conn:
-            return {row.name: row for row in conn.execute(select(SourceStateRow))}
-
-    def record_source_run(
-        self,
-        name: str,
-        source_type: str,
-        at: datetime,
-        *,
-        ok: bool,
-        duration_s: float,
-        accepted: int = 0,
-        flagged: int = 0,
-        rejected: int = 0,
-        reasons: dict[str, int] | None = None,
-        details: Sequence[str] = (),
-        error: str | None = None,
-        newest_at: datetime | None = None,
-    ) -> None:
-        """Record one poll and update the source's health in one transaction."""
-        with self.engine.begin() as conn:
-            state = conn.execute(select(SourceStateRow).where(SourceStateRow.name == name)).first()
-            if state is None:
-                conn.execute(
-                    insert(SourceStateRow).values(
-                        name=name, type=source_type, first_seen_at=at, consecutive_failures=0
-                    )
-                )
-                failures, newest = 0, None
-            else:
-                failures, newest = state.consecutive_failures, state.newest_at
-            values = {"type": source_type, "last_attempt_at": at}
-            if ok:
-                values.update(last_success_at=at, consecutive_failures=0, last_error=None)
-                if newest_at is not None and (newest is None or newest_at > newest):
-                    values["newest_at"] = newest_at
-            else:
-                values.update(consecutive_failures=failures + 1, last_error=error)
-            conn.execute(update(SourceStateRow).where(SourceStateRow.name == name).values(**values))
-            conn.execute(
-                insert(SourceRunRow).values(
-                    source=name,
-                    at=at,
-                    ok=ok,
-                    duration_s=duration_s,
-                    accepted=accepted,
-                    flagged=flagged,
-                    rejected=rejected,
-                    reasons=json.dumps(reasons or {}, sort_keys=True),
-                    details="\n".join(details),
-                    error=error,
-                )
-            )
-
-    def last_source_runs(self) -> dict[str, SourceRunRow]:
-        """The latest run of every source."""
-        latest = select(func.max(SourceRunRow.id)).group_by(SourceRunRow.source)
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(SourceRunRow).where(SourceRunRow.id.in_(latest)))
-            return {row.source: row for row in rows}
-
-    def set_stale(self, changes: dict[str, datetime | None], alerts: Sequence[NewAlert]) -> None:
-        """Mark sources stale (or recovered) and queue their alarms, atomically."""
-        with self.engine.begin() as conn:
-            for name, since in changes.items():
-                conn.execute(
-                    update(SourceStateRow)
-                    .where(SourceStateRow.name == name)
-                    .values(stale_since=since)
-                )
-            insert_alerts(conn, alerts)
-
-    # --- silences ------------------------------------------------------------
-
-    def add_silence(
-        self, kind: str, target: str, start: datetime, until: datetime, reason: str, by: str
-    ) -> int:
-        """Mute a segment or unit until `until`; returns the silence id."""
-        with self.engine.begin() as conn:
-            return conn.execute(
-                insert(SilenceRow)
-                .values(
-                    target_kind=kind,
-                    target_id=target,
-                    starts_at=start,
-                    until=until,
-                    reason=reason,
-                    created_by=by,
-                )  # fmt: skip
-                .returning(SilenceRow.id)
-            ).scalar_one()
-
-    def active_silences(self, at: datetime) -> set[tuple[str, str]]:
-        """(kind, id) of every segment or unit muted at `at`."""
-        query = select(SilenceRow.target_kind, SilenceRow.target_id).where(
-            SilenceRow.starts_at <= at, SilenceRow.until > at
-        )
-        with self.engine.connect() as conn:
-            return {(kind, target) for kind, target in conn.execute(query)}
-
-    def silences(self, at: datetime) -> list[SilenceRow]:
-        """Silences still running or yet to come at `at`."""
-        query = select(SilenceRow).where(SilenceRow.until > at).order_by(SilenceRow.until)
-        with self.engine.connect() as conn:
-            return list(conn.execute(query))
-
-    # --- field reports -------------------------------------------------------
-
-    def add_field_report(
-        self,
-        segment_id: str,
-        depth_m: float,
-        at: datetime,
-        *,
-        chat_id: int,
-        user_id: int,
-        user_name: str,
-        photo_file_id: str | None = None,
-        lat: float | None = None,
-        lon: float | None = None,
-        note: str = "",
-    ) -> int:
-        """Store a depth reported from the field; returns the report id."""
-        with self.engine.begin() as conn:
-            return conn.execute(
-                insert(FieldReportRow)
-                .values(
-                    segment_id=segment_id,
-                    depth_m=depth_m,
-                    at=at,
-                    chat_id=chat_id,
-                    user_id=user_id,
-                    user_name=user_name,
-                    photo_file_id=photo_file_id,
-                    lat=lat,
-                    lon=lon,
-                    note=note,
-                )  # fmt: skip
-                .returning(FieldReportRow.id)
-            ).scalar_one()
-
-    def recent_field_reports(
-        self, since: datetime, until: datetime | None = None
-    ) -> dict[str, tuple[float, list[FieldReportRow]]]:
-        """Reports in (since, until] per segment: (the latest depth, every report, oldest first)."""
-        query = select(FieldReportRow).where(FieldReportRow.at > since)
-        if until is not None:
-            query = query.where(FieldReportRow.at <= until)
-        recent: dict[str, tuple[float, list[FieldReportRow]]] = {}
-        with self.engine.connect() as conn:
-            for row in conn.execute(query.order_by(FieldReportRow.at, FieldReportRow.id)):
-                rows = recent.get(row.segment_id, (0.0, []))[1]
-                recent[row.segment_id] = (row.depth_m, [*rows, row])
-        return recent
-
-    def link_field_reports(self, at: datetime, since: datetime | None = None) -> int:
-        """Link unlinked reports in (since, at] to their segment's open observed event."""
-        open_event = (
-            select(EventRow.id)
-            .where(EventRow.segment_id == FieldReportRow.segment_id)
-            .where(EventRow.kind == OBSERVED, EventRow.status != CLOSED)
-            .order_by(EventRow.id.desc())
-            .limit(1)
-            .scalar_subquery()
-        )
-        with self.engine.begin() as conn:
-            return conn.execute(
-                update(FieldReportRow)
-                .where(FieldReportRow.event_id.is_(None), FieldReportRow.at <= at)
-                .where(FieldReportRow.at > since if since is not None else true())
-                .where(open_event.is_not(None))
-                .values(event_id=open_event)
-            ).rowcount
-
-    def field_reports(self, event_id: int | None = None) -> list[FieldReportRow]:
-        """Stored field reports (of one event, if given), oldest first."""
-        query = select(FieldReportRow).order_by(FieldReportRow.at, FieldReportRow.id)
-        if event_id is not None:
-            query = query.where(FieldReportRow.event_id == event_id)
-        with self.engine.connect() as conn:
-            return list(conn.execute(query))
 
     # --- events --------------------------------------------------------------
 
