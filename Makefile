@@ -18,6 +18,7 @@ run: $(STAMP)  ## run the service on config/floodwatch.toml
 test: $(STAMP)  ## lint, then the whole test suite (also on PostgreSQL when FLOODWATCH_TEST_DATABASE_URL is set)
 	$(BIN)/ruff check floodwatch tests benchmarks
 	$(BIN)/ruff format --check floodwatch tests benchmarks
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest -q
 
 bench: $(STAMP)  ## print ingest and cycle figures (see docs/benchmarks.md)

@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from html import escape
+from typing import TYPE_CHECKING
 
 from telegram import Message, Update
 from telegram.constants import ChatType, ParseMode
@@ -30,8 +31,10 @@ from floodwatch.outlook import (
 )
 from floodwatch.pipeline import utcnow
 from floodwatch.routing import known_chats, unit_of_chat
-from floodwatch.service import App
 from floodwatch.text import ALARM_VI, CAUSE_VI, centimetres, fold, local_time, metres
+
+if TYPE_CHECKING:  # the service imports the telegram side, not the other way
+    from floodwatch.service import App
 
 logger = logging.getLogger(__name__)
 
