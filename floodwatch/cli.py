@@ -191,7 +191,7 @@ def run(ctx: Context) -> None:
     if token:
         telegram = TelegramThread(TelegramNotifier(app, token))
         telegram.start()
-        click.echo("Telegram delivery on (token from the environment).")
+        click.echo("Telegram delivery on.")
 
         def deliver() -> int:
             return 0  # the sender thread drains the outbox itself

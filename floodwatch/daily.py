@@ -11,7 +11,7 @@ from floodwatch.bulletin import RoadLine, StationLine, compose_bulletin
 from floodwatch.events import CLOSED
 from floodwatch.outbox import NewAlert
 from floodwatch.readings import Variable
-from floodwatch.routing import known_chats
+from floodwatch.routing import operator_targets, targets
 from floodwatch.series import level_series, make_grid
 from floodwatch.tides import find_extremes
 
@@ -120,6 +120,11 @@ def bulletin_text(app: App, now: datetime) -> str:
 
 
 def bulletin_alert(app: App, now: datetime) -> NewAlert:
-    """The bulletin as an alert for every configured chat."""
-    chats = [(chat, None) for chat in sorted(known_chats(app.settings))]
-    return NewAlert(now, "all", ["daily_bulletin"], bulletin_text(app, now), chats)
+    """The bulletin as an alert for every configured chat (in its unit's forum topic)."""
+    chats: dict[int, int | None] = {}
+    for unit in app.settings.units:
+        for target in targets(app.settings, unit.id):
+            chats.setdefault(target.chat_id, target.thread_id)
+    for target in operator_targets(app.settings):
+        chats.setdefault(target.chat_id, target.thread_id)
+    return NewAlert(now, "all", ["daily_bulletin"], bulletin_text(app, now), sorted(chats.items()))

@@ -37,6 +37,18 @@ class NewAlert:
     escalation_of: int | None = None
 
 
+def _close_if_done(conn: Connection, alert_id: int, at: datetime) -> None:
+    """Mark an alert sent once none of its deliveries is pending."""
+    still = conn.execute(
+        select(DeliveryRow.id).where(
+            DeliveryRow.alert_id == alert_id, DeliveryRow.status == PENDING
+        )
+    ).first()
+    if still is None:
+        done = update(AlertRow).where(AlertRow.id == alert_id, AlertRow.status == PENDING)
+        conn.execute(done.values(status=SENT, sent_at=at))
+
+
 def insert_alerts(conn: Connection, alerts: Sequence[NewAlert]) -> list[int]:
     """Insert alerts and their deliveries on an open transaction; returns the alert ids."""
     ids = []
@@ -148,17 +160,7 @@ class Outbox:
                 )
                 .returning(DeliveryRow.alert_id)
             ).first()
-            still = conn.execute(
-                select(DeliveryRow.id).where(
-                    DeliveryRow.alert_id == row.alert_id, DeliveryRow.status == PENDING
-                )
-            ).first()
-            if still is None:
-                conn.execute(
-                    update(AlertRow)
-                    .where(AlertRow.id == row.alert_id)
-                    .values(status=SENT, sent_at=at)
-                )
+            _close_if_done(conn, row.alert_id, at)
 
     def progress(self, delivery_id: int, message_ids: Sequence[int]) -> None:
         """Record the parts sent so far, so a retry continues after them."""
@@ -178,14 +180,16 @@ class Outbox:
                 .values(next_attempt_at=when, attempts=DeliveryRow.attempts + 1, last_error=error)
             )
 
-    def give_up(self, delivery_id: int, status: str, error: str) -> None:
+    def give_up(self, delivery_id: int, status: str, error: str, at: datetime) -> None:
         """A failure not worth retrying (broken chat, rejected message)."""
         with self.engine.begin() as conn:
-            conn.execute(
+            row = conn.execute(
                 update(DeliveryRow)
                 .where(DeliveryRow.id == delivery_id)
                 .values(status=status, attempts=DeliveryRow.attempts + 1, last_error=error)
-            )
+                .returning(DeliveryRow.alert_id)
+            ).first()
+            _close_if_done(conn, row.alert_id, at)
 
     def redirect(self, old_chat: int, new_chat: int, at: datetime) -> None:
         """A group became a supergroup: record it and move its pending deliveries."""
@@ -197,16 +201,46 @@ class Outbox:
                 .values(chat_id=new_chat, next_attempt_at=None)
             )
 
-    def break_chat(self, chat_id: int, reason: str, at: datetime) -> int:
-        """A chat is gone: mark it and its pending deliveries broken; returns how many."""
+    def follow_migrations(self) -> None:
+        """Move pending deliveries of every migrated group to its new chat id."""
         with self.engine.begin() as conn:
+            moved = conn.execute(
+                select(ChatRow.chat_id, ChatRow.migrated_to).where(ChatRow.migrated_to.is_not(None))
+            ).all()
+            for old, new in moved:
+                conn.execute(
+                    update(DeliveryRow)
+                    .where(DeliveryRow.chat_id == old, DeliveryRow.status == PENDING)
+                    .values(chat_id=new)
+                )
+
+    def break_chat(self, chat_id: int, reason: str, at: datetime) -> tuple[int, bool]:
+        """A chat is gone: mark it and its pending deliveries broken.
+
+        Returns how many deliveries were dropped, and whether the chat was
+        newly broken (so operators hear about it once, not on every alert).
+        """
+        with self.engine.begin() as conn:
+            before = conn.execute(select(ChatRow.status).where(ChatRow.chat_id == chat_id)).scalar()
             self._set_chat(conn, chat_id, BROKEN, reason, at, None)
-            result = conn.execute(
+            rows = conn.execute(
                 update(DeliveryRow)
                 .where(DeliveryRow.chat_id == chat_id, DeliveryRow.status == PENDING)
                 .values(status=BROKEN, last_error=reason)
+                .returning(DeliveryRow.alert_id)
+            ).all()
+            for alert_id in {r.alert_id for r in rows}:
+                _close_if_done(conn, alert_id, at)
+            return len(rows), before != BROKEN
+
+    def chat_ok(self, chat_id: int, at: datetime) -> None:
+        """A chat took a message again: forget that it was broken."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                update(ChatRow)
+                .where(ChatRow.chat_id == chat_id, ChatRow.status == BROKEN)
+                .values(status="ok", reason=None, updated_at=at)
             )
-            return result.rowcount
 
     def chats(self) -> dict[int, ChatRow]:
         """What delivery learned about chats."""
@@ -233,22 +267,33 @@ class Outbox:
             )
             return conn.execute(select(AlertRow).where(AlertRow.id == alert_id)).first()
 
-    def sent_messages(self, alert_id: int) -> list[tuple[int, int]]:
-        """(chat id, last message id) of every delivered copy of an alert."""
-        query = select(DeliveryRow.chat_id, DeliveryRow.message_ids).where(
-            DeliveryRow.alert_id == alert_id, DeliveryRow.status == SENT
+    def sent_copies(self, alert_id: int) -> list[tuple[int, list[int], str]]:
+        """(chat, message ids, body) of every delivered copy of an alert and its escalations."""
+        query = (
+            select(DeliveryRow.chat_id, DeliveryRow.message_ids, AlertRow.body)
+            .join(AlertRow, AlertRow.id == DeliveryRow.alert_id)
+            .where((AlertRow.id == alert_id) | (AlertRow.escalation_of == alert_id))
+            .where(DeliveryRow.status == SENT)
         )
         with self.engine.connect() as conn:
-            return [(chat, int(ids.split(",")[-1])) for chat, ids in conn.execute(query) if ids]
+            return [
+                (chat, [int(i) for i in ids.split(",")], body)
+                for chat, ids, body in conn.execute(query)
+                if ids
+            ]
 
     def unacknowledged(self, kinds: frozenset[str], older_than: datetime) -> list[AlertRow]:
-        """Sent, unacknowledged, not yet escalated alerts of these kinds created before a time."""
+        """Delivered, unacknowledged, not yet escalated alerts of these kinds sent before a time.
+
+        The delay counts from delivery: an alert held up by an outage has not
+        been seen yet, so it does not escalate early.
+        """
         query = select(AlertRow).where(
             AlertRow.ack_at.is_(None),
             AlertRow.escalated_at.is_(None),
             AlertRow.escalation_of.is_(None),
-            AlertRow.status.in_((PENDING, SENT)),
-            AlertRow.created_at <= older_than,
+            AlertRow.status == SENT,
+            AlertRow.sent_at <= older_than,
         )
         with self.engine.connect() as conn:
             return [row for row in conn.execute(query) if set(row.kinds.split(",")) & kinds]

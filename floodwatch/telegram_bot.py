@@ -22,6 +22,7 @@ import warnings
 from collections import deque
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
+from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -42,7 +43,7 @@ from floodwatch.alerts import NEEDS_ACK
 from floodwatch.bot_commands import register
 from floodwatch.bulletin import html_to_plain, split_html
 from floodwatch.charts import alert_hydrographs
-from floodwatch.outbox import FAILED, NewAlert, backoff
+from floodwatch.outbox import BROKEN, FAILED, NewAlert, backoff
 from floodwatch.pipeline import utcnow
 from floodwatch.routing import known_chats, operator_targets, targets
 from floodwatch.text import local_time
@@ -157,12 +158,18 @@ class TelegramNotifier:
             get_updates_request=HTTPXRequest(read_timeout=timeout + 30, connect_timeout=timeout),
         )  # fmt: skip
         self.limiter = limiter or Limiter()
+        self._broken_chats: set[int] = set()
         self.outbox = app.store.outbox
 
     # --- sending ----------------------------------------------------------------
 
     async def send_due(self) -> int:
         """One pass over the outbox: each chat's next due delivery, in order; returns sent."""
+        chats = await asyncio.to_thread(self.outbox.chats)
+        self._broken_chats = {c for c, row in chats.items() if row.status == BROKEN}
+        if any(row.migrated_to for row in chats.values()):
+            # Groups known to have migrated: send to the new id without asking again.
+            await asyncio.to_thread(self.outbox.follow_migrations)
         due = await asyncio.to_thread(self.outbox.next_per_chat, self.clock())
         results = await asyncio.gather(*(self._deliver(d, a) for d, a in due))
         return sum(results)
@@ -191,6 +198,9 @@ class TelegramNotifier:
                     ids.append(message.message_id)
                     await asyncio.to_thread(self.outbox.progress, delivery.id, ids)
             await asyncio.to_thread(self.outbox.delivered, delivery.id, self.clock(), ids)
+            if chat in self._broken_chats:  # the bot is back in a chat it had lost
+                await asyncio.to_thread(self.outbox.chat_ok, chat, self.clock())
+                self._broken_chats.discard(chat)
             logger.info("telegram: alert #%d → chat %d: %d part(s)", alert.id, chat, len(parts))
             return True
         except RetryAfter as exc:
@@ -217,7 +227,9 @@ class TelegramNotifier:
             else:
                 logger.error("telegram: alert #%d → chat %d rejected: %s", alert.id, chat,
                              exc.message)  # fmt: skip
-                await asyncio.to_thread(self.outbox.give_up, delivery.id, FAILED, exc.message)
+                await asyncio.to_thread(
+                    self.outbox.give_up, delivery.id, FAILED, exc.message, self.clock()
+                )
         except (NetworkError, TelegramError) as exc:  # timeouts, refused, 5xx, garbled replies
             when = self.clock() + backoff(delivery.attempts)
             logger.warning("telegram: chat %d: %s; retry at %s", chat, exc.message,
@@ -251,9 +263,11 @@ class TelegramNotifier:
         return message.message_id
 
     async def _broken(self, chat: int, reason: str) -> None:
-        """A chat is gone: stop sending there and tell the operators."""
-        count = await asyncio.to_thread(self.outbox.break_chat, chat, reason, self.clock())
+        """A chat is gone: stop sending there and tell the operators (once)."""
+        count, new = await asyncio.to_thread(self.outbox.break_chat, chat, reason, self.clock())
         logger.error("telegram: chat %d is broken (%s); %d deliveries dropped", chat, reason, count)
+        if not new:
+            return
         await self._tell_operators(
             "chat_broken",
             f"⚠️ Không gửi được cảnh báo tới nhóm Telegram {chat} ({reason}); "
@@ -304,13 +318,19 @@ class TelegramNotifier:
 
     async def _show_ack(self, alert: AlertRow, when: str) -> None:
         """Edit every sent copy of an alert (and its escalations) to show who took it."""
-        text = split_html(alert.body)[-1] + f"\n\n✅ <b>Đã nhận:</b> {alert.ack_by} lúc {when}"
-        copies = await asyncio.to_thread(self.outbox.sent_messages, alert.id)
-        for chat, message_id in copies:
+        stamp = f"\n\n✅ <b>Đã nhận:</b> {escape(alert.ack_by, quote=False)} lúc {when}"
+        copies = await asyncio.to_thread(self.outbox.sent_copies, alert.id)
+        for chat, message_ids, body in copies:
+            parts = split_html(body)
+            if len(message_ids) < len(parts):
+                continue
+            # The last text part carries the button; pictures come after it.
+            message_id = message_ids[len(parts) - 1]
             try:
                 await self.bot.edit_message_text(
-                    text, chat_id=chat, message_id=message_id, parse_mode=ParseMode.HTML
-                )
+                    parts[-1] + stamp, chat_id=chat, message_id=message_id,
+                    parse_mode=ParseMode.HTML,
+                )  # fmt: skip
             except (BadRequest, Forbidden, NetworkError) as exc:
                 logger.warning("telegram: cannot mark ack in chat %d: %s", chat, exc.message)
 

@@ -339,7 +339,7 @@ def test_run_with_a_token_delivers_through_telegram(config, tg, tmp_path):
     assert any("TIN CẢNH BÁO NGẬP LỤT DO TRIỀU CƯỜNG" in (t or "") for t in texts)
     assert {c.chat_id for c in tg.messages(AN_XUYEN)} <= {AN_XUYEN}
     output = log.read_text()
-    assert "Telegram delivery on" in output and TOKEN not in output
+    assert "Telegram delivery on." in output and TOKEN not in output
     assert "Traceback" not in output
 
 
@@ -407,5 +407,68 @@ def test_the_one_duplicate_window_and_timeouts(config, tg):
             clock.now += timedelta(minutes=10)
         assert tg.texts(AN_XUYEN) == ["tin 0", "tin 0", "tin 1", "tin 2"]
         assert all(d.status == "sent" for d in deliveries(app))
+    finally:
+        app.close()
+
+
+def test_ack_on_an_onset_with_a_hydrograph_edits_the_text_not_the_picture(config, tg):
+    replay_quietly(config)
+    app = App.open(config, with_sources=False)
+    try:
+        notifier = TelegramNotifier(app, TOKEN, limiter=Limiter(**FAST))
+        drain(notifier)
+        calls = tg.messages(AN_XUYEN)
+        onset = next(c for c in calls if "BẮT ĐẦU NGẬP" in (c.text or ""))
+        assert calls[calls.index(onset) + 1].has_photo  # the hydrograph follows the text
+        alert_id = int(onset.reply_markup["inline_keyboard"][0][0]["callback_data"][4:])
+
+        async def press():
+            from telegram import Update
+
+            await notifier.bot.initialize()
+            update = Update.de_json(
+                tg.push_callback(AN_XUYEN, 77, onset.message_id, f"ack:{alert_id}",
+                                 username="a<b>&c"), notifier.bot,
+            )  # fmt: skip
+            await notifier.on_callback(update, None)
+            await notifier.bot.shutdown()
+
+        asyncio.run(press())
+        edited = [c for c in tg.sent if c.method == "editMessageText"]
+        assert edited and all(
+            c.message_id != calls[calls.index(onset) + 1].message_id for c in edited
+        )
+        assert "Đã nhận" in tg.current(AN_XUYEN, onset.message_id)["text"]
+        [operators_copy] = [c for c in edited if c.chat_id == OPERATORS]
+        assert "Đã nhận" in operators_copy.text
+    finally:
+        app.close()
+
+
+def test_broken_and_migrated_chats_are_reported_once(config, tg):
+    from floodwatch.outbox import NewAlert
+
+    tg.block(SO_XAY_DUNG, "kicked")
+    tg.migrate(TAN_THANH, -1009003)
+    app = App.open(config, with_sources=False)
+    now = datetime(2024, 12, 16, tzinfo=UTC)
+    try:
+        notifier = TelegramNotifier(app, TOKEN, limiter=Limiter(**FAST))
+        for round_ in range(2):
+            app.store.outbox.add(
+                [NewAlert(now, "u", ["onset"], f"lượt {round_}", [(SO_XAY_DUNG, None),
+                                                                   (TAN_THANH, None)])]
+            )  # fmt: skip
+            drain(notifier)
+        notes = [t for t in tg.texts(OPERATORS) if t]
+        assert len([n for n in notes if f"nhóm Telegram {SO_XAY_DUNG}" in n]) == 1
+        assert len([n for n in notes if "siêu nhóm -1009003" in n]) == 1
+        assert tg.texts(-1009003) == ["lượt 0", "lượt 1"]
+        assert len([c for c in tg.calls if c.chat_id == TAN_THANH]) == 1  # asked once
+        tg.unblock(SO_XAY_DUNG)  # the bot is added back: the next alert goes through
+        app.store.outbox.add([NewAlert(now, "u", ["onset"], "lượt 2", [(SO_XAY_DUNG, None)])])
+        drain(notifier)
+        assert tg.texts(SO_XAY_DUNG) == ["lượt 2"]
+        assert app.store.outbox.chats()[SO_XAY_DUNG].status == "ok"
     finally:
         app.close()
