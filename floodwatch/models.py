@@ -118,6 +118,10 @@ class EventRow(SQLModel, table=True):
     forecast_event_id: int | None = None
     alerted_at: datetime | None = Field(default=None, sa_column=utc_column())
     updated_at: datetime = Field(sa_column=utc_column(nullable=False))
+    # Set by operators on the web: who acknowledged, and whether it was a false alarm.
+    ack_by: str | None = None
+    ack_at: datetime | None = Field(default=None, sa_column=utc_column())
+    false_alarm: bool = False
 
 
 class EventChangeRow(SQLModel, table=True):
@@ -265,3 +269,25 @@ class SourceRunRow(SQLModel, table=True):
     reasons: str = "{}"  # JSON: code -> count
     details: str = ""  # the first rejected/flagged values, one per line
     error: str | None = None
+
+
+class EventNoteRow(SQLModel, table=True):
+    """An operator's note on an event (acknowledgements and false-alarm marks too)."""
+
+    __tablename__ = "event_note"
+    id: int | None = Field(default=None, primary_key=True)
+    event_id: int = Field(index=True, foreign_key="event.id")
+    at: datetime = Field(sa_column=utc_column(nullable=False))
+    author: str
+    kind: str = "note"  # note, ack, false_alarm, false_alarm_cleared
+    text: str = ""
+
+
+class UserRow(SQLModel, table=True):
+    """An operator who may log in to the web (password stored as a salted hash)."""
+
+    __tablename__ = "web_user"
+    username: str = Field(primary_key=True)
+    password_hash: str
+    display_name: str = ""
+    created_at: datetime = Field(sa_column=utc_column(nullable=False))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -106,14 +106,62 @@ def migrate(engine: Engine) -> None:
 
 @dataclass(frozen=True)
 class EventFilter:
-    """Filters for listing events."""
+    """Filters of the event log (CLI, web and exports share them)."""
 
-    start: datetime | None = None
-    end: datetime | None = None
-    segment: str | None = None
+    start: datetime | None = None  # events still open at or closed after this
+    end: datetime | None = None  # events opened at or before this
+    segment: str | None = None  # segment id
+    road: str | None = None  # part of the road name
+    ward: str | None = None
     unit: str | None = None
-    kind: str | None = None
+    kind: str | None = None  # observed or forecast
+    status: str | None = None  # forecast, flooded, receding, closed
     open_only: bool = False
+    min_level: int | None = None
+    cause: str | None = None
+    acknowledged: bool | None = None
+    false_alarm: bool | None = None
+
+
+SORTS = {
+    "opened": EventRow.opened_at,
+    "closed": EventRow.closed_at,
+    "peak": EventRow.peak_depth_m,
+    "level": EventRow.max_level,
+    "road": SegmentRow.name,
+    "unit": EventRow.unit,
+}
+
+
+def event_query(flt: EventFilter, sort: str = "opened", descending: bool = True):
+    """The SELECT of events (with segment name and ward) matching a filter, sorted."""
+    query = select(
+        EventRow, SegmentRow.name.label("segment_name"), SegmentRow.ward.label("ward")
+    ).join(SegmentRow, SegmentRow.id == EventRow.segment_id, isouter=True)
+    conditions = []
+    if flt.start is not None:
+        conditions.append((EventRow.closed_at.is_(None)) | (EventRow.closed_at >= flt.start))
+    if flt.end is not None:
+        conditions.append(EventRow.opened_at <= flt.end)
+    for column, value in (
+        (EventRow.segment_id, flt.segment), (SegmentRow.ward, flt.ward),
+        (EventRow.unit, flt.unit), (EventRow.kind, flt.kind), (EventRow.status, flt.status),
+        (EventRow.cause, flt.cause), (EventRow.false_alarm, flt.false_alarm),
+    ):  # fmt: skip
+        if value is not None and value != "":
+            conditions.append(column == value)
+    if flt.road:
+        conditions.append(SegmentRow.name.ilike(f"%{flt.road}%"))
+    if flt.open_only:
+        conditions.append(EventRow.status != CLOSED)
+    if flt.min_level is not None:
+        conditions.append(EventRow.max_level >= flt.min_level)
+    if flt.acknowledged is not None:
+        acked = EventRow.ack_at.is_not(None)
+        conditions.append(acked if flt.acknowledged else ~acked)
+    order = SORTS.get(sort, EventRow.opened_at)
+    order = order.desc() if descending else order.asc()
+    return query.where(*conditions).order_by(order, EventRow.id.desc())
 
 
 def _state_values(state: EventState, at: datetime) -> dict:
@@ -426,26 +474,35 @@ class Store(SideTables):
             )
             conn.execute(insert(CycleRow).values(at=at, finished_at=datetime.now(UTC), **stats))
 
-    def list_events(self, flt: EventFilter = EventFilter()) -> list[dict]:
-        """Events matching the filter, newest first, with their segment names."""
-        query = select(EventRow, SegmentRow.name.label("segment_name")).join(
-            SegmentRow, SegmentRow.id == EventRow.segment_id, isouter=True
-        )
-        if flt.start is not None:
-            query = query.where((EventRow.closed_at.is_(None)) | (EventRow.closed_at >= flt.start))
-        if flt.end is not None:
-            query = query.where(EventRow.opened_at <= flt.end)
-        if flt.segment:
-            query = query.where(EventRow.segment_id == flt.segment)
-        if flt.unit:
-            query = query.where(EventRow.unit == flt.unit)
-        if flt.kind:
-            query = query.where(EventRow.kind == flt.kind)
-        if flt.open_only:
-            query = query.where(EventRow.status != CLOSED)
-        query = query.order_by(EventRow.opened_at.desc(), EventRow.id.desc())
+    def list_events(
+        self,
+        flt: EventFilter = EventFilter(),
+        *,
+        sort: str = "opened",
+        descending: bool = True,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[dict]:
+        """Events matching the filter, newest first unless sorted otherwise."""
+        query = event_query(flt, sort, descending).offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
         with self.engine.connect() as conn:
             return [_event_dict(row) for row in conn.execute(query)]
+
+    def count_events(self, flt: EventFilter = EventFilter()) -> int:
+        """How many events match the filter."""
+        query = select(func.count()).select_from(event_query(flt).order_by(None).subquery())
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one()
+
+    def iter_events(self, flt: EventFilter = EventFilter(), batch: int = 2000) -> Iterator[dict]:
+        """Stream matching events (oldest first) without loading them all."""
+        query = event_query(flt, "opened", descending=False)
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=batch).execute(query)
+            for row in result:
+                yield _event_dict(row)
 
     def counts(self) -> dict[str, int]:
         """Row counts of the main tables (for status)."""
@@ -487,6 +544,10 @@ def _event_dict(row) -> dict:
         "expected_end_at": _iso(row.expected_end_at),
         "close_reason": row.close_reason,
         "forecast_event_id": row.forecast_event_id,
+        "ward": row.ward,
+        "ack_by": row.ack_by,
+        "ack_at": _iso(row.ack_at),
+        "false_alarm": bool(row.false_alarm),
     }
 
 
