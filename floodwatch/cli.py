@@ -564,3 +564,7 @@ def mute(ctx: Context, target: str | None, hours: int | None, reason: str, list_
 from floodwatch.tide_cli import tide  # noqa: E402  (registers the `tide` group)
 
 main.add_command(tide)
+
+from floodwatch.db_cli import db  # noqa: E402
+
+main.add_command(db)

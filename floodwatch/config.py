@@ -38,6 +38,8 @@ class StorageSettings(_Strict):
     """Where the durable store lives."""
 
     database_url: str = DEFAULT_DATABASE_URL
+    # Readings older than this are deleted daily (events are kept for good).
+    keep_readings_days: int = Field(400, ge=1)
 
 
 class GeodataSettings(_Strict):

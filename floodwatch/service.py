@@ -163,6 +163,7 @@ def run_forever(
     from apscheduler.triggers.cron import CronTrigger
 
     from floodwatch.daily import bulletin_alert
+    from floodwatch.maintenance import apply_retention
 
     lock = threading.Lock()
     scheduler = BlockingScheduler(timezone=UTC)
@@ -220,6 +221,20 @@ def run_forever(
             id="daily_bulletin",
             **common,
         )
+
+    def retention() -> None:
+        with lock:
+            try:
+                apply_retention(app.store, utcnow(), app.settings.storage.keep_readings_days)
+            except Exception:  # tried again tomorrow; the log says why
+                logger.exception("retention failed")
+
+    scheduler.add_job(
+        retention,
+        CronTrigger(hour=3, minute=30, timezone=app.settings.zone),
+        id="retention",
+        **common,
+    )
 
     stopping = threading.Event()
 
