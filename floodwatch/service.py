@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -15,11 +16,15 @@ from floodwatch.bulletin import html_to_plain
 from floodwatch.config import Settings, check_paths, load_settings
 from floodwatch.errors import ConfigError, FloodwatchError
 from floodwatch.geo import Geodata, load_geodata
+from floodwatch.outbox import NewAlert
 from floodwatch.pipeline import CycleResult, Pipeline, utcnow
 from floodwatch.polling import poll_source, refresh_health
 from floodwatch.readings import Kind, Reading
+from floodwatch.routing import operator_targets
+from floodwatch.sdnotify import notify, watchdog_interval_s
 from floodwatch.sources import Source, build_sources
 from floodwatch.store import Store
+from floodwatch.text import local_time
 
 logger = logging.getLogger(__name__)
 
@@ -148,6 +153,54 @@ def replay(
     return out
 
 
+# A cycle running longer than this is stuck: the watchdog is no longer fed.
+MAX_CYCLE_S = 900
+# No completed cycle for this many steps raises an operators' alarm.
+HEARTBEAT_STEPS = 3
+
+
+class Heartbeat:
+    """Feeds systemd's watchdog while cycles progress; alarms operators when they stop."""
+
+    def __init__(self, app: App, deliver: Callable[[], object]):
+        self.app = app
+        self.deliver = deliver
+        self.alarmed = False
+
+    def beat(self, busy_since: float | None, now: datetime | None = None) -> None:
+        """One heartbeat: ping the watchdog unless a cycle is stuck; check cycle freshness."""
+        if busy_since is not None and time.monotonic() - busy_since > MAX_CYCLE_S:
+            logger.error("heartbeat: a cycle has run for %.0f s; not feeding the watchdog",
+                         time.monotonic() - busy_since)  # fmt: skip
+        else:
+            notify("WATCHDOG=1")
+        now = now or utcnow()
+        try:
+            last = self.app.store.last_cycle_at()
+        except Exception:  # the database may be the problem; the cycle logs it
+            logger.exception("heartbeat: cannot read the last cycle")
+            return
+        limit = timedelta(minutes=self.app.settings.assessment.step_minutes * HEARTBEAT_STEPS)
+        stale = last is None or now - last > limit
+        if stale and not self.alarmed:
+            self.alarmed = True
+            since = local_time(last, self.app.settings.zone) if last else "khi khởi động"
+            body = (
+                "🫀 <b>HỆ THỐNG NGỪNG ĐÁNH GIÁ</b>\n"
+                f"Chưa hoàn thành chu kỳ đánh giá nào từ {since}. Cảnh báo ngập có thể bị "
+                "chậm hoặc thiếu; đề nghị kiểm tra máy chủ và nhật ký (journalctl -u floodwatch)."
+            )
+            chats = [(t.chat_id, t.thread_id) for t in operator_targets(self.app.settings)]
+            self.app.store.outbox.add(
+                [NewAlert(now, self.app.settings.operators_unit, ["heartbeat"], body, chats)]
+            )
+            logger.error("heartbeat: no cycle completed since %s", last)
+            self.deliver()
+        elif not stale and self.alarmed:
+            self.alarmed = False
+            logger.warning("heartbeat: cycles completing again")
+
+
 def run_forever(
     app: App,
     deliver: Callable[[], object],
@@ -168,9 +221,12 @@ def run_forever(
     lock = threading.Lock()
     scheduler = BlockingScheduler(timezone=UTC)
 
+    busy_since: list[float | None] = [None]  # monotonic start of the running cycle
+
     def after_ingest(source: Source | None) -> None:
         with lock:  # one cycle at a time, whichever source triggered it
             now = utcnow()
+            busy_since[0] = time.monotonic()
             try:
                 if source is not None:
                     poll_source(app, source, now)  # records its own failures
@@ -181,6 +237,13 @@ def run_forever(
                 logger.error("cycle failed: %s", exc)
             except Exception:  # a job must never take the scheduler down; retried next time
                 logger.exception("cycle failed; retrying at the next interval")
+            finally:
+                busy_since[0] = None
+
+    heartbeat = Heartbeat(app, deliver)
+
+    def beat() -> None:
+        heartbeat.beat(busy_since[0])
 
     common = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 300}
     for source in app.sources:
@@ -236,6 +299,10 @@ def run_forever(
         **common,
     )
 
+    scheduler.add_job(
+        beat, "interval", seconds=watchdog_interval_s() or 30, id="heartbeat", **common
+    )
+
     stopping = threading.Event()
 
     def stop(signum, _frame):
@@ -248,5 +315,7 @@ def run_forever(
     logger.info("scheduler: %d sources, cycle every %d min", len(app.sources),
                 app.settings.assessment.step_minutes)  # fmt: skip
     on_ready()
+    notify("READY=1", "STATUS=running")
     if not stopping.is_set():
         scheduler.start()
+    notify("STOPPING=1")
