@@ -20,8 +20,17 @@ import click
 from floodwatch import __version__
 from floodwatch.errors import ConfigError, FloodwatchError
 from floodwatch.events import CLOSED
+from floodwatch.leader import Leadership
 from floodwatch.pipeline import CycleResult, utcnow
-from floodwatch.service import App, ConsoleNotifier, load_checked, poll_once, replay, run_forever
+from floodwatch.service import (
+    App,
+    ConsoleNotifier,
+    load_checked,
+    poll_once,
+    replay,
+    run_forever,
+    wait_for_leadership,
+)
 from floodwatch.sources import build_sources
 from floodwatch.text import ALARM_VI, STATUS_VI, centimetres, local_time
 
@@ -186,37 +195,49 @@ def run(ctx: Context) -> None:
 
     signal.signal(signal.SIGTERM, terminate)
     app = ctx.open()
-    token = read_token()
+    leadership = Leadership(app.store)
     telegram = None
-    if token:
-        telegram = TelegramThread(TelegramNotifier(app, token))
-        telegram.start()
-        click.echo("Telegram delivery on.")
-
-        def deliver() -> int:
-            return 0  # the sender thread drains the outbox itself
-    else:
-        click.echo("No FLOODWATCH_TELEGRAM_TOKEN: alerts are printed here.")
-        deliver = ConsoleNotifier(app, click.echo).drain
-    step = app.settings.assessment.step_minutes
+    kept = True
     try:
+        wait_for_leadership(
+            app,
+            leadership,
+            lambda: click.echo("Standby: another instance is active; taking over if it stops."),
+        )
+        click.echo("Active instance.")
+        token = read_token()
+        if token:
+            telegram = TelegramThread(TelegramNotifier(app, token))
+            telegram.start()
+            click.echo("Telegram delivery on.")
+
+            def deliver() -> int:
+                return 0  # the sender thread drains the outbox itself
+        else:
+            click.echo("No FLOODWATCH_TELEGRAM_TOKEN: alerts are printed here.")
+            deliver = ConsoleNotifier(app, click.echo).drain
+        step = app.settings.assessment.step_minutes
         now = utcnow()
         result = poll_once(app, now)
         deliver()
         print_outlook(app, now)
         logger.info("first cycle: %d changes", len(result.changes))
-        run_forever(
+        kept = run_forever(
             app,
             deliver,
             lambda r: print_cycle(r, app.settings.zone),
             lambda: click.echo(f"Running; cycle every {step} min. Ctrl-C or SIGTERM stops."),
+            leadership,
         )
     except KeyboardInterrupt:
         pass
     finally:
         if telegram is not None:
             telegram.stop()
+        leadership.release()
         app.close()
+    if not kept:
+        fail("lost the active role (database connection dropped); exiting so systemd restarts")
 
 
 @main.command()

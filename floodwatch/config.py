@@ -130,6 +130,13 @@ class UnitSettings(_Strict):
     escalate_after_minutes: int = Field(30, ge=1)
 
 
+class ServiceSettings(_Strict):
+    """How `run` behaves beside a second instance."""
+
+    # A standby instance tries to become active this often (a poll interval or less).
+    standby_check_seconds: int = Field(15, ge=1)
+
+
 class TelegramSettings(_Strict):
     """Telegram delivery; the token comes only from FLOODWATCH_TELEGRAM_TOKEN."""
 
@@ -172,6 +179,7 @@ class Settings(_Strict):
     sources: dict[str, SourceSettings] = {}
     validation: ValidationSettings = ValidationSettings()
     http: HttpSettings = HttpSettings()
+    service: ServiceSettings = ServiceSettings()
     telegram: TelegramSettings = TelegramSettings()
     alerts: AlertSettings = AlertSettings()
     units: list[UnitSettings] = []

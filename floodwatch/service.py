@@ -16,6 +16,7 @@ from floodwatch.bulletin import html_to_plain
 from floodwatch.config import Settings, check_paths, load_settings
 from floodwatch.errors import ConfigError, FloodwatchError
 from floodwatch.geo import Geodata, load_geodata
+from floodwatch.leader import Leadership
 from floodwatch.outbox import NewAlert
 from floodwatch.pipeline import CycleResult, Pipeline, utcnow
 from floodwatch.polling import poll_source, refresh_health
@@ -162,13 +163,25 @@ HEARTBEAT_STEPS = 3
 class Heartbeat:
     """Feeds systemd's watchdog while cycles progress; alarms operators when they stop."""
 
-    def __init__(self, app: App, deliver: Callable[[], object]):
+    def __init__(
+        self,
+        app: App,
+        deliver: Callable[[], object],
+        leadership: Leadership | None = None,
+        on_lost: Callable[[], None] = lambda: None,
+    ):
         self.app = app
         self.deliver = deliver
+        self.leadership = leadership
+        self.on_lost = on_lost
         self.alarmed = False
 
     def beat(self, busy_since: float | None, now: datetime | None = None) -> None:
         """One heartbeat: ping the watchdog unless a cycle is stuck; check cycle freshness."""
+        if self.leadership is not None and not self.leadership.still_held():
+            logger.error("heartbeat: no longer the active instance; stepping down")
+            self.on_lost()
+            return
         if busy_since is not None and time.monotonic() - busy_since > MAX_CYCLE_S:
             logger.error("heartbeat: a cycle has run for %.0f s; not feeding the watchdog",
                          time.monotonic() - busy_since)  # fmt: skip
@@ -201,16 +214,31 @@ class Heartbeat:
             logger.warning("heartbeat: cycles completing again")
 
 
+def wait_for_leadership(app: App, leadership: Leadership, on_standby: Callable[[], None]) -> None:
+    """Block as a standby until this instance holds the lock (SIGTERM interrupts)."""
+    if leadership.try_acquire():
+        return
+    on_standby()
+    notify("READY=1", "STATUS=standby")
+    every = app.settings.service.standby_check_seconds
+    while not leadership.try_acquire():
+        notify("WATCHDOG=1")
+        time.sleep(every)
+    logger.warning("leader: this instance is now active")
+
+
 def run_forever(
     app: App,
     deliver: Callable[[], object],
     on_cycle: Callable[[CycleResult], None],
     on_ready: Callable[[], None] = lambda: None,
-) -> None:
+    leadership: Leadership | None = None,
+) -> bool:
     """Poll each source on its interval and run a cycle after each ingest, until stopped.
 
     `deliver` runs after every cycle (the console notifier's drain; with
-    Telegram the sender thread drains the outbox by itself).
+    Telegram the sender thread drains the outbox by itself). Returns False when
+    the instance stopped because it lost the active role.
     """
     from apscheduler.schedulers.blocking import BlockingScheduler
     from apscheduler.triggers.cron import CronTrigger
@@ -240,7 +268,13 @@ def run_forever(
             finally:
                 busy_since[0] = None
 
-    heartbeat = Heartbeat(app, deliver)
+    lost: list[bool] = [False]
+
+    def step_down() -> None:
+        lost[0] = True
+        scheduler.shutdown(wait=False)
+
+    heartbeat = Heartbeat(app, deliver, leadership, step_down)
 
     def beat() -> None:
         heartbeat.beat(busy_since[0])
@@ -315,7 +349,8 @@ def run_forever(
     logger.info("scheduler: %d sources, cycle every %d min", len(app.sources),
                 app.settings.assessment.step_minutes)  # fmt: skip
     on_ready()
-    notify("READY=1", "STATUS=running")
+    notify("READY=1", "STATUS=active")
     if not stopping.is_set():
         scheduler.start()
     notify("STOPPING=1")
+    return not lost[0]
