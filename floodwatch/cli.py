@@ -589,3 +589,8 @@ main.add_command(tide)
 from floodwatch.db_cli import db  # noqa: E402
 
 main.add_command(db)
+
+from floodwatch.web.cli import user, web  # noqa: E402  (registers `user` and `web`)
+
+main.add_command(user)
+main.add_command(web)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import Connection, Engine, insert, select, update
+from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from floodwatch.models import AlertRow, ChatRow, DeliveryRow
@@ -119,25 +119,21 @@ class Outbox:
 
     def next_per_chat(self, now: datetime, limit: int = 200) -> list[tuple[DeliveryRow, AlertRow]]:
         """The oldest pending delivery of each chat, if it is due (per-chat order is kept)."""
+        oldest = (
+            select(func.min(DeliveryRow.id))
+            .where(DeliveryRow.status == PENDING)
+            .group_by(DeliveryRow.chat_id)
+        )
         query = (
             select(DeliveryRow, AlertRow)
             .join(AlertRow, AlertRow.id == DeliveryRow.alert_id)
-            .where(DeliveryRow.status == PENDING)
+            .where(DeliveryRow.id.in_(oldest))
+            .where((DeliveryRow.next_attempt_at.is_(None)) | (DeliveryRow.next_attempt_at <= now))
             .order_by(DeliveryRow.id)
-            .limit(5000)
+            .limit(limit)
         )
-        seen: set[int] = set()
-        due = []
         with Session(self.engine) as session:
-            for delivery, alert in session.execute(query).all():
-                if delivery.chat_id in seen:
-                    continue
-                seen.add(delivery.chat_id)
-                if delivery.next_attempt_at is None or delivery.next_attempt_at <= now:
-                    due.append((delivery, alert))
-                if len(due) >= limit:
-                    break
-        return due
+            return [(d, a) for d, a in session.execute(query).all()]
 
     def pending_count(self) -> int:
         """Deliveries still to send."""

@@ -159,6 +159,7 @@ class TelegramNotifier:
         )  # fmt: skip
         self.limiter = limiter or Limiter()
         self._broken_chats: set[int] = set()
+        self._pictures_of: dict[int, asyncio.Future] = {}
         self.outbox = app.store.outbox
 
     # --- sending ----------------------------------------------------------------
@@ -171,7 +172,11 @@ class TelegramNotifier:
             # Groups known to have migrated: send to the new id without asking again.
             await asyncio.to_thread(self.outbox.follow_migrations)
         due = await asyncio.to_thread(self.outbox.next_per_chat, self.clock())
-        results = await asyncio.gather(*(self._deliver(d, a) for d, a in due))
+        # A chat held back by its flood limit waits for a later pass instead of
+        # stalling this one (and every other chat's alerts with it).
+        ready = [(d, a) for d, a in due if self.limiter.wait_s(d.chat_id, time.monotonic()) < 2]
+        self._pictures_of = {}
+        results = await asyncio.gather(*(self._deliver(d, a) for d, a in ready))
         return sum(results)
 
     async def _deliver(self, delivery: DeliveryRow, alert: AlertRow) -> bool:
@@ -238,9 +243,16 @@ class TelegramNotifier:
         return False
 
     async def _pictures(self, alert: AlertRow) -> list[tuple[str, bytes]]:
-        """The alert's hydrographs; a drawing failure costs the pictures, never the alert."""
+        """The alert's hydrographs, drawn once per pass for all its chats.
+
+        A drawing failure costs the pictures, never the alert.
+        """
+        if alert.id not in self._pictures_of:
+            self._pictures_of[alert.id] = asyncio.ensure_future(
+                asyncio.to_thread(alert_hydrographs, self.app, alert, self.clock())
+            )
         try:
-            return await asyncio.to_thread(alert_hydrographs, self.app, alert, self.clock())
+            return await self._pictures_of[alert.id]
         except Exception:
             logger.exception("telegram: alert #%d: hydrograph failed; sent without it", alert.id)
             return []

@@ -256,6 +256,12 @@ def _nginx_page(status: int) -> str:
     )
 
 
+class _Server(ThreadingHTTPServer):
+    """A listen backlog for many chats sending in the same pass (the default 5 drops connects)."""
+
+    request_queue_size = 128
+
+
 class FakeTelegram:
     """The fake Bot API. Bound on construction; `with` (or start/stop) runs it."""
 
@@ -293,7 +299,7 @@ class FakeTelegram:
     # -- lifecycle ---------------------------------------------------------------------------
 
     def _bind(self) -> None:
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", self._port), self._handler_class())
+        self._httpd = _Server(("127.0.0.1", self._port), self._handler_class())
         self._httpd.daemon_threads = True
         self._port = self._httpd.server_address[1]
 

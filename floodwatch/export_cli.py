@@ -1,0 +1,251 @@
+"""`floodwatch export …`: per-road flood statistics and the event log, to files or stdout."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+
+from floodwatch import __version__
+
+
+def _cli():
+    """The CLI helpers (imported late: cli imports this module)."""
+    from floodwatch import cli
+
+    return cli
+
+
+def _when(value: str | None, zone, *, end_of_day: bool = False) -> datetime | None:
+    """A CLI time; a date alone means its start, or with `end_of_day` the next midnight."""
+    when = _cli().parse_when(value, zone)
+    if when is not None and end_of_day and len(value.strip()) == 10:  # YYYY-MM-DD
+        when += timedelta(days=1)
+    return when
+
+
+def _show_progress(flag: bool | None) -> bool:
+    """--progress/--no-progress, else only when stderr is a terminal."""
+    return flag if flag is not None else sys.stderr.isatty()
+
+
+@contextlib.contextmanager
+def _progressbar(enabled: bool, length: int, label: str):
+    """A click progress bar on stderr, or a no-op updater."""
+    if not enabled or length <= 0:
+        yield lambda _n: None
+        return
+    with click.progressbar(length=length, label=label, file=sys.stderr) as bar:
+        yield bar.update
+
+
+@contextlib.contextmanager
+def _output(path: Path | None):
+    """A binary stream: a temporary file renamed over `path` on success, or stdout."""
+    if path is None:
+        stdout = sys.stdout.buffer
+        yield stdout
+        stdout.flush()
+        return
+    partial = path.with_name(path.name + ".part")
+    try:
+        with open(partial, "wb") as stream:
+            yield stream
+        os.replace(partial, path)
+    except OSError as exc:
+        _cli().fail(f"cannot write {path}: {exc.strerror or exc}")
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            partial.unlink()
+
+
+PROGRESS_OPTION = click.option(
+    "--progress/--no-progress",
+    default=None,
+    help="Show a progress bar on stderr [default: when stderr is a terminal].",
+)
+OUTPUT_OPTION = click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write to this file [default: standard output; required for xlsx].",
+)
+
+
+@click.group()
+def export() -> None:
+    """Export per-road flood statistics and the event log (CSV, XLSX, GeoJSON, JSON).
+
+    Times without an offset are local (the configured time zone); a date alone
+    in --to means the whole of that day.
+    """
+
+
+@export.command()
+@click.option("--from", "start", help="Period start (ISO 8601) [default: 1 January of --to].")
+@click.option("--to", "end", help="Period end (ISO 8601) [default: now].")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "xlsx", "geojson"]),
+    default="csv",
+    show_default=True,
+)
+@OUTPUT_OPTION
+@PROGRESS_OPTION
+@click.pass_context
+def maintenance(ctx, start, end, fmt, output, progress) -> None:
+    """Flood statistics per road segment, ranked for maintenance planning.
+
+    One row per segment: events, days with flooding, hours under water, max
+    and mean peak depth, share by cause, worst and latest event, field
+    reports and a ranking score (its formula is in the notes sheet). Only
+    observed events count; false alarms are left out; hours are clipped to
+    the period. XLSX has the events on a second sheet; GeoJSON carries the
+    same properties on each segment's line, for QGIS.
+
+    \b
+    Example:
+      floodwatch export maintenance --from 2024-09-01 --to 2024-12-31 \\
+          --format xlsx --output ngap-2024.xlsx
+      floodwatch export maintenance --from 2024-09-01 --format geojson -o ngap.geojson
+      floodwatch export maintenance --from 2024-09-01 > ngap.csv
+    """
+    cli = _cli()
+
+    @cli.handles_errors
+    def body() -> None:
+        from floodwatch import exports
+        from floodwatch.store import redact
+
+        if fmt == "xlsx" and output is None:
+            cli.fail("--format xlsx needs --output FILE (a workbook cannot go to a terminal)")
+        app = ctx.obj.open(with_sources=False, writes=False)
+        try:
+            zone = app.settings.zone
+            period_end = _when(end, zone, end_of_day=True) or datetime.now(UTC)
+            period_start = _when(start, zone) or datetime(
+                period_end.astimezone(zone).year, 1, 1, tzinfo=zone
+            ).astimezone(UTC)
+            if period_start >= period_end:
+                cli.fail("--from must be before --to")
+            flt = exports.maintenance_events_filter(period_start, period_end)
+            n_segments = len(app.geodata.segments)
+            n_events = app.store.count_events(flt) if fmt == "xlsx" else 0
+            show = _show_progress(progress)
+            with (
+                _output(output) as out,
+                _progressbar(show, n_segments + n_events, "Xuất") as update,
+            ):
+                rows = exports.maintenance_rows(
+                    app.store, period_start, period_end, app.geodata, zone=zone, progress=update
+                )
+                if fmt == "csv":
+                    written = exports.write_maintenance_csv(rows, out, bom=output is not None)
+                elif fmt == "geojson":
+                    written = exports.write_maintenance_geojson(rows, app.geodata, out)
+                else:
+                    notes = exports.maintenance_notes(
+                        period_start,
+                        period_end,
+                        zone,
+                        f"floodwatch {__version__}, cơ sở dữ liệu "
+                        f"{redact(app.settings.storage.database_url)}",
+                        datetime.now(UTC),
+                    )
+                    written, n_events = exports.write_maintenance_xlsx(
+                        rows,
+                        app.store.iter_events(flt),
+                        out,
+                        notes,
+                        zone=zone,
+                        progress=update,
+                    )
+        finally:
+            app.close()
+        if output is not None:
+            extra = f", {n_events:,} events" if fmt == "xlsx" else ""
+            click.echo(f"wrote {written:,} segments{extra} to {output}", err=True)
+
+    body()
+
+
+@export.command()
+@click.option("--from", "start", help="Events ongoing at or after this time (ISO 8601).")
+@click.option("--to", "end", help="Events opened at or before this time (ISO 8601).")
+@click.option("--segment", help="Only this segment id.")
+@click.option("--unit", help="Only this unit id.")
+@click.option("--kind", type=click.Choice(["observed", "forecast"]), help="Only this kind.")
+@click.option("--ward", help="Only this ward/commune (exact name).")
+@click.option("--road", help="Road name containing this text.")
+@click.option("--level", type=click.IntRange(1, 3), help="Reached at least this level.")
+@click.option("--cause", type=click.Choice(["tide", "rain", "compound"]), help="Only this cause.")
+@click.option(
+    "--status",
+    type=click.Choice(["forecast", "flooded", "receding", "closed"]),
+    help="Only this status.",
+)
+@click.option("--acknowledged/--unacknowledged", default=None, help="Only (un)acknowledged events.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["csv", "xlsx", "json"]),
+    default="csv",
+    show_default=True,
+)
+@OUTPUT_OPTION
+@PROGRESS_OPTION
+@click.pass_context
+def events(ctx, start, end, fmt, output, progress, **filters) -> None:
+    """The event log with the same filters as the web log, oldest first.
+
+    CSV and XLSX have Vietnamese headers and local times (dd/mm/yyyy HH:MM);
+    JSON is the `floodwatch events --format json` contract (ISO 8601 times).
+
+    \b
+    Example:
+      floodwatch export events --from 2024-12-01 --to 2024-12-31 --cause tide \\
+          --format xlsx --output dot-ngap-12-2024.xlsx
+      floodwatch export events --ward "Phường An Xuyên" --level 2 --format json
+    """
+    cli = _cli()
+
+    @cli.handles_errors
+    def body() -> None:
+        from floodwatch import exports
+        from floodwatch.store import EventFilter
+
+        if fmt == "xlsx" and output is None:
+            cli.fail("--format xlsx needs --output FILE (a workbook cannot go to a terminal)")
+        app = ctx.obj.open(with_sources=False, writes=False)
+        try:
+            zone = app.settings.zone
+            flt = EventFilter(
+                start=_when(start, zone),
+                end=_when(end, zone, end_of_day=True),
+                segment=filters["segment"],
+                road=filters["road"],
+                ward=filters["ward"],
+                unit=filters["unit"],
+                kind=filters["kind"],
+                status=filters["status"],
+                min_level=filters["level"],
+                cause=filters["cause"],
+                acknowledged=filters["acknowledged"],
+            )
+            show = _show_progress(progress)
+            total = app.store.count_events(flt) if show else 0
+            with _output(output) as out, _progressbar(show, total, "Xuất") as update:
+                written = exports.write_events(
+                    app.store, flt, fmt, out, zone, bom=output is not None, progress=update
+                )
+        finally:
+            app.close()
+        if output is not None:
+            click.echo(f"wrote {written:,} events to {output}", err=True)
+
+    body()

@@ -1,0 +1,154 @@
+"""Login, logout and the operators' writes (notes, acknowledgements, false alarms, silences)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import RedirectResponse
+
+from floodwatch.pipeline import utcnow
+from floodwatch.web import auth, queries
+from floodwatch.web.context import WebContext, check_csrf, operator, render, safe_next, web
+from floodwatch.web.pages import event_or_404
+
+logger = logging.getLogger(__name__)
+router = APIRouter(include_in_schema=False)
+MAX_NOTE_CHARS = 2000
+MAX_SILENCE_HOURS = 168
+
+
+def back(target: str) -> RedirectResponse:
+    """303 See Other to a page (the browser then GETs it)."""
+    return RedirectResponse(target, status_code=303)
+
+
+@router.get("/login")
+def login_form(request: Request, next: str = "/"):
+    """The login form."""
+    return render(request, "login.html", next=safe_next(next), error=None)
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    username: str = Form(""),
+    password: str = Form(""),
+    csrf: str = Form(""),
+    next: str = Form("/"),
+    ctx: WebContext = Depends(web),
+):
+    """Check the password; on success put the operator in the session."""
+    check_csrf(request, csrf)
+    user = auth.authenticate(ctx.app.store.engine, username, password)
+    if user is None:
+        logger.warning("web: failed login for %r", username[:64])
+        return render(
+            request, "login.html", status_code=401, next=safe_next(next),
+            error="Sai tên đăng nhập hoặc mật khẩu.",
+        )  # fmt: skip
+    auth.log_in(request.session, user)
+    logger.info("web: %s logged in", user.username)
+    return back(safe_next(next))
+
+
+@router.post("/logout")
+def logout(request: Request, csrf: str = Form("")):
+    """End the session."""
+    check_csrf(request, csrf)
+    request.session.clear()
+    return back("/")
+
+
+def _author(user: dict) -> str:
+    return user.get("display_name") or user["username"]
+
+
+@router.post("/events/{event_id}/note")
+def add_note(
+    request: Request,
+    event_id: int,
+    text: str = Form(""),
+    csrf: str = Form(""),
+    user: dict = Depends(operator),
+    ctx: WebContext = Depends(web),
+):
+    """Add an operator note to an event."""
+    check_csrf(request, csrf)
+    event_or_404(ctx, event_id)
+    text = text.strip()[:MAX_NOTE_CHARS]
+    if text:
+        queries.add_note(ctx.app.store.engine, event_id, utcnow(), _author(user), "note", text)
+    return back(f"/events/{event_id}#ghi-chu")
+
+
+@router.post("/events/{event_id}/ack")
+def acknowledge(
+    request: Request,
+    event_id: int,
+    text: str = Form(""),
+    csrf: str = Form(""),
+    user: dict = Depends(operator),
+    ctx: WebContext = Depends(web),
+):
+    """Acknowledge an event (the first acknowledgement is kept on the event)."""
+    check_csrf(request, csrf)
+    event_or_404(ctx, event_id)
+    queries.add_note(ctx.app.store.engine, event_id, utcnow(), _author(user), "ack",
+                     text.strip()[:MAX_NOTE_CHARS])  # fmt: skip
+    logger.info("web: event %d acknowledged by %s", event_id, user["username"])
+    return back(f"/events/{event_id}")
+
+
+@router.post("/events/{event_id}/false-alarm")
+def false_alarm(
+    request: Request,
+    event_id: int,
+    value: str = Form("on"),
+    text: str = Form(""),
+    csrf: str = Form(""),
+    user: dict = Depends(operator),
+    ctx: WebContext = Depends(web),
+):
+    """Mark (value=on) or unmark (value=off) an event as a false alarm."""
+    check_csrf(request, csrf)
+    event_or_404(ctx, event_id)
+    kind = "false_alarm_cleared" if value == "off" else "false_alarm"
+    queries.add_note(ctx.app.store.engine, event_id, utcnow(), _author(user), kind,
+                     text.strip()[:MAX_NOTE_CHARS])  # fmt: skip
+    logger.info("web: event %d %s by %s", event_id, kind, user["username"])
+    return back(f"/events/{event_id}")
+
+
+@router.post("/silences")
+def add_silence(
+    request: Request,
+    target_kind: str = Form(...),
+    target_id: str = Form(...),
+    hours: int = Form(...),
+    reason: str = Form(""),
+    next: str = Form("/"),
+    csrf: str = Form(""),
+    user: dict = Depends(operator),
+    ctx: WebContext = Depends(web),
+):
+    """Mute alerts of a segment or unit for some hours (they are still logged)."""
+    check_csrf(request, csrf)
+    segment = ctx.app.geodata.segment(target_id)
+    if target_kind == "unit" and segment is not None:  # "its whole unit", from a road page
+        target_id = segment.unit
+    known = (
+        ctx.app.geodata.segment(target_id) is not None
+        if target_kind == "segment"
+        else target_kind == "unit" and target_id in ctx.app.settings.unit_ids
+    )
+    if not known:
+        raise HTTPException(status_code=400, detail="Không có đoạn đường hoặc đơn vị này.")
+    if not 1 <= hours <= MAX_SILENCE_HOURS:
+        raise HTTPException(status_code=400, detail="Số giờ tạm tắt phải từ 1 đến 168.")
+    now = utcnow()
+    ctx.app.store.add_silence(target_kind, target_id, now, now + timedelta(hours=hours),
+                              reason.strip()[:MAX_NOTE_CHARS], _author(user))  # fmt: skip
+    logger.info("web: %s %s muted for %d h by %s", target_kind, target_id, hours, user["username"])
+    return back(safe_next(next))

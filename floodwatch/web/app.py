@@ -1,0 +1,90 @@
+"""The web application: `create_app(app, secret_key=…)` builds it around an opened App."""
+
+from __future__ import annotations
+
+import logging
+from urllib.parse import urlencode, urlsplit
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.staticfiles import StaticFiles
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
+
+from floodwatch.service import App
+from floodwatch.web import actions, api, pages
+from floodwatch.web.context import HERE, NeedLogin, WebContext, make_templates, render
+
+logger = logging.getLogger(__name__)
+SESSION_COOKIE = "floodwatch_session"
+SESSION_MAX_AGE_S = 12 * 3600  # one shift
+
+
+def _wants_json(request: Request) -> bool:
+    return request.url.path.startswith("/api/") or request.url.path == "/healthz"
+
+
+def create_app(app: App, *, secret_key: str, open_reads: bool = True) -> FastAPI:
+    """The FastAPI application for an opened App; reads need a login unless `open_reads`."""
+    if not secret_key:
+        raise ValueError("the web needs a secret key for its session cookies")
+    web = FastAPI(
+        title="floodwatch",
+        summary="Ngập do triều cường và mưa — Cà Mau",
+        description="Flood events, road segments, stations, readings and service status.",
+        version="1",
+    )
+    web.state.web = WebContext(app=app, open_reads=open_reads,
+                               templates=make_templates(app.settings.zone))  # fmt: skip
+    web.add_middleware(
+        SessionMiddleware,
+        secret_key=secret_key,
+        session_cookie=SESSION_COOKIE,
+        max_age=SESSION_MAX_AGE_S,
+        same_site="lax",
+    )
+    web.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    web.include_router(pages.router)
+    web.include_router(actions.router)
+    web.include_router(api.router)
+
+    @web.get("/healthz", tags=["health"])
+    def healthz() -> JSONResponse:
+        """200 with the last cycle time when the database answers, 503 otherwise."""
+        try:
+            with app.store.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+            last = app.store.last_cycle_at()
+        except SQLAlchemyError as exc:
+            logger.error("healthz: database: %s", type(exc).__name__)
+            return JSONResponse({"ok": False, "error": "database"}, status_code=503)
+        return JSONResponse({"ok": True, "last_cycle_at": last.isoformat() if last else None})
+
+    @web.exception_handler(NeedLogin)
+    def need_login(request: Request, _exc: NeedLogin):
+        if _wants_json(request):
+            return JSONResponse({"detail": "login required"}, status_code=401)
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        if request.method != "GET":  # back to the page the form was on
+            target = urlsplit(request.headers.get("referer", "")).path or "/"
+        return RedirectResponse("/login?" + urlencode({"next": target}), status_code=303)
+
+    @web.exception_handler(StarletteHTTPException)
+    def http_error(request: Request, exc: StarletteHTTPException):
+        if _wants_json(request):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
+        return render(request, "error.html", status_code=exc.status_code,
+                      status=exc.status_code, message=exc.detail)  # fmt: skip
+
+    @web.exception_handler(RequestValidationError)
+    def invalid(request: Request, exc: RequestValidationError):
+        if _wants_json(request):
+            return JSONResponse({"detail": jsonable_encoder(exc.errors())}, status_code=422)
+        return render(request, "error.html", status_code=400, status=400,
+                      message="Dữ liệu gửi lên không hợp lệ.")  # fmt: skip
+
+    return web

@@ -1,0 +1,234 @@
+"""What every web route shares: the opened App, templates, login and CSRF checks, formats."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from pathlib import Path
+from urllib.parse import urlencode
+
+from fastapi import HTTPException, Request
+from fastapi.templating import Jinja2Templates
+
+from floodwatch.pipeline import utcnow
+from floodwatch.service import App
+from floodwatch.store import SORTS, EventFilter
+from floodwatch.text import ALARM_VI, CAUSE_VI, KIND_VI, STATUS_VI, centimetres, local_time, metres
+from floodwatch.web import auth
+from floodwatch.web.maps import Basemap, basemap
+
+HERE = Path(__file__).resolve().parent
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+CSRF_MESSAGE = (
+    "Mã bảo vệ biểu mẫu (CSRF) không hợp lệ hoặc phiên đã hết hạn. Hãy tải lại trang rồi thử lại."
+)
+NOTE_KIND_VI = {
+    "note": "Ghi chú",
+    "ack": "Đã xác nhận",
+    "false_alarm": "Đánh dấu báo nhầm",
+    "false_alarm_cleared": "Bỏ đánh dấu báo nhầm",
+}
+CHANGE_VI = {
+    "opened": "Bắt đầu",
+    "level_up": "Tăng mức",
+    "level_down": "Giảm mức",
+    "receding": "Nước rút",
+    "closed": "Kết thúc",
+    "forecast": "Dự báo",
+}
+DELIVERY_VI = {
+    "pending": "chờ gửi",
+    "sent": "đã gửi",
+    "console": "in ra màn hình",
+    "broken": "nhóm không nhận được",
+    "failed": "gửi lỗi",
+    "muted": "tạm tắt",
+}
+SOURCE_STATUS_VI = {"ok": "bình thường", "stale": "mất dữ liệu", "failing": "đang lỗi"}
+
+
+class NeedLogin(Exception):
+    """Raised by routes that need an operator; answered by a redirect (or 401 on the API)."""
+
+
+@dataclass
+class WebContext:
+    """The application behind the web, and things computed once."""
+
+    app: App
+    open_reads: bool
+    templates: Jinja2Templates
+    _basemap: Basemap | None = field(default=None, repr=False)
+
+    @property
+    def zone(self):
+        """The display time zone."""
+        return self.app.settings.zone
+
+    @property
+    def basemap(self) -> Basemap:
+        """The projected segments, computed on first use."""
+        if self._basemap is None:
+            self._basemap = basemap(self.app.geodata)
+        return self._basemap
+
+    def unit_name(self, unit_id: str | None) -> str:
+        """A unit's Vietnamese name (its id when not configured)."""
+        for unit in self.app.settings.units:
+            if unit.id == unit_id:
+                return unit.name
+        return unit_id or "—"
+
+    def level_name(self, level: int | None) -> str:
+        """`Mức 2: Ngập nửa bánh xe máy…`, or `—` for 0."""
+        names = self.app.settings.levels.names
+        if not level:
+            return "—"
+        return f"Mức {level}: {names[level - 1]}" if level <= len(names) else f"Mức {level}"
+
+
+def web(request: Request) -> WebContext:
+    """The WebContext of this request's application."""
+    return request.app.state.web
+
+
+def reader(request: Request) -> WebContext:
+    """Dependency of every read: the context, after the login check when reads are closed."""
+    ctx = web(request)
+    if not ctx.open_reads and auth.session_user(request.session) is None:
+        raise NeedLogin()
+    return ctx
+
+
+def operator(request: Request) -> dict:
+    """The logged-in operator, or NeedLogin."""
+    user = auth.session_user(request.session)
+    if user is None:
+        raise NeedLogin()
+    return user
+
+
+def check_csrf(request: Request, token: str | None) -> None:
+    """403 unless the form carried this session's CSRF token."""
+    if not auth.csrf_ok(request.session, token):
+        raise HTTPException(status_code=403, detail=CSRF_MESSAGE)
+
+
+def safe_next(target: str | None, default: str = "/") -> str:
+    """A local path to go back to (never another site)."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return default
+
+
+def render(request: Request, name: str, status_code: int = 200, **context):
+    """A page with the shared context (user, CSRF token, formats)."""
+    ctx = web(request)
+    context.update(
+        user=auth.session_user(request.session),
+        csrf=auth.csrf_token(request.session),
+        open_reads=ctx.open_reads,
+        web=ctx,
+        path=request.url.path,
+        full_path=str(request.url.path) + (f"?{request.url.query}" if request.url.query else ""),
+    )
+    return ctx.templates.TemplateResponse(request, name, context, status_code=status_code)
+
+
+def make_templates(zone) -> Jinja2Templates:
+    """Jinja2 templates with the Vietnamese formats as filters."""
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+
+    def when(value) -> str:
+        if isinstance(value, str):
+            value = datetime.fromisoformat(value)
+        return local_time(value, zone)
+
+    env = templates.env
+    env.filters.update(
+        when=when,
+        cm=centimetres,
+        metres=metres,
+        status_vi=lambda s: STATUS_VI.get(s, s or "—"),
+        cause_vi=lambda c: CAUSE_VI.get(c, c or "—"),
+        kind_vi=lambda k: KIND_VI.get(k, k or "—"),
+        alarm_vi=lambda a: ALARM_VI.get(a, "—"),
+        note_vi=lambda k: NOTE_KIND_VI.get(k, k),
+        change_vi=lambda c: CHANGE_VI.get(c, c),
+        delivery_vi=lambda s: DELIVERY_VI.get(s, s),
+        source_vi=lambda s: SOURCE_STATUS_VI.get(s, s),
+        number=lambda v, digits=1: "—" if v is None else f"{v:.{digits}f}".replace(".", ","),
+    )
+    return templates
+
+
+# --- the log's filters, shared by the page, the CSV and the API ---------------
+
+FILTER_KEYS = ("from", "to", "ward", "unit", "road", "level", "cause", "status", "ack", "kind",
+               "false_alarm")  # fmt: skip
+
+
+def parse_day(value: str | None, zone, end_of_day: bool = False) -> datetime | None:
+    """`yyyy-mm-dd` (a local day) or an ISO time; None when empty or unreadable."""
+    if not value:
+        return None
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+            day = date.fromisoformat(value)
+            if end_of_day:
+                return datetime.combine(day + timedelta(days=1), time(), zone) - timedelta(
+                    microseconds=1
+                )
+            return datetime.combine(day, time(), zone)
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return (when if when.tzinfo else when.replace(tzinfo=zone)).astimezone(UTC)
+
+
+def yes_no(value: str | None) -> bool | None:
+    """`yes` → True, `no` → False, anything else → None."""
+    return {"yes": True, "no": False}.get((value or "").lower())
+
+
+def log_filter(params: dict[str, str], zone) -> EventFilter:
+    """The EventFilter of a query string."""
+    level = params.get("level") or ""
+    return EventFilter(
+        start=parse_day(params.get("from"), zone),
+        end=parse_day(params.get("to"), zone, end_of_day=True),
+        ward=params.get("ward") or None,
+        unit=params.get("unit") or None,
+        road=(params.get("road") or "").strip() or None,
+        min_level=int(level) if level.isdigit() else None,
+        cause=params.get("cause") or None,
+        status=params.get("status") or None,
+        kind=params.get("kind") or None,
+        acknowledged=yes_no(params.get("ack")),
+        false_alarm=yes_no(params.get("false_alarm")),
+    )
+
+
+def filter_params(request: Request) -> dict[str, str]:
+    """The non-empty log filters of a request's query string."""
+    return {k: request.query_params[k] for k in FILTER_KEYS if request.query_params.get(k)}
+
+
+def sort_params(request: Request) -> tuple[str, bool]:
+    """(sort key, descending) of a request, defaulting to newest first."""
+    sort = request.query_params.get("sort", "opened")
+    sort = sort if sort in SORTS else "opened"
+    return sort, request.query_params.get("desc", "1") != "0"
+
+
+def query_string(params: dict, **changes) -> str:
+    """`?a=b&…` of params with changes applied (None drops a key)."""
+    merged = {**params, **changes}
+    return urlencode({k: v for k, v in merged.items() if v not in (None, "")})
+
+
+def now_param(request: Request, ctx: WebContext) -> datetime:
+    """`?at=` as a time (for looking back), else now."""
+    return parse_day(request.query_params.get("at"), ctx.zone) or utcnow()
