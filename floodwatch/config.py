@@ -130,6 +130,16 @@ class UnitSettings(_Strict):
     escalate_after_minutes: int = Field(30, ge=1)
 
 
+class CapSettings(_Strict):
+    """The CAP 1.2 feed (`floodwatch export cap`, /api/v1/cap.atom)."""
+
+    sender: str = Field("floodwatch@camau.gov.vn", pattern=r"^[^\s,<&]+$")
+    # "Actual" in production; "Exercise" for a drill or replay database.
+    status: Literal["Actual", "Exercise", "Test"] = "Actual"
+    # Events changed within this many days are in the feed.
+    feed_days: int = Field(7, ge=1, le=366)
+
+
 class ServiceSettings(_Strict):
     """How `run` behaves beside a second instance."""
 
@@ -180,6 +190,7 @@ class Settings(_Strict):
     validation: ValidationSettings = ValidationSettings()
     http: HttpSettings = HttpSettings()
     service: ServiceSettings = ServiceSettings()
+    cap: CapSettings = CapSettings()
     telegram: TelegramSettings = TelegramSettings()
     alerts: AlertSettings = AlertSettings()
     units: list[UnitSettings] = []

@@ -436,3 +436,24 @@ def test_password_hashes_are_salted():
     assert first != second and first.startswith("scrypt$")
     assert verify_password("mật khẩu", first) and not verify_password("mật khau", first)
     assert not verify_password("mật khẩu", "garbage")
+
+
+def test_cap_atom_feed_holds_schema_valid_alerts(client):
+    from lxml import etree
+
+    from floodwatch.cap import SCHEMA_PATH
+
+    response = client.get("/api/v1/cap.atom", params={"since": "2024-12-01"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("application/atom+xml")
+    feed = etree.fromstring(response.content)
+    atom = "{http://www.w3.org/2005/Atom}"
+    alerts = feed.findall(
+        f"{atom}entry/{atom}content/{{urn:oasis:names:tc:emergency:cap:1.2}}alert"
+    )
+    assert len(alerts) >= 4
+    schema = etree.XMLSchema(etree.parse(str(SCHEMA_PATH)))
+    for alert in alerts:
+        schema.assertValid(etree.fromstring(etree.tostring(alert)))
+    assert client.get("/api/v1/cap.atom").status_code == 200  # the last week: none, still valid
+    assert "/api/v1/cap.atom" in client.get("/openapi.json").json()["paths"]

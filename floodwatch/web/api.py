@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 import shapely
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, PlainSerializer, WithJsonSchema
 
+from floodwatch.cap import cap_alerts, cap_atom
 from floodwatch.events import OBSERVED
 from floodwatch.pipeline import utcnow
 from floodwatch.store import EventFilter
@@ -359,3 +360,32 @@ def get_status(ctx: WebContext = Depends(reader)):
         "expected": sum(1 for e in open_events if e.kind != OBSERVED),
         "blind_segments": [s.id for s in ctx.app.pipeline.blind_segments()],
     }  # fmt: skip
+
+
+@router.get(
+    "/cap.atom",
+    response_class=Response,
+    responses={200: {"content": {"application/atom+xml": {}}}},
+)
+def cap_feed(
+    request: Request,
+    since: Annotated[
+        str | None, Query(description="ISO date or time; default feed_days ago")
+    ] = None,
+    ctx: WebContext = Depends(reader),
+):
+    """The CAP 1.2 alerts of the last `[cap] feed_days` (or since `since`) as an Atom feed."""
+    settings = ctx.app.settings
+    start = parse_day(since, ctx.zone) or utcnow() - timedelta(days=settings.cap.feed_days)
+    alerts = cap_alerts(
+        ctx.app.store,
+        ctx.app.geodata,
+        since=start,
+        status=settings.cap.status,
+        sender=settings.cap.sender,
+        zone=settings.zone,
+        level_names=settings.levels.names,
+        event_url=str(request.base_url) + "events/{event_id}",
+    )
+    feed = cap_atom(alerts, self_url=str(request.url))
+    return Response(feed, media_type="application/atom+xml; charset=utf-8")
