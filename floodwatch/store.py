@@ -488,7 +488,7 @@ class Store(SideTables):
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as conn:
-            return [_event_dict(row) for row in conn.execute(query)]
+            return [event_dict(row) for row in conn.execute(query)]
 
     def count_events(self, flt: EventFilter = EventFilter()) -> int:
         """How many events match the filter."""
@@ -502,7 +502,7 @@ class Store(SideTables):
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=batch).execute(query)
             for row in result:
-                yield _event_dict(row)
+                yield event_dict(row)
 
     def counts(self) -> dict[str, int]:
         """Row counts of the main tables (for status)."""
@@ -525,7 +525,7 @@ def _iso(when: datetime | None) -> str | None:
     return when.isoformat() if when is not None else None
 
 
-def _event_dict(row) -> dict:
+def event_dict(row) -> dict:
     """The public JSON shape of an event (DESIGN.md contract)."""
     return {
         "id": row.id,
@@ -548,6 +548,7 @@ def _event_dict(row) -> dict:
         "ack_by": row.ack_by,
         "ack_at": _iso(row.ack_at),
         "false_alarm": bool(row.false_alarm),
+        "level": row.level,
     }
 
 

@@ -62,6 +62,7 @@ class EventOut(_Out):
     ack_by: str | None
     ack_at: Time | None
     false_alarm: bool
+    level: int  # the current level (0 once the water is below the first threshold)
 
 
 class EventPage(_Out):

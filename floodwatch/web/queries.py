@@ -15,7 +15,7 @@ from floodwatch.models import (
     EventRow,
     ReadingRow,
 )
-from floodwatch.store import EventFilter, _event_dict, event_query
+from floodwatch.store import EventFilter, event_dict, event_query
 
 
 def event(engine: Engine, event_id: int) -> dict | None:
@@ -25,7 +25,7 @@ def event(engine: Engine, event_id: int) -> dict | None:
         row = conn.execute(query).first()
     if row is None:
         return None
-    return {**_event_dict(row), "level": row.level}
+    return event_dict(row)
 
 
 def changes(engine: Engine, event_id: int) -> list[EventChangeRow]:
