@@ -317,18 +317,28 @@ def replay_command(ctx: Context, csv_file: Path, quiet: bool) -> None:
 
 @main.command()
 @click.option("--at", "at_text", help="Show the state as of this time (ISO 8601) [default: now].")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object for scripts (times in UTC).")
 @pass_ctx
 @handles_errors
-def status(ctx: Context, at_text: str | None) -> None:
+def status(ctx: Context, at_text: str | None, as_json: bool) -> None:
     """Show the last cycle and the roads flooded now or expected to flood.
 
     \b
     Example:
       floodwatch status
+      floodwatch status --json | jq .outbox_pending
     """
     app = ctx.open(writes=False)
     try:
         zone = app.settings.zone
+        if as_json:
+            import json
+
+            from floodwatch.metrics import status_document
+
+            document = status_document(app, parse_when(at_text, zone) or utcnow())
+            click.echo(json.dumps(document, ensure_ascii=False, indent=2))
+            return
         last = app.store.last_cycle_at()
         click.echo(f"Last cycle: {local_time(last, zone) if last else 'never'}")
         now = parse_when(at_text, zone) or utcnow()
@@ -587,8 +597,10 @@ from floodwatch.tide_cli import tide  # noqa: E402  (registers the `tide` group)
 main.add_command(tide)
 
 from floodwatch.db_cli import db  # noqa: E402
+from floodwatch.export_cli import export  # noqa: E402
 
 main.add_command(db)
+main.add_command(export)
 
 from floodwatch.web.cli import user, web  # noqa: E402  (registers `user` and `web`)
 

@@ -249,3 +249,52 @@ def events(ctx, start, end, fmt, output, progress, **filters) -> None:
             click.echo(f"wrote {written:,} events to {output}", err=True)
 
     body()
+
+
+@export.command()
+@click.option(
+    "--since", help="Changes at or after this time (ISO 8601) [default: [cap] feed_days]."
+)
+@click.option(
+    "--status",
+    type=click.Choice(["Actual", "Exercise", "Test"]),
+    help="CAP status [default: [cap] status]; use Exercise for drills and replays.",
+)
+@OUTPUT_OPTION
+@click.pass_context
+def cap(ctx, since, status, output) -> None:
+    """The event changes as CAP 1.2 alerts (one alert alone, several as an Atom feed).
+
+    \b
+    Example:
+      floodwatch export cap --since 2024-12-14 --status Exercise --output drill.atom
+    """
+    cli = _cli()
+
+    @cli.handles_errors
+    def body() -> None:
+        from datetime import timedelta
+
+        from floodwatch.cap import cap_alerts, write_cap
+        from floodwatch.pipeline import utcnow
+
+        app = ctx.obj.open(with_sources=False, writes=False)
+        try:
+            settings = app.settings
+            start = _when(since, settings.zone) or utcnow() - timedelta(days=settings.cap.feed_days)
+            alerts = cap_alerts(
+                app.store,
+                app.geodata,
+                since=start,
+                status=status or settings.cap.status,
+                sender=settings.cap.sender,
+                zone=settings.zone,
+                level_names=settings.levels.names,
+            )
+        finally:
+            app.close()
+        with _output(output) as stream:
+            write_cap(stream, alerts)
+        click.echo(f"{len(alerts)} CAP alerts", err=True)
+
+    body()

@@ -36,7 +36,7 @@ from floodwatch.geo import Geodata, Segment, segment_arrays
 from floodwatch.readings import Kind, Reading, Rejection, Variable
 from floodwatch.routing import targets
 from floodwatch.series import Grid, level_series, make_grid, rain_series, rain_total
-from floodwatch.store import Store
+from floodwatch.store import Store, database_errors
 from floodwatch.text import centimetres, local_time
 from floodwatch.validate import Verdict, validate
 
@@ -120,7 +120,15 @@ class Pipeline:
         return count
 
     def ingest_checked(self, readings: list[Reading], now: datetime, source: str) -> Verdict:
-        """Validate readings as known at `now`, store the accepted (and flagged) ones."""
+        """Validate readings as known at `now`, store the accepted (and flagged) ones.
+
+        Raises StorageError when the database cannot be reached or written.
+        """
+        with database_errors(self.store.url):
+            return self._ingest_checked(readings, now, source)
+
+    def _ingest_checked(self, readings: list[Reading], now: datetime, source: str) -> Verdict:
+        """ingest_checked, with database failures still raw."""
         stations = self.geodata.stations
         known, unknown = [], []
         for r in readings:
@@ -300,7 +308,17 @@ class Pipeline:
         return states
 
     def cycle(self, at: datetime) -> CycleResult:
-        """Run one cycle at `at` (real or simulated time) and commit its outcome."""
+        """Run one cycle at `at` (real or simulated time) and commit its outcome.
+
+        Raises StorageError when the database cannot be reached or written (lost
+        connection, locked, disk full); the cycle's writes are one transaction,
+        so nothing of it is kept and the next cycle catches up.
+        """
+        with database_errors(self.store.url):
+            return self._cycle(at)
+
+    def _cycle(self, at: datetime) -> CycleResult:
+        """cycle, with database failures still raw."""
         started = time.perf_counter()
         last = self.store.last_cycle_at()
         if last is not None and at <= last:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from floodwatch.bulletin import html_to_plain
 from floodwatch.config import Settings, check_paths, load_settings
-from floodwatch.errors import ConfigError, FloodwatchError
+from floodwatch.errors import ConfigError, FloodwatchError, StorageError
 from floodwatch.geo import Geodata, load_geodata
 from floodwatch.leader import Leadership
 from floodwatch.outbox import NewAlert
@@ -24,7 +24,7 @@ from floodwatch.readings import Kind, Reading
 from floodwatch.routing import operator_targets
 from floodwatch.sdnotify import notify, watchdog_interval_s
 from floodwatch.sources import Source, build_sources
-from floodwatch.store import Store
+from floodwatch.store import Store, database_errors
 from floodwatch.text import local_time
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,12 @@ class App:
         sources = build_sources(settings, geodata) if with_sources else []
         store = Store(settings.storage.database_url)
         if writes:
-            store.sync_geodata(geodata)
+            try:
+                with database_errors(store.url):
+                    store.sync_geodata(geodata)
+            except StorageError:
+                store.close()
+                raise
         return cls(settings, geodata, store, Pipeline(settings, geodata, store), sources)
 
     def close(self) -> None:
@@ -85,22 +90,27 @@ class ConsoleNotifier:
         """Write every pending alert as plain text and mark it delivered; returns the count."""
         sent = 0
         outbox = self.app.store.outbox
-        while batch := outbox.pending_alerts():
-            for alert in batch:
-                text = html_to_plain(alert.body)
-                self.echo(f"── alert #{alert.id} → {alert.unit} [{alert.kinds}]\n{text}\n")
-                outbox.mark_console(alert.id, utcnow())
-                sent += 1
+        with database_errors(self.app.store.url):
+            while batch := outbox.pending_alerts():
+                for alert in batch:
+                    text = html_to_plain(alert.body)
+                    self.echo(f"── alert #{alert.id} → {alert.unit} [{alert.kinds}]\n{text}\n")
+                    outbox.mark_console(alert.id, utcnow())
+                    sent += 1
         return sent
 
 
 def poll_once(app: App, now: datetime | None = None) -> CycleResult:
-    """Poll every source once, bring source health up to date, then run one cycle."""
+    """Poll every source once, bring source health up to date, then run one cycle.
+
+    Raises StorageError when the database cannot be reached or written.
+    """
     now = now or utcnow()
-    for source in app.sources:
-        poll_source(app, source, now)
-    refresh_health(app, now)
-    return app.pipeline.cycle(now)
+    with database_errors(app.store.url):
+        for source in app.sources:
+            poll_source(app, source, now)
+        refresh_health(app, now)
+        return app.pipeline.cycle(now)
 
 
 @dataclass
@@ -196,7 +206,6 @@ class Heartbeat:
         limit = timedelta(minutes=self.app.settings.assessment.step_minutes * HEARTBEAT_STEPS)
         stale = last is None or now - last > limit
         if stale and not self.alarmed:
-            self.alarmed = True
             since = local_time(last, self.app.settings.zone) if last else "khi khởi động"
             body = (
                 "🫀 <b>HỆ THỐNG NGỪNG ĐÁNH GIÁ</b>\n"
@@ -204,10 +213,15 @@ class Heartbeat:
                 "chậm hoặc thiếu; đề nghị kiểm tra máy chủ và nhật ký (journalctl -u floodwatch)."
             )
             chats = [(t.chat_id, t.thread_id) for t in operator_targets(self.app.settings)]
-            self.app.store.outbox.add(
-                [NewAlert(now, self.app.settings.operators_unit, ["heartbeat"], body, chats)]
-            )
+            alarm = NewAlert(now, self.app.settings.operators_unit, ["heartbeat"], body, chats)
             logger.error("heartbeat: no cycle completed since %s", last)
+            try:
+                with database_errors(self.app.store.url):
+                    self.app.store.outbox.add([alarm])
+            except StorageError as exc:  # e.g. a full disk: tried again at the next beat
+                logger.error("heartbeat: cannot queue the operators' alarm: %s", exc)
+                return
+            self.alarmed = True
             self.deliver()
         elif not stale and self.alarmed:
             self.alarmed = False
@@ -256,11 +270,12 @@ def run_forever(
             now = utcnow()
             busy_since[0] = time.monotonic()
             try:
-                if source is not None:
-                    poll_source(app, source, now)  # records its own failures
-                refresh_health(app, now)
-                on_cycle(app.pipeline.cycle(now))
-                deliver()
+                with database_errors(app.store.url):  # one clear line when the database is away
+                    if source is not None:
+                        poll_source(app, source, now)  # records its own failures
+                    refresh_health(app, now)
+                    on_cycle(app.pipeline.cycle(now))
+                    deliver()
             except FloodwatchError as exc:
                 logger.error("cycle failed: %s", exc)
             except Exception:  # a job must never take the scheduler down; retried next time

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
@@ -68,14 +69,23 @@ def redact(url: str) -> str:
         return "<invalid database URL>"
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:
-    """WAL for concurrent readers, and a busy timeout instead of instant 'locked' errors."""
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.close()
+# How long SQLite waits for another writer's lock before "database is locked";
+# a `?timeout=` (seconds) in the URL overrides it.
+DEFAULT_BUSY_TIMEOUT_S = 30.0
+
+
+def _sqlite_pragmas(busy_timeout_s: float):
+    """A connect hook: WAL for concurrent readers, a busy timeout instead of instant 'locked'."""
+
+    def on_connect(dbapi_connection, _record) -> None:
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
+        cursor.close()
+
+    return on_connect
 
 
 def make_engine(url: str) -> Engine:
@@ -84,15 +94,40 @@ def make_engine(url: str) -> Engine:
         parsed = make_url(url)
     except ArgumentError:
         raise StorageError(f"storage.database_url: not a database URL: {url!r}") from None
-    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    busy_timeout_s = DEFAULT_BUSY_TIMEOUT_S
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database not in (None, "", ":memory:"):
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        if "timeout" in parsed.query:
+            try:
+                busy_timeout_s = float(parsed.query["timeout"])
+            except ValueError:
+                raise StorageError(
+                    f"storage.database_url: timeout must be seconds: {redact(url)}"
+                ) from None
     try:
         engine = create_engine(parsed)
     except (NoSuchModuleError, ModuleNotFoundError) as exc:
         raise StorageError(f"storage.database_url: no driver for {redact(url)} ({exc})") from None
     if engine.dialect.name == "sqlite":
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_s))
     return engine
+
+
+@contextmanager
+def database_errors(url: str) -> Iterator[None]:
+    """Turn a database that cannot be reached or written into one StorageError line.
+
+    Covers a lost or refused connection, a SQLite file locked past its busy
+    timeout and a full disk (all OperationalError); the transaction in flight
+    has rolled back, so nothing was half written.
+    """
+    try:
+        yield
+    except OperationalError as exc:
+        detail = str(exc.orig or exc).strip()
+        reason = detail.splitlines()[0] if detail else type(exc).__name__
+        raise StorageError(f"database {redact(url)}: {reason}") from exc
 
 
 def migrate(engine: Engine) -> None:

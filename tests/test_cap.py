@@ -307,3 +307,38 @@ def test_a_sender_cap_forbids_is_a_config_error(database_url):
     with pytest.raises(ValueError, match="Actual, Exercise, Test"):
         cap_alerts(store, None, since=None, status="Drill", sender=SENDER, zone=ZONE)
     store.close()
+
+
+def test_export_cap_command_writes_a_valid_feed(project, tmp_path):
+    from click.testing import CliRunner
+    from lxml import etree
+
+    from floodwatch.cap import SCHEMA_PATH
+    from floodwatch.cli import main
+    from tests.test_replay import REPLAY
+
+    replay_config = project
+    text = project.read_text(encoding="utf-8").replace(
+        'segments = "../geodata/segments.geojson"',
+        f'segments = "{REPLAY.parent / "segments.geojson"}"',
+    )
+    project.write_text(text, encoding="utf-8")
+    runner = CliRunner()
+    assert (
+        runner.invoke(main, ["--config", str(replay_config), "replay", "-q", str(REPLAY)]).exit_code
+        == 0
+    )
+    out = tmp_path / "drill.atom"
+    result = runner.invoke(
+        main,
+        ["--config", str(replay_config), "export", "cap", "--since", "2024-12-01",
+         "--status", "Exercise", "--output", str(out)],
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    feed = etree.parse(str(out))
+    alerts = feed.findall(".//{urn:oasis:names:tc:emergency:cap:1.2}alert")
+    assert alerts and f"{len(alerts)} CAP alerts" in result.output
+    schema = etree.XMLSchema(etree.parse(str(SCHEMA_PATH)))
+    for alert in alerts:
+        schema.assertValid(etree.fromstring(etree.tostring(alert)))
+        assert alert.findtext("{urn:oasis:names:tc:emergency:cap:1.2}status") == "Exercise"

@@ -16,13 +16,8 @@ from shapely.geometry import shape
 from sqlalchemy import create_engine, text
 
 from floodwatch.cli import main
-from floodwatch.export_cli import export
 from tests.conftest import DATA
 from tests.test_replay import REPLAY, replay_config  # noqa: F401  (fixture)
-
-# Until cli.py registers the group itself (the same line goes there).
-if "export" not in main.commands:
-    main.add_command(export)
 
 SEGMENTS = json.loads((DATA / "replay" / "segments.geojson").read_text(encoding="utf-8"))
 ICT = ZoneInfo("Asia/Ho_Chi_Minh")

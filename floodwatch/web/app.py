@@ -5,16 +5,19 @@ from __future__ import annotations
 import logging
 from urllib.parse import urlencode, urlsplit
 
+import prometheus_client.exposition
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import generate_latest
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
+from floodwatch.metrics import metrics_registry
 from floodwatch.service import App
 from floodwatch.web import actions, api, pages
 from floodwatch.web.context import HERE, NeedLogin, WebContext, make_templates, render
@@ -22,6 +25,13 @@ from floodwatch.web.context import HERE, NeedLogin, WebContext, make_templates, 
 logger = logging.getLogger(__name__)
 SESSION_COOKIE = "floodwatch_session"
 SESSION_MAX_AGE_S = 12 * 3600  # one shift
+# The classic text format every Prometheus reads: prometheus-client 0.22+ calls 1.0.0 "latest"
+# (the same text for our names); older releases name only 0.0.4, as CONTENT_TYPE_LATEST.
+METRICS_CONTENT_TYPE = getattr(
+    prometheus_client.exposition,
+    "CONTENT_TYPE_PLAIN_0_0_4",
+    prometheus_client.exposition.CONTENT_TYPE_LATEST,
+)
 
 
 def _wants_json(request: Request) -> bool:
@@ -63,6 +73,13 @@ def create_app(app: App, *, secret_key: str, open_reads: bool = True) -> FastAPI
             logger.error("healthz: database: %s", type(exc).__name__)
             return JSONResponse({"ok": False, "error": "database"}, status_code=503)
         return JSONResponse({"ok": True, "last_cycle_at": last.isoformat() if last else None})
+
+    registry = metrics_registry(app)  # one per app: two apps in a process do not mix
+
+    @web.get("/metrics", tags=["health"], response_class=Response)
+    def metrics() -> Response:
+        """Prometheus metrics, read from the database at each scrape (open, like /healthz)."""
+        return Response(generate_latest(registry), media_type=METRICS_CONTENT_TYPE)
 
     @web.exception_handler(NeedLogin)
     def need_login(request: Request, _exc: NeedLogin):

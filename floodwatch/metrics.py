@@ -1,0 +1,327 @@
+"""What the service reports about itself: Prometheus metrics and the `status --json` document.
+
+Every figure is read from the database when it is asked for, not counted in
+the process: the web (which may run on both machines) then reports the active
+instance's work, and a restart loses no count. Counters are sums over stored
+rows; retention deletes source runs older than `[storage] keep_readings_days`,
+which Prometheus sees as a counter reset once a day.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy import Engine, case, func, select
+from sqlalchemy.exc import SQLAlchemyError
+
+from floodwatch.events import CLOSED, FORECAST, OBSERVED
+from floodwatch.health import DEGRADED, FAILING, OK, STALE
+from floodwatch.models import AlertRow, CycleRow, DeliveryRow, EventRow, SourceRunRow
+from floodwatch.outbox import PENDING, SENT
+from floodwatch.pipeline import utcnow
+from floodwatch.polling import source_statuses, update_blind
+
+if TYPE_CHECKING:  # the service module imports the pipeline this one reads
+    from floodwatch.service import App
+
+logger = logging.getLogger(__name__)
+
+NEVER = "never"  # a configured source not polled yet
+SOURCE_STATUSES = (OK, DEGRADED, FAILING, STALE, NEVER)
+OUTCOMES = ("accepted", "flagged", "rejected")
+
+
+def last_cycle(engine: Engine) -> CycleRow | None:
+    """The latest completed cycle."""
+    query = select(CycleRow).order_by(CycleRow.at.desc(), CycleRow.id.desc()).limit(1)
+    with engine.connect() as conn:
+        return conn.execute(query).first()
+
+
+def outbox_figures(engine: Engine) -> tuple[int, int, datetime | None]:
+    """(pending deliveries, pending alerts, creation time of the oldest pending alert).
+
+    An alert stays pending until none of its deliveries is, so the oldest
+    pending alert is also the oldest message still waiting for any chat.
+    """
+    with engine.connect() as conn:
+        deliveries = conn.execute(
+            select(func.count()).select_from(DeliveryRow).where(DeliveryRow.status == PENDING)
+        ).scalar_one()
+        alerts, oldest = conn.execute(
+            select(func.count(), func.min(AlertRow.created_at)).where(AlertRow.status == PENDING)
+        ).one()
+    return deliveries, alerts, oldest
+
+
+class FloodwatchCollector(Collector):
+    """Reads the service's figures from the database at every scrape."""
+
+    def __init__(self, app: App, clock: Callable[[], datetime] = utcnow):
+        self.app = app
+        self.clock = clock
+
+    def describe(self) -> list[Metric]:
+        """Nothing up front: registering must not query the database."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """Every metric, or only `floodwatch_database_up 0` when the database does not answer."""
+        up = GaugeMetricFamily("floodwatch_database_up", "1 if the database answered this scrape.")
+        try:
+            metrics = list(self._metrics(self.clock()))
+        except SQLAlchemyError as exc:
+            logger.error("metrics: database: %s", type(exc).__name__)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from metrics
+
+    def _metrics(self, now: datetime) -> Iterator[Metric]:
+        """The figures at `now`."""
+        yield from self._sources(now)
+        yield from self._cycle(now)
+        yield from self._events()
+        yield from self._outbox(now)
+        yield from self._deliveries()
+
+    def _sources(self, now: datetime) -> Iterator[Metric]:
+        """Per source: last poll's counts, totals, newest data age, status."""
+        store = self.app.store
+        runs = store.last_source_runs()
+        last = GaugeMetricFamily(
+            "floodwatch_source_last_poll_readings",
+            "Readings of the source's latest poll: accepted, flagged (doubtful) or rejected.",
+            labels=["source", "outcome"],
+        )
+        ok = GaugeMetricFamily(
+            "floodwatch_source_last_poll_ok", "1 if the source's latest poll succeeded.",
+            labels=["source"],
+        )  # fmt: skip
+        for name, run in sorted(runs.items()):
+            for outcome in OUTCOMES:
+                last.add_metric([name, outcome], getattr(run, outcome))
+            ok.add_metric([name], 1 if run.ok else 0)
+        yield last
+        yield ok
+
+        totals = CounterMetricFamily(
+            "floodwatch_source_readings",
+            "Readings per source and outcome, summed over the stored polls.",
+            labels=["source", "outcome"],
+        )
+        polls = CounterMetricFamily(
+            "floodwatch_source_polls", "Stored polls per source, by result.",
+            labels=["source", "result"],
+        )  # fmt: skip
+        query = select(
+            SourceRunRow.source,
+            func.sum(SourceRunRow.accepted),
+            func.sum(SourceRunRow.flagged),
+            func.sum(SourceRunRow.rejected),
+            func.sum(case((SourceRunRow.ok, 1), else_=0)),
+            func.count(),
+        ).group_by(SourceRunRow.source)
+        with store.engine.connect() as conn:
+            rows = conn.execute(query.order_by(SourceRunRow.source)).all()
+        for name, accepted, flagged, rejected, succeeded, count in rows:
+            for outcome, value in zip(OUTCOMES, (accepted, flagged, rejected), strict=True):
+                totals.add_metric([name, outcome], value or 0)
+            polls.add_metric([name, "ok"], succeeded or 0)
+            polls.add_metric([name, "failed"], count - (succeeded or 0))
+        yield totals
+        yield polls
+
+        states = store.source_states()
+        age = GaugeMetricFamily(
+            "floodwatch_source_newest_data_age_seconds",
+            "Seconds since the newest data the source delivered became known.",
+            labels=["source"],
+        )
+        failures = GaugeMetricFamily(
+            "floodwatch_source_consecutive_failures", "Failed polls in a row.", labels=["source"]
+        )
+        for name, state in sorted(states.items()):
+            if state.newest_at is not None:
+                age.add_metric([name], (now - state.newest_at).total_seconds())
+            failures.add_metric([name], state.consecutive_failures)
+        yield age
+        yield failures
+
+        statuses = source_statuses(self.app, now)
+        update_blind(self.app, statuses)
+        status = GaugeMetricFamily(
+            "floodwatch_source_status",
+            "1 for the source's current status (ok, degraded, failing, stale, never), 0 others.",
+            labels=["source", "status"],
+        )
+        for source in self.app.sources:
+            current = statuses.get(source.name, NEVER)
+            for name in SOURCE_STATUSES:
+                status.add_metric([source.name, name], 1 if name == current else 0)
+        yield status
+        yield GaugeMetricFamily(
+            "floodwatch_blind_segments",
+            "Segments whose every source for a needed input is stale (state unknown).",
+            value=len(self.app.pipeline.blind_segments()),
+        )
+
+    def _cycle(self, now: datetime) -> Iterator[Metric]:
+        """The latest cycle's duration and age."""
+        cycle = last_cycle(self.app.store.engine)
+        duration = GaugeMetricFamily(
+            "floodwatch_cycle_duration_seconds", "How long the latest cycle took."
+        )
+        age = GaugeMetricFamily(
+            "floodwatch_cycle_age_seconds", "Seconds since the time the latest cycle assessed."
+        )
+        if cycle is not None:
+            duration.add_metric([], cycle.duration_s)
+            age.add_metric([], (now - cycle.at).total_seconds())
+        yield duration
+        yield age
+
+    def _events(self) -> Iterator[Metric]:
+        """Open events by kind and current level (0 for every level none is at)."""
+        query = (
+            select(EventRow.kind, EventRow.level, func.count())
+            .where(EventRow.status != CLOSED)
+            .group_by(EventRow.kind, EventRow.level)
+        )
+        with self.app.store.engine.connect() as conn:
+            counts = {(kind, level): n for kind, level, n in conn.execute(query)}
+        levels = range(len(self.app.settings.levels.thresholds_m) + 1)
+        for kind in (OBSERVED, FORECAST):
+            for level in levels:
+                counts.setdefault((kind, level), 0)
+        family = GaugeMetricFamily(
+            "floodwatch_open_events",
+            "Events not closed, by kind (observed, forecast) and current level.",
+            labels=["kind", "level"],
+        )
+        for (kind, level), n in sorted(counts.items()):
+            family.add_metric([kind, str(level)], n)
+        yield family
+
+    def _outbox(self, now: datetime) -> Iterator[Metric]:
+        """Outbox depth and the age of its oldest pending alert."""
+        deliveries, alerts, oldest = outbox_figures(self.app.store.engine)
+        yield GaugeMetricFamily(
+            "floodwatch_outbox_pending", "Deliveries (one alert to one chat) not yet sent.",
+            value=deliveries,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "floodwatch_outbox_pending_alerts", "Alerts with a delivery (or the console) pending.",
+            value=alerts,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "floodwatch_outbox_oldest_pending_seconds",
+            "Age of the oldest pending alert (0 when nothing is pending).",
+            value=(now - oldest).total_seconds() if oldest is not None else 0.0,
+        )
+
+    def _deliveries(self) -> Iterator[Metric]:
+        """Deliveries per chat and status, and failed attempts per chat."""
+        query = select(
+            DeliveryRow.chat_id,
+            DeliveryRow.status,
+            func.count(),
+            func.sum(DeliveryRow.attempts),
+        ).group_by(DeliveryRow.chat_id, DeliveryRow.status)
+        with self.app.store.engine.connect() as conn:
+            rows = conn.execute(query.order_by(DeliveryRow.chat_id, DeliveryRow.status)).all()
+        deliveries = CounterMetricFamily(
+            "floodwatch_deliveries",
+            "Deliveries per chat by status (pending, sent, console, broken, failed).",
+            labels=["chat", "status"],
+        )
+        failed: dict[int, int] = {}
+        for chat, status, n, attempts in rows:
+            deliveries.add_metric([str(chat), status], n)
+            # Every try counts an attempt; only the successful one of a sent delivery is not
+            # a failure (console deliveries are not tries).
+            failed[chat] = failed.get(chat, 0) + (attempts or 0) - (n if status == SENT else 0)
+        yield deliveries
+        attempts = CounterMetricFamily(
+            "floodwatch_delivery_failed_attempts",
+            "Tries to send to a chat that failed (retried later or given up).",
+            labels=["chat"],
+        )
+        for chat, n in sorted(failed.items()):
+            attempts.add_metric([str(chat)], max(n, 0))
+        yield attempts
+
+
+def metrics_registry(app: App, clock: Callable[[], datetime] = utcnow) -> CollectorRegistry:
+    """A registry of its own (no global state) with the floodwatch collector."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(FloodwatchCollector(app, clock))
+    return registry
+
+
+def _iso(when: datetime | None) -> str | None:
+    """ISO 8601 with offset, or None."""
+    return when.isoformat() if when is not None else None
+
+
+def status_document(app: App, now: datetime) -> dict:
+    """What `floodwatch status` shows, as one JSON-ready object for scripts."""
+    from floodwatch.store import EventFilter
+
+    cycle = last_cycle(app.store.engine)
+    statuses = source_statuses(app, now)
+    update_blind(app, statuses)
+    blind_inputs = app.pipeline.blind_inputs
+    rain_names = app.settings.rain.names
+    stations = []
+    for st in app.pipeline.station_states(now):
+        level_blind = (st.station, "water_level") in blind_inputs
+        rain_blind = (st.station, "rainfall") in blind_inputs
+        category = rain_names[st.rain_category - 1] if st.rain_category else None
+        stations.append(
+            {
+                "id": st.station,
+                "name": app.geodata.stations[st.station].name,
+                "level_m": None if level_blind else st.level_m,
+                "level_observed": st.level_observed,
+                "alarm": st.alarm,
+                "level_blind": level_blind,
+                "rain_24h_mm": None if rain_blind else st.rain_24h_mm,
+                "rain_category": None if rain_blind else category,
+                "rain_blind": rain_blind,
+            }
+        )
+    open_events = app.store.list_events(EventFilter(open_only=True))
+    event_keys = (
+        "id", "segment_id", "segment_name", "status", "opened_at", "max_level",
+        "peak_depth_m", "peak_at", "expected_onset_at", "expected_end_at", "cause",
+    )  # fmt: skip
+    deliveries, alerts, oldest = outbox_figures(app.store.engine)
+    return {
+        "at": _iso(now),
+        "last_cycle": None
+        if cycle is None
+        else {
+            "at": _iso(cycle.at),
+            "finished_at": _iso(cycle.finished_at),
+            "duration_s": round(cycle.duration_s, 3),
+        },
+        "stations": stations,
+        "flooded": [{k: e[k] for k in event_keys} for e in open_events if e["kind"] == OBSERVED],
+        "expected": [{k: e[k] for k in event_keys} for e in open_events if e["kind"] == FORECAST],
+        "sources": {source.name: statuses.get(source.name, NEVER) for source in app.sources},
+        "blind_segments": [
+            {"id": segment.id, "name": segment.name} for segment in app.pipeline.blind_segments()
+        ],
+        "outbox_pending": deliveries,
+        "outbox_pending_alerts": alerts,
+        "outbox_oldest_pending_at": _iso(oldest),
+    }
