@@ -144,7 +144,8 @@ class ServiceSettings(_Strict):
     """How `run` behaves beside a second instance."""
 
     # A standby instance tries to become active this often (a poll interval or less).
-    standby_check_seconds: int = Field(15, ge=1)
+    # Keep it under half of the unit's WatchdogSec: the standby pings the watchdog as it checks.
+    standby_check_seconds: int = Field(15, ge=1, le=60)
 
 
 class TelegramSettings(_Strict):

@@ -59,11 +59,18 @@ def backup(ctx, target: Path) -> None:
     @cli.handles_errors
     def go():
         from floodwatch.config import load_settings
+        from floodwatch.errors import StorageError
         from floodwatch.maintenance import backup_sqlite
         from floodwatch.store import Store
 
         settings = load_settings(ctx.obj.config)
-        store = Store(settings.storage.database_url)
+        url = settings.storage.database_url
+        if not url.startswith("sqlite"):
+            raise StorageError(
+                "the database is not a SQLite file; back PostgreSQL up with pg_dump, e.g. "
+                "`pg_dump --format=custom --file=floodwatch.dump DBNAME` (docs/deploy.md)"
+            )
+        store = Store(url)
         try:
             size = backup_sqlite(store, target)
         finally:
@@ -74,7 +81,11 @@ def backup(ctx, target: Path) -> None:
 
 
 @db.command()
-@click.option("--days", type=int, help="Keep this many days [default: storage.keep_readings_days].")
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    help="Keep this many days [default: storage.keep_readings_days].",
+)
 @click.pass_context
 def retention(ctx, days: int | None) -> None:
     """Delete readings older than the retention period; events are never deleted.
@@ -97,7 +108,8 @@ def retention(ctx, days: int | None) -> None:
         settings = load_settings(ctx.obj.config)
         store = Store(settings.storage.database_url)
         try:
-            done = apply_retention(store, utcnow(), days or settings.storage.keep_readings_days)
+            keep = days if days is not None else settings.storage.keep_readings_days
+            done = apply_retention(store, utcnow(), keep)
         finally:
             store.close()
         click.echo(

@@ -191,6 +191,9 @@ def maintenance(ctx, start, end, fmt, output, progress) -> None:
 )
 @click.option("--acknowledged/--unacknowledged", default=None, help="Only (un)acknowledged events.")
 @click.option(
+    "--false-alarm/--not-false-alarm", default=None, help="Only events (not) marked false alarms."
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(["csv", "xlsx", "json"]),
@@ -236,6 +239,7 @@ def events(ctx, start, end, fmt, output, progress, **filters) -> None:
                 min_level=filters["level"],
                 cause=filters["cause"],
                 acknowledged=filters["acknowledged"],
+                false_alarm=filters["false_alarm"],
             )
             show = _show_progress(progress)
             total = app.store.count_events(flt) if show else 0

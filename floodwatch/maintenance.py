@@ -31,7 +31,7 @@ def backup_sqlite(store: Store, target: Path) -> int:
     if url.get_backend_name() != "sqlite" or not url.database:
         raise StorageError(
             f"{redact(store.url)} is not a SQLite file; back PostgreSQL up with pg_dump, e.g. "
-            "`pg_dump --format=custom --file=floodwatch.dump DBNAME` (see docs/operations.md)"
+            "`pg_dump --format=custom --file=floodwatch.dump DBNAME` (docs/deploy.md)"
         )
     target = Path(target)
     if target.exists():

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from floodwatch.models import AlertRow, ChatRow, DeliveryRow
+from floodwatch.models import AlertRow, ChatRow, DeliveryRow, EventRow
 
 PENDING, SENT, CONSOLE, BROKEN, FAILED, MUTED = (
     "pending", "sent", "console", "broken", "failed", "muted",
@@ -77,6 +77,29 @@ def insert_alerts(conn: Connection, alerts: Sequence[NewAlert]) -> list[int]:
             ],
         )
     return ids
+
+
+def acknowledge_events(conn: Connection, event_ids: str, who: str, at: datetime) -> None:
+    """Mark the events of an alert acknowledged (the first acknowledgement stands)."""
+    ids = [int(i) for i in event_ids.split(",") if i]
+    if ids:
+        conn.execute(
+            update(EventRow)
+            .where(EventRow.id.in_(ids), EventRow.ack_at.is_(None))
+            .values(ack_by=who, ack_at=at)
+        )
+
+
+def acknowledge_alerts_of_event(conn: Connection, event_id: int, who: str, at: datetime) -> None:
+    """An event acknowledged elsewhere (the web) stops the escalation of its alerts."""
+    candidates = conn.execute(
+        select(AlertRow.id, AlertRow.event_ids).where(
+            AlertRow.ack_at.is_(None), AlertRow.event_ids.contains(str(event_id))
+        )
+    ).all()
+    ids = [a.id for a in candidates if str(event_id) in a.event_ids.split(",")]
+    if ids:
+        conn.execute(update(AlertRow).where(AlertRow.id.in_(ids)).values(ack_by=who, ack_at=at))
 
 
 class Outbox:
@@ -254,14 +277,20 @@ class Outbox:
     # --- acknowledgement and escalation ---------------------------------------
 
     def acknowledge(self, alert_id: int, who: str, at: datetime) -> AlertRow | None:
-        """Record the first acknowledgement; returns the alert as it now stands."""
+        """Record the first acknowledgement of an alert, and of the events it names.
+
+        Returns the alert as it now stands.
+        """
         with self.engine.begin() as conn:
             conn.execute(
                 update(AlertRow)
                 .where(AlertRow.id == alert_id, AlertRow.ack_at.is_(None))
                 .values(ack_by=who, ack_at=at)
             )
-            return conn.execute(select(AlertRow).where(AlertRow.id == alert_id)).first()
+            alert = conn.execute(select(AlertRow).where(AlertRow.id == alert_id)).first()
+            if alert is not None:
+                acknowledge_events(conn, alert.event_ids, who, at)
+            return alert
 
     def sent_copies(self, alert_id: int) -> list[tuple[int, list[int], str]]:
         """(chat, message ids, body) of every delivered copy of an alert and its escalations."""

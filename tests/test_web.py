@@ -282,6 +282,17 @@ def test_operator_notes_acknowledges_marks_false_alarm_and_silences(client, fw_a
 
     post(f"/events/{target}/note", text="Nước ngập qua nửa bánh xe, đã cử người trực.")
     post(f"/events/{target}/ack")
+    # The web acknowledgement also stops the escalation of the Telegram alerts naming it.
+    from sqlalchemy import select
+
+    from floodwatch.models import AlertRow
+
+    with fw_app.store.engine.connect() as conn:
+        naming = [
+            a for a in conn.execute(select(AlertRow))
+            if str(target) in a.event_ids.split(",")
+        ]  # fmt: skip
+    assert naming and all(a.ack_by == "Nguyễn Thị Lan" for a in naming)
     post(f"/events/{target}/false-alarm", value="on", text="Cảm biến hỏng")
     html = client.get(f"/events/{target}").text
     assert "Nước ngập qua nửa bánh xe, đã cử người trực." in html

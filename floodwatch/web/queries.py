@@ -15,6 +15,7 @@ from floodwatch.models import (
     EventRow,
     ReadingRow,
 )
+from floodwatch.outbox import acknowledge_alerts_of_event
 from floodwatch.store import EventFilter, event_dict, event_query
 
 
@@ -82,6 +83,7 @@ def add_note(engine: Engine, event_id: int, at: datetime, author: str, kind: str
             query = update(EventRow).where(EventRow.id == event_id).values(**values)
             if kind == "ack":  # the first acknowledgement stands
                 query = query.where(EventRow.ack_at.is_(None))
+                acknowledge_alerts_of_event(conn, event_id, author, at)
             conn.execute(query)
         conn.execute(
             insert(EventNoteRow).values(
