@@ -468,3 +468,28 @@ def test_cap_atom_feed_holds_schema_valid_alerts(client):
         schema.assertValid(etree.fromstring(etree.tostring(alert)))
     assert client.get("/api/v1/cap.atom").status_code == 200  # the last week: none, still valid
     assert "/api/v1/cap.atom" in client.get("/openapi.json").json()["paths"]
+
+
+def test_planners_page_ranks_roads_and_downloads_the_statistics(client):
+    import io
+
+    import openpyxl
+
+    page = client.get("/maintenance", params={"from": "2024-12-01", "to": "2024-12-31"})
+    assert page.status_code == 200 and "Tuyến đường ngập nhiều nhất" in page.text
+    ranked = re.findall(r'<tr data-segment="([^"]+)">', page.text)
+    assert ranked and ranked[0] == "tide-low" and "high-dry" not in ranked
+    query = {"from": "2024-12-01", "to": "2024-12-31"}
+    xlsx = client.get("/maintenance.xlsx", params=query)
+    assert xlsx.status_code == 200
+    book = openpyxl.load_workbook(io.BytesIO(xlsx.content), read_only=True)
+    assert len(book.sheetnames) == 3
+    csv_text = client.get("/maintenance.csv", params=query).content.decode("utf-8-sig")
+    assert csv_text.splitlines()[0].startswith("Hạng,")
+    geo = client.get("/maintenance.geojson", params=query).json()
+    assert {f["geometry"]["type"] for f in geo["features"]} <= {"LineString", "MultiLineString"}
+    assert client.get("/maintenance.pdf").status_code == 404
+    assert (
+        client.get("/maintenance", params={"from": "2024-12-31", "to": "2024-12-01"}).status_code
+        == 400
+    )

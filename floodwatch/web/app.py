@@ -19,7 +19,7 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from floodwatch.metrics import metrics_registry
 from floodwatch.service import App
-from floodwatch.web import actions, api, pages
+from floodwatch.web import actions, api, pages, planning
 from floodwatch.web.context import HERE, NeedLogin, WebContext, make_templates, render
 
 logger = logging.getLogger(__name__)
@@ -61,6 +61,7 @@ def create_app(app: App, *, secret_key: str, open_reads: bool = True) -> FastAPI
     web.include_router(pages.router)
     web.include_router(actions.router)
     web.include_router(api.router)
+    web.include_router(planning.router)
 
     @web.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:
