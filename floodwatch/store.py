@@ -130,13 +130,29 @@ def database_errors(url: str) -> Iterator[None]:
         raise StorageError(f"database {redact(url)}: {reason}") from exc
 
 
-def migrate(engine: Engine) -> None:
-    """Run the Alembic migrations up to head on this engine."""
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Run the Alembic migrations up to `revision` (default: the newest) on this engine.
+
+    On SQLite, altering a table means copying it; foreign keys are switched off
+    for the migration (a PRAGMA that only works outside a transaction) and
+    checked afterwards, as SQLite's documentation prescribes.
+    """
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS))
-    with engine.begin() as conn:
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as conn:
+        if sqlite:
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+        with conn.begin():
+            cfg.attributes["connection"] = conn
+            command.upgrade(cfg, revision)
+        if sqlite:
+            broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+            conn.commit()
+            if broken:
+                raise StorageError(f"migration left {len(broken)} rows with broken references")
 
 
 @dataclass(frozen=True)

@@ -95,3 +95,44 @@ def test_migrations_match_the_models(store):
 
     with store.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), SQLModel.metadata) == []
+
+
+def test_upgrading_a_database_with_history_keeps_it(database_url):
+    """A database made by the first schema, with events and changes, upgrades cleanly."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    from floodwatch.store import make_engine, migrate
+
+    engine = make_engine(database_url)
+    migrate(engine, "0001")
+    at = datetime(2024, 12, 16, 11, tzinfo=UTC)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO event (segment_id, unit, kind, status, opened_at, level, max_level,"
+                " depth_m, peak_depth_m, causes, updated_at) VALUES ('s1', 'u1', 'observed',"
+                " 'flooded', :at, 1, 1, 0.2, 0.2, 1, :at)"
+            ),
+            {"at": at.replace(tzinfo=None) if engine.dialect.name == "sqlite" else at},
+        )
+        event_id = conn.execute(text("SELECT max(id) FROM event")).scalar()
+        conn.execute(
+            text(
+                "INSERT INTO event_change (event_id, at, change, status, level, depth_m, note)"
+                " VALUES (:e, :at, 'opened', 'flooded', 1, 0.2, 'x')"
+            ),
+            {
+                "e": event_id,
+                "at": at.replace(tzinfo=None) if engine.dialect.name == "sqlite" else at,
+            },
+        )
+    engine.dispose()
+    store = Store(database_url)  # opening upgrades to the newest schema
+    try:
+        [event] = store.list_events()
+        assert event["segment_id"] == "s1" and event["false_alarm"] is False
+        assert store.counts()["event_change"] == 1
+    finally:
+        store.close()
