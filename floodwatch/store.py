@@ -141,18 +141,23 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS))
     sqlite = engine.dialect.name == "sqlite"
     with engine.connect() as conn:
-        if sqlite:
-            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-            conn.commit()
-        with conn.begin():
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
-        if sqlite:
-            broken = conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()
-            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
-            conn.commit()
-            if broken:
-                raise StorageError(f"migration left {len(broken)} rows with broken references")
+        raw = conn.connection.driver_connection if sqlite else None
+        if raw is not None:  # outside any transaction, or SQLite ignores it
+            raw.execute("PRAGMA foreign_keys=OFF")
+        try:
+            with conn.begin():
+                if raw is not None:
+                    # pysqlite opens a transaction only before INSERT/UPDATE/DELETE;
+                    # open it now so a migration's DDL commits (or not) as a whole.
+                    raw.execute("BEGIN")
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+        finally:
+            if raw is not None:
+                broken = raw.execute("PRAGMA foreign_key_check").fetchall()
+                raw.execute("PRAGMA foreign_keys=ON")
+        if raw is not None and broken:
+            raise StorageError(f"migration left {len(broken)} rows with broken references")
 
 
 @dataclass(frozen=True)

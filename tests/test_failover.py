@@ -62,6 +62,21 @@ def queue(config, texts: list[str]) -> None:
     store.close()
 
 
+def sent_count(config) -> int:
+    """Deliveries recorded as sent."""
+    from sqlalchemy import func, select
+
+    from floodwatch.models import DeliveryRow
+
+    store = Store(load_settings(config).storage.database_url)
+    try:
+        with store.engine.connect() as conn:
+            query = select(func.count()).where(DeliveryRow.status == "sent")
+            return conn.execute(query.select_from(DeliveryRow)).scalar_one()
+    finally:
+        store.close()
+
+
 def ours(tg) -> list[str]:
     """The test's own alerts among what the operators received (cycles add real ones)."""
     return [t for t in tg.texts(OPERATORS) if t and t.startswith(("trước ", "sau "))]
@@ -76,12 +91,14 @@ def test_standby_takes_over_after_sigkill_and_nothing_is_lost_or_doubled(config,
         b = start(config, log_b)
         wait_for(lambda: "Standby" in log_b.read_text(), "B to wait as standby")
         queue(config, [f"trước {i}" for i in range(5)])
-        wait_for(lambda: len(ours(tg)) >= 5, "A to deliver the first alerts")
+        # Kill only once A has recorded the deliveries: a kill between Telegram's
+        # reply and that commit is the documented duplicate window (tested elsewhere).
+        wait_for(lambda: sent_count(config) >= 5, "A to deliver and record the first alerts")
         a.send_signal(signal.SIGKILL)
         a.wait(timeout=10)
         queue(config, [f"sau {i}" for i in range(5)])
-        wait_for(lambda: "Active instance." in log_b.read_text(), "B to take over", 20)
-        wait_for(lambda: len(ours(tg)) >= 10, "B to deliver the rest", 20)
+        wait_for(lambda: "Active instance." in log_b.read_text(), "B to take over", 60)
+        wait_for(lambda: len(ours(tg)) >= 10, "B to deliver the rest", 60)
         time.sleep(1.5)  # one more delivery pass: anything twice would show now
         texts = ours(tg)
         expected = [f"trước {i}" for i in range(5)] + [f"sau {i}" for i in range(5)]

@@ -136,3 +136,27 @@ def test_upgrading_a_database_with_history_keeps_it(database_url):
         assert store.counts()["event_change"] == 1
     finally:
         store.close()
+
+
+def test_a_failing_migration_leaves_the_sqlite_schema_as_it_was(tmp_path):
+    """Migrations are all-or-nothing: a failure half-way rolls back its DDL too."""
+    import sqlite3
+
+    from sqlalchemy import inspect
+
+    from floodwatch.store import make_engine, migrate
+
+    url = f"sqlite:///{tmp_path / 'half.db'}"
+    engine = make_engine(url)
+    migrate(engine, "0003")
+    with sqlite3.connect(tmp_path / "half.db") as conn:  # in the way of 0004's second table
+        conn.execute("CREATE TABLE event_note (id INTEGER PRIMARY KEY)")
+    with pytest.raises(Exception, match="event_note"):
+        migrate(engine)
+    tables = set(inspect(engine).get_table_names())
+    assert "web_user" not in tables  # 0004's first table was rolled back with the rest
+    with engine.connect() as conn:
+        from sqlalchemy import text
+
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
+    engine.dispose()
