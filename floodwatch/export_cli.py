@@ -43,6 +43,12 @@ def _progressbar(enabled: bool, length: int, label: str):
         yield bar.update
 
 
+def _needs_file(cli, fmt: str, output: Path | None) -> None:
+    """A workbook cannot go to a terminal: XLSX needs --output."""
+    if fmt == "xlsx" and output is None:
+        cli.fail("--format xlsx needs --output FILE (a workbook cannot go to a terminal)")
+
+
 @contextlib.contextmanager
 def _output(path: Path | None):
     """A binary stream: a temporary file renamed over `path` on success, or stdout."""
@@ -122,8 +128,7 @@ def maintenance(ctx, start, end, fmt, output, progress) -> None:
         from floodwatch import exports
         from floodwatch.store import redact
 
-        if fmt == "xlsx" and output is None:
-            cli.fail("--format xlsx needs --output FILE (a workbook cannot go to a terminal)")
+        _needs_file(cli, fmt, output)
         app = ctx.obj.open(with_sources=False, writes=False)
         try:
             zone = app.settings.zone
@@ -222,8 +227,7 @@ def events(ctx, start, end, fmt, output, progress, **filters) -> None:
         from floodwatch import exports
         from floodwatch.store import EventFilter
 
-        if fmt == "xlsx" and output is None:
-            cli.fail("--format xlsx needs --output FILE (a workbook cannot go to a terminal)")
+        _needs_file(cli, fmt, output)
         app = ctx.obj.open(with_sources=False, writes=False)
         try:
             zone = app.settings.zone
