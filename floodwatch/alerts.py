@@ -15,10 +15,7 @@ from zoneinfo import ZoneInfo
 
 from floodwatch.events import Change
 from floodwatch.geo import Geodata
-from floodwatch.text import CAUSE_VI, centimetres, duration, local_time
-
-# Risk-level colours of Decision 18/2021 (DESIGN.md), by depth level.
-LEVEL_MARK = {0: "🟢", 1: "🔵", 2: "🟡", 3: "🟠", 4: "🔴"}
+from floodwatch.text import CAUSE_VI, LEVEL_MARK, centimetres, duration, local_time
 
 HEADLINE = {
     "onset": "BẮT ĐẦU NGẬP",

@@ -21,7 +21,6 @@ from telegram import Message, Update
 from telegram.constants import ChatType, ParseMode
 from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandler, filters
 
-from floodwatch.alerts import LEVEL_MARK
 from floodwatch.outlook import (
     alarm_reached,
     match_segments,
@@ -31,7 +30,7 @@ from floodwatch.outlook import (
 )
 from floodwatch.pipeline import utcnow
 from floodwatch.routing import known_chats, unit_of_chat
-from floodwatch.text import ALARM_VI, CAUSE_VI, centimetres, fold, local_time, metres
+from floodwatch.text import ALARM_VI, CAUSE_VI, LEVEL_MARK, centimetres, fold, local_time, metres
 
 if TYPE_CHECKING:  # the service imports the telegram side, not the other way
     from floodwatch.service import App

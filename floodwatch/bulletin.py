@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from floodwatch.text import ALARM_VI, CAUSE_VI, centimetres, local_time
+from floodwatch.text import ALARM_VI, CAUSE_VI, LEVEL_MARK, centimetres, local_time
 
 TELEGRAM_LIMIT = 4096
 # Risk-level colours of Decision 18/2021 (DESIGN.md), by depth level.
-LEVEL_MARK = {1: "🔵", 2: "🟡", 3: "🟠", 4: "🔴", 5: "🟣"}
 # Column widths of the station table; the widest row stays near 36 characters, which a
 # phone shows without scrolling.
 NAME_W, RIVER_W, ALARM_W, LABEL_W, VALUE_W = 10, 9, 11, 22, 4

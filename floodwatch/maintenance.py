@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete
 from sqlalchemy.engine import make_url
 
 from floodwatch.errors import StorageError
@@ -74,9 +74,3 @@ def apply_retention(store: Store, now: datetime, keep_days: int) -> Retention:
     logger.info("retention: removed %d readings and %d source runs before %s", readings, runs,
                 cutoff.isoformat())  # fmt: skip
     return Retention(readings, runs, cutoff)
-
-
-def oldest_reading(store: Store) -> datetime | None:
-    """The time of the oldest stored reading."""
-    with store.engine.connect() as conn:
-        return conn.execute(select(func.min(ReadingRow.time))).scalar()
