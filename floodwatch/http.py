@@ -110,8 +110,10 @@ def get_json(
     headers: dict | None = None,
     timeout_s: float = 20.0,
     policy: RetryPolicy | None = None,
+    form: dict | None = None,
 ) -> object:
-    """GET a JSON document with the retry policy; SourceError once retries are spent.
+    """GET a JSON document (POST `form` as a form when given) with the retry policy;
+    SourceError once retries are spent.
 
     `name` prefixes every log line; URLs are logged without their query string
     so an API key in it never reaches the logs.
@@ -124,7 +126,12 @@ def get_json(
         attempt += 1
         wait: float | None = None
         try:
-            response = session.get(url, params=params, headers=headers, timeout=timeout_s)
+            if form is None:
+                response = session.get(url, params=params, headers=headers, timeout=timeout_s)
+            else:
+                response = session.post(
+                    url, params=params, data=form, headers=headers, timeout=timeout_s
+                )
         except requests.Timeout:
             problem = f"timed out after {timeout_s:g} s"
         except requests.ConnectionError as exc:
@@ -137,6 +144,10 @@ def get_json(
             if response.ok:
                 try:
                     return response.json()
+                except RecursionError:  # nested thousands deep: hostile or broken
+                    raise SourceError(
+                        f"{name}: {where} sent JSON nested too deeply to read"
+                    ) from None
                 except ValueError:
                     kind = response.headers.get("Content-Type", "?").split(";")[0]
                     raise SourceError(

@@ -28,11 +28,13 @@ class Reply:
 
 @dataclass
 class Request:
-    """What the server received."""
+    """What the server received (a POSTed form's fields in `form`)."""
 
     path: str
     query: dict[str, list[str]]
     headers: dict[str, str]
+    method: str = "GET"
+    form: dict[str, str] = field(default_factory=dict)
 
 
 class FakeServer:
@@ -44,9 +46,17 @@ class FakeServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (http.server's naming)
+            def do_POST(self):  # noqa: N802 (http.server's naming)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length).decode("utf-8", "replace")
+                form = {k: v[0] for k, v in parse_qs(body, keep_blank_values=True).items()}
+                self.do_GET(method="POST", form=form)
+
+            def do_GET(self, method: str = "GET", form: dict | None = None):  # noqa: N802
                 parts = urlsplit(self.path)
-                request = Request(parts.path, parse_qs(parts.query), dict(self.headers))
+                request = Request(
+                    parts.path, parse_qs(parts.query), dict(self.headers), method, form or {}
+                )
                 server.requests.append(request)
                 reply = server._reply(request)
                 if reply.delay_s:

@@ -30,6 +30,8 @@ class FetchResult:
 
     readings: list[Reading] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
+    # What the provider says of a station (alarm levels, record flood), per input.
+    references: dict[tuple[str, str], dict] = field(default_factory=dict)
 
 
 @dataclass

@@ -6,12 +6,18 @@ written and wait for the next poll; so do dotfiles (the usual "upload in
 progress" name). Times are coerced to UTC by the CSV parser (every `time`
 must carry an offset).
 
-Files are moved by `after_store()`, which the caller must call AFTER it has
-committed the readings of that fetch (the scheduler calls `after_store` on any
-source that has it): to `archive/` when every row was good, otherwise to
-`quarantine/` with `<name>.error.txt` beside it listing each rejected line, why,
-and how many rows were accepted anyway. Nothing is ever overwritten: a name
-that exists gets a timestamp suffix.
+Each file is read on its own: a file that cannot be used at all (not UTF-8
+text, binary, an unreadable header, anything the parser chokes on) costs only
+itself and is quarantined with the reason; the files beside it are read.
+
+Files are moved by `after_store(verdict)`, which the caller must call AFTER it
+has committed the readings of that fetch, with the validation's verdict (the
+scheduler calls `after_store` on any source that has it): to `archive/` when
+every row was good, otherwise to `quarantine/` with `<name>.error.txt` beside
+it listing each rejected line (by the parser or by validation: a time in the
+future, a value outside the limits), why, and how many rows were accepted
+anyway. Nothing is ever overwritten: a name that exists gets a timestamp
+suffix.
 
 A crash between storing and moving leaves the file where it was, so it is read
 again at the next poll. Storing readings is an idempotent upsert, so that
@@ -30,7 +36,8 @@ from pathlib import Path
 from floodwatch.errors import ConfigError, InputError, SourceError
 from floodwatch.source_settings import DropFolderSettings
 from floodwatch.sources import FetchResult, Rejection, SourceContext
-from floodwatch.sources.csvfile import read_csv
+from floodwatch.sources.csvfile import decode_text, parse_csv
+from floodwatch.validate import Verdict
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +48,7 @@ ERROR_SUFFIX = ".error.txt"
 SETTLE_S = 2.0
 
 
-@dataclass(frozen=True)
+@dataclass
 class FileOutcome:
     """What reading one dropped file gave: its identity at read time and its problems."""
 
@@ -49,7 +56,9 @@ class FileOutcome:
     mtime_ns: int
     size: int
     accepted: int
-    problems: tuple[str, ...]
+    problems: list[str]
+    # (station, time) of each reading taken from the file -> its line numbers.
+    lines: dict[tuple[str, datetime], list[int]] = field(default_factory=dict)
 
 
 def pending_files(folder: Path, now_s: float, settle_s: float = SETTLE_S) -> list[Path]:
@@ -70,24 +79,6 @@ def _problem_line(path: Path, problem: str) -> str:
     """A CSV problem named by the file's name instead of its full path."""
     prefix = f"{path}: "
     return f"{path.name}: {problem[len(prefix) :]}" if problem.startswith(prefix) else problem
-
-
-def _utf8_problem(path: Path) -> str | None:
-    """Why the file is not UTF-8 text, or None.
-
-    Excel on Vietnamese Windows saves "CSV" in Windows-1258 by default, which
-    would otherwise surface as a cryptic codec error in the middle of a row.
-    """
-    try:
-        path.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        return (
-            f"{path.name}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
-            f"{exc.start}); save it as CSV UTF-8"
-        )
-    except OSError as exc:
-        return f"{path.name}: cannot read ({exc.strerror})"
-    return None
 
 
 def free_name(folder: Path, name: str, stamp: str, companion: str = "") -> Path:
@@ -168,38 +159,60 @@ class DropFolderSource:
         try:
             for sub in (self.archive, self.quarantine):
                 sub.mkdir(parents=True, exist_ok=True)
+            paths = pending_files(self.folder, time.time())
         except OSError as exc:
             raise SourceError(
-                f"{self.name}: cannot create {self.folder} ({exc.strerror})"
+                f"{self.name}: cannot create or list {self.folder} ({exc.strerror})"
             ) from None
-        for path in pending_files(self.folder, time.time()):
-            stat = path.stat()
-            problems: list[str] = []
-            accepted = 0
-            whole = _utf8_problem(path)
-            if whole is None:
-                try:
-                    parsed = read_csv(path, self.stations)
-                except InputError as exc:
-                    whole = _problem_line(path, str(exc))
-                else:
-                    problems = [_problem_line(path, p) for p in parsed.problems]
-                    accepted = len(parsed.readings)
-                    result.readings.extend(parsed.readings)
-            if whole is not None:
-                problems = [whole]
-            result.rejected.extend(Rejection("malformed", p) for p in problems)
-            self._last_fetch.append(
-                FileOutcome(path, stat.st_mtime_ns, stat.st_size, accepted, tuple(problems))
-            )
-            logger.info("%s: %s: %d rows accepted, %d problems", self.name, path.name, accepted,
-                        len(problems))  # fmt: skip
+        for path in paths:
+            outcome = self._read_file(path, result)
+            if outcome is None:
+                continue
+            self._last_fetch.append(outcome)
+            logger.info("%s: %s: %d rows accepted, %d problems", self.name, path.name,
+                        outcome.accepted, len(outcome.problems))  # fmt: skip
         return result
 
-    def after_store(self) -> None:
-        """Move the files of the last fetch; call only after its readings are committed."""
+    def _read_file(self, path: Path, result: FetchResult) -> FileOutcome | None:
+        """Read one file into `result`; its outcome, or None when it vanished meanwhile."""
+        try:
+            stat = path.stat()
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            logger.error("%s: %s: cannot read (%s); trying again next poll", self.name, path.name,
+                         exc.strerror)  # fmt: skip
+            return None
+        outcome = FileOutcome(path, stat.st_mtime_ns, stat.st_size, 0, [])
+        try:
+            parsed = parse_csv(path, decode_text(path, data), self.stations)
+        except InputError as exc:
+            outcome.problems.append(_problem_line(path, str(exc)))
+        except Exception as exc:  # one odd file must never block the folder
+            logger.exception("%s: %s: parser failed", self.name, path.name)
+            outcome.problems.append(f"{path.name}: cannot be read ({type(exc).__name__}: {exc})")
+        else:
+            outcome.problems += [_problem_line(path, p) for p in parsed.problems]
+            outcome.accepted = len(parsed.readings)
+            for reading, line in zip(parsed.readings, parsed.lines, strict=True):
+                outcome.lines.setdefault((reading.station, reading.time), []).append(line)
+            result.readings.extend(parsed.readings)
+        result.rejected.extend(Rejection("malformed", p) for p in outcome.problems)
+        return outcome
+
+    def after_store(self, verdict: Verdict | None = None) -> None:
+        """Move the files of the last fetch; call only after its readings are committed.
+
+        Readings the validation rejected (`verdict`) count as bad lines of their file.
+        """
         stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
         outcomes, self._last_fetch = self._last_fetch, []
+        for rejection in verdict.rejected if verdict is not None else ():
+            for outcome in outcomes:
+                for line in outcome.lines.get((rejection.station, rejection.time), ()):
+                    outcome.problems.append(f"{outcome.path.name}: line {line}: {rejection.detail}")
+                    outcome.accepted -= 1
         for outcome in outcomes:
             path = outcome.path
             try:

@@ -13,39 +13,57 @@ when every request failed does `fetch` raise `SourceError`.
 Presets fill the mapping so that a system can be plugged in with just `url`,
 `preset` and `stations` (keys set in the file always win over the preset):
 
-- `preset = "vndms"`: one request per station (`{station}` in the URL), a
-  VNDMS-style water-level payload of parallel arrays, local Vietnam time,
-  values in cm::
+- `preset = "vndms"`: the public water-level service of the national disaster
+  monitoring system (VNDMS, `https://vndms.dmc.gov.vn/home/detailRain`). One
+  form **POST** per station: `id=<remote id>&timeSelect=7&source=Water&fromDate=&toDate=`
+  (seven days, as every public client asks), with a browser-like User-Agent
+  and the site as Referer/Origin, which public clients send and the service
+  expects. The reply (seen from public crawlers; the time labels carry no
+  year, values are metres on the national datum)::
 
-      {"labels": ["16/12/2024 17:00", "16/12/2024 18:00"],
-       "value": [105, 107],
-       "bao_dong1": 65, "bao_dong2": 75, "bao_dong3": 85}
+      {"name_vn": "Cà Mau", "river_name": "Gành Hào", "province_name": "Cà Mau",
+       "labels": "0h \\n15/11,1h \\n15/11,2h \\n15/11",
+       "value": "1.02,1.05,-",
+       "bao_dong1": "0.65", "bao_dong2": "0.75", "bao_dong3": "0.85",
+       "gia_tri_lu_lich_su": "1.21", "nam_lu_lich_su": "2025"}
 
-  `bao_dong1..3` are the station's alarm levels in the payload's unit; they are
-  the unit check. If they are within 15 % of our `alarm_m` / `scale` (cm for
-  the preset's 0.01) the unit holds; if they are within 15 % of `alarm_m`
-  itself the gauge is sending metres, and that station's values are rejected
-  as `unit_mismatch` rather than stored 100 times too small.
+  `labels` and `value` are comma-separated strings (lists are taken too);
+  a label is `Hh dd/mm` with a space or an (escaped) line break between the
+  hour and the day, or, in older replies, `7h30/12` (07:00 on 30 December).
+  The year is the one that puts the time at most a day after the poll, so
+  December's values read in January land in the old year. Values `-`,
+  `null` and empty are missing. `bao_dong1..3` (the alarm levels, BĐ I–III;
+  sometimes a comma-separated repeat of the same number) are the unit check
+  against our `alarm_m`, and are kept with the record flood
+  (`gia_tri_lu_lich_su`, `nam_lu_lich_su`) as the station's reference.
+
+  Unit check: if the payload's alarm levels are within 15 % of our `alarm_m`
+  divided by `scale` the unit holds; if they are 100 times that (or a
+  hundredth), the gauge sends centimetres (or metres) and that station's
+  values are rejected as `unit_mismatch` rather than stored 100 times off.
 
 - `preset = "flat"`: a JSON list of objects, times ISO 8601, values in metres::
 
       [{"station": "CM01", "time": "2024-12-16T17:00:00+07:00", "value": 1.05}, ...]
 
 Values may be JSON numbers or numeric strings (some gateways quote them);
-`null`, NaN and the `missing` markers (such as -9999) are `missing`; anything
-else is `malformed`. The adapter does not judge plausibility (spikes, stuck
-sensors, limits): validation does that for every source.
+`null`, NaN, `-`, an empty string and the `missing` markers (such as -9999)
+are `missing`; anything else is `malformed`. Each station's payload is read on
+its own: one station's error never drops the others. The adapter does not
+judge plausibility (spikes, stuck sensors, limits): validation does that for
+every source.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from urllib.parse import quote
+from datetime import UTC, datetime, timedelta
+from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
@@ -59,7 +77,16 @@ from floodwatch.sources import FetchResult, Rejection, SourceContext
 logger = logging.getLogger(__name__)
 
 STATION_PLACEHOLDER = "{station}"
-TIME_FORMATS = ("iso", "epoch_s", "epoch_ms")
+TIME_FORMATS = ("iso", "epoch_s", "epoch_ms", "vndms")
+# Strings gauges send for "no value".
+MISSING_TEXT = frozenset({"", "-", "--", "---", "null", "none", "nan", "n/a"})
+# VNDMS: what its public clients post for each station, and send as headers.
+VNDMS_FORM = {"timeSelect": "7", "source": "Water", "fromDate": "", "toDate": ""}
+BROWSER_USER_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko)"
+# "0h 15/11", "0h \n15/11" (an escaped line break), "7h30 15/11", the older "7h30/12".
+_VNDMS_LABEL = re.compile(r"(\d{1,2})h(?:(\d{2})(?=\s))?\s*(\d{1,2})/(\d{1,2})(?:/(\d{4}))?")
+# A label's time may lie this far after the poll (a gauge clock a little ahead).
+VNDMS_AHEAD = timedelta(days=1)
 # Our alarm levels vs the payload's bao_dong1..3: how close counts as "the same".
 ALARM_TOLERANCE = 0.15
 ALARM_KEYS = ("bao_dong1", "bao_dong2", "bao_dong3")
@@ -67,14 +94,15 @@ ALARM_KEYS = ("bao_dong1", "bao_dong2", "bao_dong3")
 PRESETS: dict[str, dict[str, object]] = {
     "vndms": {
         "columns": True,
+        "form": True,
         "records": "",
         "station_field": None,
         "time_field": "labels",
         "value_field": "value",
-        # "16/12/2024 17:00": day first, local Vietnam time, no offset.
-        "time_format": "%d/%m/%Y %H:%M",
+        # "0h \n15/11": hour, day/month, local Vietnam time, no year (parse_vndms_label).
+        "time_format": "vndms",
         "time_zone": "Asia/Ho_Chi_Minh",
-        "scale": 0.01,
+        "scale": 1.0,
     },
     "flat": {
         "columns": False,
@@ -126,12 +154,58 @@ def _setting(cfg: HttpJsonSettings, key: str) -> object:
     return getattr(cfg, key)
 
 
-def build_requests(url: str, remote_ids: list[str]) -> list[tuple[str | None, str]]:
-    """(remote station id or None, URL) for each request a fetch makes."""
+@dataclass(frozen=True)
+class Request:
+    """One request of a fetch: which remote station it asks for, where, and any form."""
+
+    remote: str | None
+    url: str
+    form: dict[str, str] | None = None
+
+
+def build_requests(url: str, remote_ids: list[str], form: bool = False) -> list[Request]:
+    """The requests one fetch makes: one per station (a form, or `{station}` in the URL)."""
+    if form:
+        return [Request(rid, url, {"id": rid, **VNDMS_FORM}) for rid in remote_ids]
     if STATION_PLACEHOLDER not in url:
-        return [(None, url)]
+        return [Request(None, url)]
     # str.replace, not format(): other braces in a URL are not ours to fill.
-    return [(rid, url.replace(STATION_PLACEHOLDER, quote(rid, safe=""))) for rid in remote_ids]
+    return [
+        Request(rid, url.replace(STATION_PLACEHOLDER, quote(rid, safe=""))) for rid in remote_ids
+    ]
+
+
+def browser_headers(url: str) -> dict[str, str]:
+    """The headers VNDMS's public clients send: a browser User-Agent, the site as Referer."""
+    parts = urlsplit(url)
+    site = f"{parts.scheme}://{parts.netloc}"
+    return {"User-Agent": BROWSER_USER_AGENT, "Referer": site + "/", "Origin": site}
+
+
+def parse_vndms_label(raw: object, zone: ZoneInfo, now: datetime) -> datetime:
+    """A VNDMS time label (no year) as aware UTC; ValueError with the reason otherwise.
+
+    The year is the one that puts the time at most VNDMS_AHEAD after `now`.
+    """
+    if not isinstance(raw, str):
+        raise ValueError(f"time {raw!r} is not text")
+    # Labels carry a line break for the chart, sometimes escaped twice: "0h \\n15/11".
+    text = " ".join(raw.replace("\\n", " ").split())
+    match = _VNDMS_LABEL.fullmatch(text)
+    if match is None:
+        raise ValueError(f"time {raw[:40]!r} is not a VNDMS label like '0h 15/11'")
+    hour, minute, day, month, year = match.groups()
+    local_now = now.astimezone(zone)
+    try:
+        when = datetime(
+            int(year) if year else local_now.year, int(month), int(day), int(hour),
+            int(minute or 0), tzinfo=zone,
+        )  # fmt: skip
+        if not year and when > local_now + VNDMS_AHEAD:
+            when = when.replace(year=when.year - 1)
+    except ValueError:
+        raise ValueError(f"time {raw[:40]!r} is not a date") from None
+    return when.astimezone(UTC)
 
 
 def _at_path(doc: object, path: str) -> object:
@@ -147,8 +221,15 @@ def _at_path(doc: object, path: str) -> object:
     return node
 
 
-def parse_time(raw: object, time_format: str, zone: ZoneInfo) -> datetime:
-    """A payload time as aware UTC; ValueError with the reason otherwise."""
+def parse_time(
+    raw: object, time_format: str, zone: ZoneInfo, now: datetime | None = None
+) -> datetime:
+    """A payload time as aware UTC; ValueError with the reason otherwise.
+
+    `now` (the poll time) places VNDMS labels, which have no year.
+    """
+    if time_format == "vndms":
+        return parse_vndms_label(raw, zone, now or datetime.now(UTC))
     if time_format in ("epoch_s", "epoch_ms"):
         if isinstance(raw, bool) or not isinstance(raw, int | float | str):
             raise ValueError(f"time {raw!r} is not a number of seconds")
@@ -158,7 +239,7 @@ def parse_time(raw: object, time_format: str, zone: ZoneInfo) -> datetime:
         except (ValueError, OverflowError, OSError):
             raise ValueError(f"time {raw!r} is not a {time_format} time") from None
     if not isinstance(raw, str):
-        raise ValueError(f"time {raw!r} is not text")
+        raise ValueError(f"time {str(raw)[:40]!r} is not text")
     text = raw.strip()
     try:
         when = (
@@ -167,10 +248,13 @@ def parse_time(raw: object, time_format: str, zone: ZoneInfo) -> datetime:
             else datetime.strptime(text, time_format)
         )
     except ValueError:
-        raise ValueError(f"time {raw!r} does not match {time_format!r}") from None
+        raise ValueError(f"time {raw[:40]!r} does not match {time_format!r}") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=zone)
-    return when.astimezone(UTC)
+    try:
+        return when.astimezone(UTC)
+    except OverflowError:  # year 0001 east of UTC
+        raise ValueError(f"time {raw[:40]!r} is out of range") from None
 
 
 def parse_value(raw: object) -> float | None:
@@ -178,11 +262,13 @@ def parse_value(raw: object) -> float | None:
     if raw is None:
         return None
     if isinstance(raw, bool) or not isinstance(raw, int | float | str):
-        raise ValueError(f"value {raw!r} is not a number")
+        raise ValueError(f"value {str(raw)[:40]!r} is not a number")
+    if isinstance(raw, str) and raw.strip().lower() in MISSING_TEXT:
+        return None
     try:
         value = float(raw.strip() if isinstance(raw, str) else raw)
-    except ValueError:
-        raise ValueError(f"value {raw!r} is not a number") from None
+    except (ValueError, OverflowError):  # OverflowError: a huge int from a JSON payload
+        raise ValueError(f"value {str(raw)[:40]!r} is not a number") from None
     if math.isnan(value):
         return None
     if math.isinf(value):
@@ -191,25 +277,34 @@ def parse_value(raw: object) -> float | None:
 
 
 def _number(raw: object) -> float | None:
-    """A finite number from a payload field, or None."""
+    """A positive finite number from a payload field, or None.
+
+    VNDMS repeats a threshold comma-separated ("0.65,0.65") and writes 0 for
+    "not set": the first part is taken, and zero or less is no value.
+    """
+    if isinstance(raw, str):
+        raw = raw.split(",")[0]
     try:
         value = parse_value(raw)
     except ValueError:
         return None
-    return value
+    return value if value is not None and math.isfinite(value) and value > 0 else None
 
 
 def unit_check(
     payload: object, alarm_m: tuple[float | None, ...], scale: float, who: str = "payload"
 ) -> str | None:
-    """Why the payload's alarm levels say its values are in metres, or None when they don't.
+    """Why the payload's alarm levels say its values are in another unit, or None.
 
-    Logs a warning (prefixed `who`) when they match neither unit; the values are kept.
+    Our alarm levels divided by `scale` are what the payload should say; a
+    payload 100 times that sends centimetres where metres are expected (or a
+    hundredth: metres where centimetres are). Logs a warning (prefixed `who`)
+    when they match neither; the values are kept then.
     """
     if not isinstance(payload, dict):
         return None
     pairs = [
-        (theirs, ours)
+        (theirs, ours / scale)
         for key, ours in zip(ALARM_KEYS, alarm_m, strict=False)
         if ours and (theirs := _number(payload.get(key)))
     ]
@@ -219,19 +314,39 @@ def unit_check(
     def close(a: float, b: float) -> bool:
         return abs(a - b) <= ALARM_TOLERANCE * abs(b)
 
-    if all(close(theirs, ours / scale) for theirs, ours in pairs):
+    if all(close(theirs, expected) for theirs, expected in pairs):
         return None
     theirs_text = "/".join(f"{t:g}" for t, _ in pairs)
-    ours_text = "/".join(f"{o:g}" for _, o in pairs)
-    if scale != 1 and all(close(theirs, ours) for theirs, ours in pairs):
-        return (
-            f"payload alarm levels {theirs_text} match our alarm_m {ours_text} in metres, "
-            f"but scale {scale:g} expects them ×{1 / scale:g}; the gauge is sending metres "
-            f"(set scale = 1.0 if that is intended)"
-        )
-    logger.warning("%s: payload alarm levels %s match neither alarm_m %s nor ×%g; values kept",
-                   who, theirs_text, ours_text, 1 / scale)  # fmt: skip
+    expected_text = "/".join(f"{e:g}" for _, e in pairs)
+    for factor, unit, fix in ((100.0, "centimetres", 0.01), (0.01, "metres", 1.0)):
+        if all(close(theirs, expected * factor) for theirs, expected in pairs):
+            return (
+                f"payload alarm levels {theirs_text} are {factor:g}x the expected "
+                f"{expected_text} (alarm_m / scale {scale:g}): the gauge is sending {unit} "
+                f"(set scale = {fix:g} if that is intended)"
+            )
+    logger.warning("%s: payload alarm levels %s do not match alarm_m / scale %s; values kept",
+                   who, theirs_text, expected_text)  # fmt: skip
     return None
+
+
+def station_reference(payload: object) -> dict | None:
+    """What a VNDMS payload says of its station: alarm levels, record flood, names."""
+    if not isinstance(payload, dict):
+        return None
+    reference: dict = {}
+    alarms = [_number(payload.get(key)) for key in ALARM_KEYS]
+    if any(a is not None for a in alarms):
+        reference["alarm_m"] = alarms
+    if (record := _number(payload.get("gia_tri_lu_lich_su"))) is not None:
+        reference["record_m"] = record
+        year = str(payload.get("nam_lu_lich_su") or "").strip()
+        if year.isdigit() and len(year) == 4:
+            reference["record_year"] = int(year)
+    for key, name in (("name_vn", "name"), ("river_name", "river")):
+        if isinstance(payload.get(key), str) and payload[key].strip():
+            reference[name] = payload[key].strip()[:100]
+    return reference or None
 
 
 def _rows(container: object, m: RecordMap, source: str, where: str) -> list[object]:
@@ -244,7 +359,11 @@ def _rows(container: object, m: RecordMap, source: str, where: str) -> list[obje
         return container
     columns = {m.time_field: None, m.value_field: None}
     if isinstance(container, dict):
-        columns = {key: container.get(key) for key in columns}
+        # VNDMS sends each column as one comma-separated string.
+        columns = {
+            key: value.split(",") if isinstance(value := container.get(key), str) else value
+            for key in columns
+        }
     if not all(isinstance(column, list) for column in columns.values()):
         raise SourceError(
             f"{source}: `records` path {where} has no `{m.time_field}` and `{m.value_field}` lists"
@@ -265,7 +384,7 @@ class _Rejected(Exception):
 
 
 def _read_record(
-    record: object, m: RecordMap, remote_station: str | None
+    record: object, m: RecordMap, remote_station: str | None, now: datetime | None = None
 ) -> tuple[str, datetime, float]:
     """(our station, UTC time, raw value) of one record; _Rejected otherwise."""
     if not isinstance(record, dict):
@@ -280,9 +399,11 @@ def _read_record(
             raise _Rejected("malformed", f"station {remote!r} is not an id")
     station = m.our_station(str(remote))
     if station is None:
-        raise _Rejected("unknown_station", f"station {str(remote)!r} is not mapped to one of ours")
+        raise _Rejected(
+            "unknown_station", f"station {str(remote)[:40]!r} is not mapped to one of ours"
+        )
     try:
-        when = parse_time(_at_path(record, m.time_field), m.time_format, m.zone)
+        when = parse_time(_at_path(record, m.time_field), m.time_format, m.zone, now)
     except KeyError:
         raise _Rejected("malformed", f"no `{m.time_field}`", station) from None
     except ValueError as exc:
@@ -294,7 +415,8 @@ def _read_record(
     except ValueError as exc:
         raise _Rejected("malformed", str(exc), station, when) from None
     if value is None or any(abs(value - marker) < 1e-9 for marker in m.missing):
-        raise _Rejected("missing", f"value {value!r} marks a missing value", station, when)
+        raw = _at_path(record, m.value_field)
+        raise _Rejected("missing", f"value {str(raw)[:20]!r} marks a missing value", station, when)
     return station, when, value
 
 
@@ -305,12 +427,13 @@ def parse_records(
     source: str,
     remote_station: str | None = None,
     issued: datetime | None = None,
+    now: datetime | None = None,
 ) -> FetchResult:
     """Readings of one payload, and a Rejection for each value that cannot be used.
 
-    `remote_station` is the station the request asked for (when the URL names
-    it). Raises SourceError (not retryable) when the payload has no records at
-    the configured path.
+    `remote_station` is the station the request asked for (by URL or form);
+    `now` the poll time (VNDMS labels have no year). Raises SourceError (not
+    retryable) when the payload has no records at the configured path.
     """
     where = repr(m.records) if m.records else "'' (the document)"
     try:
@@ -319,16 +442,18 @@ def parse_records(
         raise SourceError(f"{source}: `records` path {where} not found (no {exc})") from None
     rows = _rows(container, m, source, where)
     mismatch: str | None = None
+    result = FetchResult()
     if remote_station is not None and (ours := m.our_station(remote_station)):
         mismatch = unit_check(container, m.alarms_m[ours], m.scale, f"{source}: {ours}")
         if mismatch:
             logger.warning("%s: %s: %s; its values are rejected", source, ours, mismatch)
+        if (reference := station_reference(container)) is not None:
+            result.references[(ours, str(m.variable))] = reference
     label = f"station {remote_station!r} record" if remote_station else "record"
-    result = FetchResult()
     first_seen: dict[tuple[str, datetime], tuple[int, float]] = {}
     for index, record in enumerate(rows):
         try:
-            station, when, raw = _read_record(record, m, remote_station)
+            station, when, raw = _read_record(record, m, remote_station, now)
             if mismatch:
                 raise _Rejected("unit_mismatch", mismatch, station, when)
             value = round(raw * m.scale, 6)
@@ -338,7 +463,8 @@ def parse_records(
                 raise _Rejected("duplicate", f"same time as record {earlier[0]}{differs}",
                                 station, when)  # fmt: skip
         except _Rejected as bad:
-            detail = f"{label} {index}: {bad.detail}"
+            place = f" ({bad.station} {bad.when:%Y-%m-%d %H:%M}Z)" if bad.when else ""
+            detail = f"{label} {index}{place}: {bad.detail}"
             result.rejected.append(Rejection(bad.reason, detail, bad.station, bad.when))
             continue
         first_seen[(station, when)] = (index, value)
@@ -353,7 +479,7 @@ class HttpJsonSource:
     name: str
     interval_minutes: int
     stale_after_minutes: int | None
-    request_urls: list[tuple[str | None, str]]
+    requests: list[Request]
     record_map: RecordMap
     timeout_s: float
     # repr=False: the headers carry the auth token, which must never reach a log.
@@ -382,16 +508,25 @@ class HttpJsonSource:
             if count > 1:
                 problems.append(f"{key}.stations: {count} remote stations map to {ours!r}")
         per_station = STATION_PLACEHOLDER in cfg.url
-        if per_station and not cfg.stations:
+        form = bool(PRESETS.get(cfg.preset or "", {}).get("form", False))
+        if per_station and not cfg.stations and not form:
             problems.append(
                 f"{key}.stations: the url has {STATION_PLACEHOLDER}; list the remote station ids"
             )
-        if cfg.preset == "vndms" and not per_station:
-            problems.append(f"{key}.url: preset vndms needs {STATION_PLACEHOLDER} in the url")
+        if form and not cfg.stations:
+            problems.append(
+                f"{key}.stations: preset vndms posts one request per station; map the remote "
+                'station ids to ours, e.g. "69716" = "tp_ca_mau"'
+            )
+        if form and per_station:
+            problems.append(
+                f"{key}.url: preset vndms posts the station id in a form; use the service "
+                f"endpoint without {STATION_PLACEHOLDER} (https://vndms.dmc.gov.vn/home/detailRain)"
+            )
         time_format = str(_setting(cfg, "time_format"))
         if time_format not in TIME_FORMATS and "%" not in time_format:
             problems.append(
-                f"{key}.time_format: {time_format!r} is not iso, epoch_s, epoch_ms "
+                f"{key}.time_format: {time_format!r} is not iso, epoch_s, epoch_ms, vndms "
                 f"or a strptime format"
             )
         scale = float(_setting(cfg, "scale"))  # type: ignore[arg-type]
@@ -403,7 +538,7 @@ class HttpJsonSource:
         except (ZoneInfoNotFoundError, ValueError):
             problems.append(f"{key}.time_zone: unknown time zone {zone_name!r}")
             zone = ZoneInfo("UTC")
-        headers = dict(cfg.headers)
+        headers = {**(browser_headers(cfg.url) if form else {}), **cfg.headers}
         if cfg.auth_env:
             token = (context.environ.get(cfg.auth_env) or "").strip()
             if not token:
@@ -431,7 +566,7 @@ class HttpJsonSource:
             name=name,
             interval_minutes=cfg.interval_minutes,
             stale_after_minutes=cfg.stale_after_minutes,
-            request_urls=build_requests(cfg.url, list(cfg.stations)),
+            requests=build_requests(cfg.url, list(cfg.stations), form),
             record_map=record_map,
             timeout_s=cfg.timeout_s,
             headers=headers,
@@ -448,19 +583,16 @@ class HttpJsonSource:
         issued = now.astimezone(UTC) if self.record_map.kind is Kind.FORECAST else None
         result = FetchResult()
         failures: list[tuple[str | None, SourceError]] = []
-        for remote, url in self.request_urls:
+        for request in self.requests:
             try:
-                doc = get_json(self.session, url, name=self.name, headers=self.headers,
-                               timeout_s=self.timeout_s, policy=self.policy)  # fmt: skip
-                part = parse_records(
-                    doc, self.record_map, source=self.name, remote_station=remote, issued=issued
-                )
+                part = self._fetch_one(request, issued, now)
             except SourceError as exc:
-                failures.append((remote, exc))
+                failures.append((request.remote, exc))
                 continue
             result.readings.extend(part.readings)
             result.rejected.extend(part.rejected)
-        if failures and len(failures) == len(self.request_urls):
+            result.references.update(part.references)
+        if failures and len(failures) == len(self.requests):
             if len(failures) == 1:
                 raise failures[0][1]
             raise SourceError(
@@ -472,6 +604,24 @@ class HttpJsonSource:
             station = self.record_map.stations.get(remote) if remote is not None else None
             result.rejected.append(Rejection("fetch_failed", str(exc), station))
         reasons = Counter(r.reason for r in result.rejected)
-        logger.info("%s: %d requests, %d rows, rejected %s", self.name, len(self.request_urls),
+        logger.info("%s: %d requests, %d rows, rejected %s", self.name, len(self.requests),
                     len(result.readings), dict(reasons) or 0)  # fmt: skip
         return result
+
+    def _fetch_one(self, request: Request, issued: datetime | None, now: datetime) -> FetchResult:
+        """One request, fetched and parsed; SourceError for anything wrong with it."""
+        doc = get_json(self.session, request.url, name=self.name, headers=self.headers,
+                       timeout_s=self.timeout_s, policy=self.policy, form=request.form)  # fmt: skip
+        try:
+            return parse_records(
+                doc, self.record_map, source=self.name, remote_station=request.remote,
+                issued=issued, now=now,
+            )  # fmt: skip
+        except SourceError:
+            raise
+        except Exception as exc:  # a payload shape nobody foresaw costs only its station
+            logger.exception("%s: station %s: unreadable payload", self.name, request.remote)
+            raise SourceError(
+                f"{self.name}: station {request.remote!r}: unreadable payload "
+                f"({type(exc).__name__})"
+            ) from None
