@@ -45,6 +45,14 @@ class StationSeries:
     values: np.ndarray  # [stations, T]; water level m (NaN unknown) or rain mm per step
     observed: np.ndarray  # [stations, T] bool: value came from an observation
     observed_now: np.ndarray  # [stations] bool: a fresh observation exists at `now`
+    # [stations, T] bool: some reading covers the step; None = wherever values is not NaN.
+    # Rain the model counts as none where nothing is known (a lower bound) is not known.
+    covered: np.ndarray | None = None
+
+    @property
+    def known(self) -> np.ndarray:
+        """[stations, T] bool: a value (observed or forecast) exists for the step."""
+        return ~np.isnan(self.values) if self.covered is None else self.covered
 
 
 @dataclass(frozen=True)
@@ -121,41 +129,20 @@ def assess(
 
 @dataclass(frozen=True)
 class Outlook:
-    """What each segment looks like now and over the forecast horizon."""
+    """The first expected wet episode of each segment from now on (best estimate:
+    observed, then forecast)."""
 
-    # Now, from observed inputs only (what a person on the street would see).
-    observed: np.ndarray  # [S] bool: at least one input is observed now
-    obs_depth_m: np.ndarray  # [S]
-    obs_cause: np.ndarray  # [S] cause bits
-    # First wet episode from now on, from the best estimate (observed, then forecast).
     fc_has: np.ndarray  # [S] bool
     fc_onset: np.ndarray  # [S] step index
     fc_end: np.ndarray  # [S] step index (T = beyond the horizon)
     fc_peak: np.ndarray  # [S] step index
     fc_peak_m: np.ndarray  # [S]
     fc_cause: np.ndarray  # [S] cause bits over the episode
-    now_known: np.ndarray  # [S] bool: a water level is known now
 
 
-def outlook(
-    result: Assessment,
-    params: ModelParams,
-    now_idx: int,
-    tide_idx: np.ndarray,
-    rain_idx: np.ndarray,
-    levels: StationSeries,
-    rain: StationSeries,
-) -> Outlook:
-    """Summarize an assessment into the per-segment facts the event engine needs."""
-    # Only values that came from observations count for "observed now".
-    level_obs = levels.observed_now[tide_idx] & levels.observed[tide_idx, now_idx]
-    rain_obs = rain.observed_now[rain_idx]
-    tide_now = result.tide_m[:, now_idx]
-    rain_now = result.rain_m[:, now_idx]
-    obs_tide = np.where(level_obs, tide_now, 0)
-    obs_rain = np.where(rain_obs, rain_now, 0)
-
-    n_seg = len(tide_idx)
+def outlook(result: Assessment, params: ModelParams, now_idx: int) -> Outlook:
+    """Summarize an assessment into the per-segment forecast facts the event engine needs."""
+    n_seg = result.depth_m.shape[0]
     fc_has = (result.level[:, now_idx:] >= 1).any(axis=1)
     rows = np.flatnonzero(fc_has)  # the episode arithmetic only for segments that get wet
     wet = result.level[rows, now_idx:] >= 1
@@ -178,17 +165,65 @@ def outlook(
         return out
 
     return Outlook(
-        observed=level_obs | rain_obs,
-        obs_depth_m=obs_tide + obs_rain,
-        obs_cause=cause_codes(obs_tide, obs_rain, params.compound_min_m),
         fc_has=fc_has,
         fc_onset=full(onset + now_idx, np.int64),
         fc_end=full(end + now_idx, np.int64),
         fc_peak=full(peak + now_idx, np.int64),
         fc_peak_m=full(np.take_along_axis(future_depth, peak[:, None], axis=1)[:, 0], np.float32),
         fc_cause=full(episode_cause, np.int8),
-        now_known=result.known[:, now_idx],
     )
+
+
+@dataclass(frozen=True)
+class ObservedMoment:
+    """What observations say of every segment at one moment (an observation time or now)."""
+
+    at_s: int
+    observed: np.ndarray  # [S] bool: at least one input has a fresh observation
+    depth_m: np.ndarray  # [S] float32: overtopping + ponding from observed inputs only
+    cause: np.ndarray  # [S] cause bits
+    complete: np.ndarray  # [S] bool: every normally observed input is fresh
+
+
+def observed_moment(
+    params: ModelParams,
+    at_s: int,
+    crest_m: np.ndarray,
+    tide_idx: np.ndarray,
+    rain_idx: np.ndarray,
+    level_m: np.ndarray,
+    rain_m: np.ndarray,
+    rain_fresh: np.ndarray,
+    complete_level: np.ndarray,
+    complete_rain: np.ndarray,
+) -> ObservedMoment:
+    """Observed depth of every segment at one moment.
+
+    `level_m` [tide stations]: the latest fresh observed level (NaN where none);
+    `rain_m` [S]: the ponded depth of the grid step holding the moment;
+    `rain_fresh` [rain stations]: a fresh rain observation exists; `complete_*`
+    [stations]: the input is observed now or is not normally observed.
+    """
+    level_seg = level_m.astype(np.float32)[tide_idx]
+    level_obs = ~np.isnan(level_seg)
+    tide = np.where(level_obs, level_seg - crest_m.astype(np.float32), np.float32(0))
+    np.maximum(tide, 0, out=tide)
+    rain_obs = rain_fresh[rain_idx]
+    rain = np.where(rain_obs, rain_m, np.float32(0)).astype(np.float32)
+    return ObservedMoment(
+        at_s=at_s,
+        observed=level_obs | rain_obs,
+        depth_m=tide + rain,
+        cause=cause_codes(tide, rain, params.compound_min_m),
+        complete=complete_level[tide_idx] & complete_rain[rain_idx],
+    )
+
+
+def known_until(known: np.ndarray, now_idx: int) -> np.ndarray:
+    """[stations] the first step from `now_idx` on without data (T when none is missing)."""
+    future = ~known[:, now_idx:]
+    n_t = known.shape[1]
+    return np.where(future.any(axis=1), future.argmax(axis=1) + now_idx, n_t)
 
 
 def alarm_levels(level_m: np.ndarray, alarm_m: np.ndarray) -> np.ndarray:

@@ -21,6 +21,8 @@ from telegram import Message, Update
 from telegram.constants import ChatType, ParseMode
 from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandler, filters
 
+from floodwatch.health import VARIABLE_VI
+from floodwatch.known import Unknown
 from floodwatch.outlook import (
     alarm_reached,
     match_segments,
@@ -29,6 +31,7 @@ from floodwatch.outlook import (
     unit_roads,
 )
 from floodwatch.pipeline import utcnow
+from floodwatch.polling import health_view
 from floodwatch.routing import known_chats, unit_of_chat
 from floodwatch.text import ALARM_VI, CAUSE_VI, LEVEL_MARK, centimetres, fold, local_time, metres
 
@@ -197,18 +200,62 @@ class Commands:
         """/status: this unit's roads flooded now and expected (every unit for operators)."""
         unit_id = unit_of_chat(self.app.settings, update.effective_chat.id)
         flooded, expected = await asyncio.to_thread(unit_roads, self.app, unit_id)
-        await self.reply(update.effective_message, self.status_text(unit_id, flooded, expected))
+        unknown, quiet = await asyncio.to_thread(self.unknown_now, unit_id)
+        await self.reply(
+            update.effective_message, self.status_text(unit_id, flooded, expected, unknown, quiet)
+        )
 
-    def status_text(self, unit_id: str | None, flooded: list[dict], expected: list[dict]) -> str:
-        """The /status reply."""
+    def unknown_now(self, unit_id: str | None) -> tuple[list[Unknown], list[str]]:
+        """The unit's roads without data now, and the inputs gone quiet ("mất tín hiệu")."""
+        now = self.clock()
+        health = health_view(self.app, now)
+        situation = self.app.pipeline.situation(now, health)
+        unknown = [u for u in situation.unknown if unit_id is None or u.segment.unit == unit_id]
+        names = {sid: st.name for sid, st in self.app.geodata.stations.items()}
+        quiet = []
+        for item in health.stale_inputs():
+            station, variable = item.pair
+            newest = item.health.newest_at
+            since = local_time(newest, self.zone) if newest else "khi khởi động"
+            quiet.append(
+                f"{names.get(station, station)} ({VARIABLE_VI.get(variable, variable)}) từ {since}"
+            )
+        return unknown, quiet
+
+    def status_text(
+        self,
+        unit_id: str | None,
+        flooded: list[dict],
+        expected: list[dict],
+        unknown: list[Unknown] = (),  # type: ignore[assignment]
+        quiet: list[str] = (),  # type: ignore[assignment]
+    ) -> str:
+        """The /status reply; roads without data are named, never counted as dry."""
         names = {u.id: u.name for u in self.app.settings.units}
         title = names.get(unit_id, unit_id) if unit_id else "tất cả đơn vị"
+        none_flooded = (
+            "Không có đường nào đang ngập trong số các đường có số liệu."
+            if unknown
+            else "Không có đường nào đang ngập."
+        )
         lines = [
             f"<b>Tình hình ngập đường — {_esc(title)}</b>",
             f"Thời điểm: {local_time(self.clock(), self.zone)}",
             "",
-            f"<b>Đang ngập ({len(flooded)}):</b>" if flooded else "Không có đường nào đang ngập.",
         ]
+        if quiet:
+            lines += ["⚠️ <b>Mất tín hiệu:</b> " + _esc("; ".join(quiet)) + ".", ""]
+        if unknown:
+            lines.append(f"❔ <b>Không có dữ liệu ({len(unknown)}):</b>")
+            for u in unknown[:MAX_ROADS]:
+                lines.append(
+                    f"• <b>{_esc(u.segment.name)}</b> ({_esc(u.segment.ward)}): "
+                    f"thiếu số liệu {u.missing_vi}"
+                )
+            if len(unknown) > MAX_ROADS:
+                lines.append(f"… và {len(unknown) - MAX_ROADS} đường khác")
+            lines.append("")
+        lines.append(f"<b>Đang ngập ({len(flooded)}):</b>" if flooded else none_flooded)
 
         def road(r: dict) -> str:
             unit = f", {_esc(names.get(r['unit'], r['unit']))}" if unit_id is None else ""
@@ -229,7 +276,11 @@ class Commands:
         if expected:
             lines.append(f"<b>Dự kiến ngập ({len(expected)}):</b>")
         else:
-            lines.append("Không có dự báo ngập.")
+            lines.append(
+                "Không có dự báo ngập cho các đường có số liệu."
+                if unknown
+                else "Không có dự báo ngập."
+            )
         for r in expected[:MAX_ROADS]:
             lines.append(
                 f"{LEVEL_MARK.get(r['level'], '')} {road(r)}: từ "

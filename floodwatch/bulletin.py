@@ -159,25 +159,50 @@ def compose_bulletin(
     stations: Sequence[StationLine],
     roads: Sequence[RoadLine],
     level_names: Sequence[str],
+    missing: Sequence[str] = (),
+    roads_without_data: Sequence[str] = (),
 ) -> str:
-    """The daily bulletin as Telegram HTML: situation, station table, roads expected to flood."""
+    """The daily bulletin as Telegram HTML: what is missing first, then the situation,
+    the station table and the roads expected to flood.
+
+    `missing` lists, one line each, the inputs without data (station, what, since
+    when); `roads_without_data` the roads whose state nobody knows, which the
+    road section names instead of calling the province dry.
+    """
     local = at.astimezone(zone)
     lines = [
         "<b>TIN CẢNH BÁO NGẬP LỤT DO TRIỀU CƯỜNG</b>",
         f"<i>Lúc {local:%H:%M} ngày {local:%d/%m/%Y}</i>",
         "",
+    ]
+    if missing:
+        lines += ["<b>⚠️ KHÔNG CÓ DỮ LIỆU</b>", *(f"• {_esc(m)}" for m in missing), ""]
+    lines += [
         "<b>1. Tình hình</b>",
         _esc(situation.strip()) or NO_VALUE,
         "",
         "<b>2. Mực nước các trạm</b>",
         "<i>Đơn vị cm, hệ cao độ quốc gia.\nĐỉnh: đỉnh triều dự báo 2 ngày tới.\n"
-        "≥BĐ: mức báo động đã đạt.</i>",
+        "≥BĐ: mức báo động đã đạt. —: không có dữ liệu.</i>",
         _station_table(stations, at, zone) if stations else "Không có số liệu trạm.",
         "",
         "<b>3. Các tuyến đường dự báo ngập</b>",
     ]
-    if not roads:
+    if not roads and not roads_without_data:
         lines.append("Không có tuyến đường nào dự báo ngập.")
+    elif not roads:
+        lines.append("Không có tuyến đường nào dự báo ngập trong số các tuyến có đủ số liệu.")
+    if roads_without_data:
+        names = ", ".join(_esc(name) for name in roads_without_data[:20])
+        more = (
+            f" và {len(roads_without_data) - 20} tuyến khác" if len(roads_without_data) > 20 else ""
+        )
+        lines.append(
+            f"<b>{len(roads_without_data)} tuyến không có dữ liệu</b> (không rõ tình trạng): "
+            f"{names}{more}."
+        )
+        if roads:
+            lines.append("")
     ordered = sorted(roads, key=lambda r: (r.onset_at, -r.level, -r.peak_m, r.name))
     for index, road in enumerate(ordered):
         if index:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import functools
 import io
+import json
 import logging
 import signal
 import sys
@@ -21,7 +22,7 @@ from floodwatch import __version__
 from floodwatch.errors import ConfigError, FloodwatchError
 from floodwatch.events import CLOSED
 from floodwatch.leader import Leadership
-from floodwatch.pipeline import CycleResult, utcnow
+from floodwatch.pipeline import CycleResult, FutureCycleError, utcnow
 from floodwatch.service import (
     App,
     ConsoleNotifier,
@@ -218,10 +219,14 @@ def run(ctx: Context) -> None:
             deliver = ConsoleNotifier(app, click.echo).drain
         step = app.settings.assessment.step_minutes
         now = utcnow()
-        result = poll_once(app, now)
+        try:
+            result = poll_once(app, now)
+            logger.info("first cycle: %d changes", len(result.changes))
+        except FutureCycleError as exc:
+            # Keep running: delivery, the bot and the heartbeat's alarm to operators work.
+            click.echo(f"error: {exc}", err=True)
         deliver()
         print_outlook(app, now)
-        logger.info("first cycle: %d changes", len(result.changes))
         kept = run_forever(
             app,
             deliver,
@@ -315,69 +320,93 @@ def replay_command(ctx: Context, csv_file: Path, quiet: bool) -> None:
         sys.exit(EXIT_REJECTED)
 
 
+NO_DATA = "không có dữ liệu"
+
+
+def _station_line(st: dict, measures: frozenset) -> str:
+    """One station of `status`: level against BĐ, 24-hour rain; unknown said as such."""
+    parts = [f"  {st['name']:<12}"]
+    if "water_level" in measures:
+        if st["level_blind"]:
+            parts.append(f"{NO_DATA + ' (source quiet)':<30}")
+        elif st["level_m"] is None:
+            parts.append(f"{NO_DATA:<30}")
+        else:
+            source = "observed" if st["level_observed"] else "predicted"
+            parts.append(f"{st['level_m']:5.2f} m {source:<9} {ALARM_VI[st['alarm']]:<9}")
+    if "rainfall" in measures:
+        hours = st["rain_24h_hours_with_data"] or 0
+        if st["rain_24h_mm"] is None:
+            quiet = " (source quiet)" if st["rain_blind"] else ""
+            parts.append(f"rain 24 h: {NO_DATA}{quiet}")
+        else:
+            category = st["rain_category"] or "—"
+            window = "24 h" if hours >= 24 else f"{hours:g} of the last 24 h with data"
+            parts.append(f"rain {window}: {st['rain_24h_mm']:5.1f} mm ({category})")
+    return " ".join(parts)
+
+
 @main.command()
 @click.option("--at", "at_text", help="Show the state as of this time (ISO 8601) [default: now].")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object for scripts (times in UTC).")
 @pass_ctx
 @handles_errors
 def status(ctx: Context, at_text: str | None, as_json: bool) -> None:
-    """Show the last cycle and the roads flooded now or expected to flood.
+    """Show the last cycle, stations, roads flooded or expected to flood, and what is unknown.
+
+    With --at, the events open then, the levels known by then.
+    A level or rain nobody knows is shown as "không có dữ liệu" (null in JSON), never 0.
 
     \b
     Example:
       floodwatch status
+      floodwatch status --at 2024-12-16T18:00+07:00
       floodwatch status --json | jq .outbox_pending
     """
+    import json
+
+    from floodwatch.metrics import status_document
+
     app = ctx.open(writes=False)
     try:
         zone = app.settings.zone
-        if as_json:
-            import json
-
-            from floodwatch.metrics import status_document
-
-            document = status_document(app, parse_when(at_text, zone) or utcnow())
-            click.echo(json.dumps(document, ensure_ascii=False, indent=2))
-            return
-        last = app.store.last_cycle_at()
-        click.echo(f"Last cycle: {local_time(last, zone) if last else 'never'}")
         now = parse_when(at_text, zone) or utcnow()
-        from floodwatch.polling import source_statuses, update_blind
-
-        update_blind(app, source_statuses(app, now))
-        blind_inputs = app.pipeline.blind_inputs
+        doc = status_document(app, now)
+        if as_json:
+            click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
+            return
+        last = doc["last_cycle"]
+        when = local_time(datetime.fromisoformat(last["at"]), zone) if last else "never"
+        click.echo(f"Last cycle: {when}")
         click.echo(f"Stations at {local_time(now, zone)}:")
-        rain_names = app.settings.rain.names
-        for st in app.pipeline.station_states(now):
-            station = app.geodata.stations[st.station]
-            parts = [f"  {station.name:<12}"]
-            if (st.station, "water_level") in blind_inputs:
-                parts.append(f"{'no data (blind)':<30}")
-            elif st.level_m is not None:
-                source = "observed" if st.level_observed else "predicted"
-                parts.append(f"{st.level_m:5.2f} m {source:<9} {ALARM_VI[st.alarm]:<9}")
-            if (st.station, "rainfall") in blind_inputs:
-                parts.append("rain: no data (blind)")
-            elif st.rain_24h_mm is not None:
-                category = rain_names[st.rain_category - 1] if st.rain_category else "—"
-                parts.append(f"rain 24 h {st.rain_24h_mm:5.1f} mm ({category})")
-            click.echo(" ".join(parts))
-        blind = app.pipeline.blind_segments()
-        if blind:
-            click.echo(f"Blind (no fresh data, state unknown): {len(blind)}")
-            for segment in blind:
-                click.echo(f"  {segment.name} ({segment.id})")
-        open_events = app.store.list_events(_filter(open_only=True))
-        flooded = [e for e in open_events if e["kind"] == "observed"]
-        expected = [e for e in open_events if e["kind"] == "forecast"]
-        click.echo(f"Flooded now: {len(flooded)}")
-        for ev in flooded:
+        for st in doc["stations"]:
+            measures = app.geodata.stations[st["id"]].measures
+            click.echo(_station_line(st, measures))
+        if doc["stale_inputs"]:
+            click.echo(f"Inputs without fresh data (mất tín hiệu): {len(doc['stale_inputs'])}")
+            for item in doc["stale_inputs"]:
+                newest = item["newest_at"]
+                since = local_time(datetime.fromisoformat(newest), zone) if newest else "start-up"
+                click.echo(
+                    f"  {item['station_name']:<12} {item['variable']:<12} from "
+                    f"{item['source']:<12} nothing new since {since}"
+                )
+        if doc["blind_segments"]:
+            click.echo(f"Blind (no fresh data, state unknown): {len(doc['blind_segments'])}")
+            for segment in doc["blind_segments"]:
+                click.echo(f"  {segment['name']} ({segment['id']})")
+        unknown = doc["unknown_segments"]
+        click.echo(f"Roads without data ({NO_DATA}): {len(unknown)}")
+        for item in unknown:
+            click.echo(f"  {item['name']:<28} missing {', '.join(item['missing'])}")
+        click.echo(f"Flooded now: {len(doc['flooded'])}")
+        for ev in doc["flooded"]:
             click.echo(
                 f"  {ev['segment_name']:<28} {STATUS_VI[ev['status']]:<10} level "
                 f"{ev['max_level']} peak {centimetres(ev['peak_depth_m'])} ({ev['cause']})"
             )
-        click.echo(f"Expected to flood: {len(expected)}")
-        for ev in expected:
+        click.echo(f"Expected to flood: {len(doc['expected'])}")
+        for ev in doc["expected"]:
             onset = datetime.fromisoformat(ev["expected_onset_at"])
             click.echo(
                 f"  {ev['segment_name']:<28} from {local_time(onset, zone)} peak "
@@ -387,54 +416,119 @@ def status(ctx: Context, at_text: str | None, as_json: bool) -> None:
         app.close()
 
 
+def sources_document(app: App, health) -> list[dict]:
+    """Each source's health, its inputs and what its last poll refused (for `sources`)."""
+    states = app.store.source_states()
+    runs = app.store.last_source_runs()
+    names = {sid: st.name for sid, st in app.geodata.stations.items()}
+
+    def iso(when: datetime | None) -> str | None:
+        return when.isoformat() if when is not None else None
+
+    out = []
+    for source in app.sources:
+        state, run = states.get(source.name), runs.get(source.name)
+        item = {
+            "name": source.name,
+            "type": app.settings.sources[source.name].type,
+            "status": health.statuses.get(source.name, "never"),
+            "stale_after_minutes": source.stale_after_minutes,
+            "last_success_at": iso(state.last_success_at) if state else None,
+            "consecutive_failures": state.consecutive_failures if state else 0,
+            "newest_at": iso(state.newest_at) if state else None,
+            "last_error": state.last_error if state else None,
+            "last_poll": None,
+            "inputs": [
+                {
+                    "station": i.health.station,
+                    "station_name": names.get(i.health.station, i.health.station),
+                    "variable": i.health.variable,
+                    "status": "stale" if i.stale else "ok",
+                    "newest_at": iso(i.health.newest_at),
+                    "stale_since": iso(i.health.stale_since),
+                    "reference": i.reference,
+                }
+                for i in health.inputs
+                if i.health.source == source.name
+            ],
+        }
+        if run is not None:
+            item["last_poll"] = {
+                "at": iso(run.at),
+                "ok": run.ok,
+                "stored": run.accepted,
+                "flagged": run.flagged,
+                "rejected": run.rejected,
+                "reasons": json.loads(run.reasons or "{}"),
+                "details": [line for line in (run.details or "").splitlines() if line],
+            }
+        out.append(item)
+    return out
+
+
 @main.command()
 @click.option("--at", "at_text", help="Judge health as of this time (ISO 8601) [default: now].")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
 @pass_ctx
 @handles_errors
-def sources(ctx: Context, at_text: str | None) -> None:
-    """Show each source's health, newest data and what its last poll accepted or refused.
+def sources(ctx: Context, at_text: str | None, fmt: str) -> None:
+    """Show each source's health, each station's newest data, and what the last poll refused.
 
-    Status: ok, degraded (a failed poll, or over a tenth of a poll doubted),
-    failing (3 failed polls in a row), stale (no new data within its
-    stale_after_minutes: its stations are blind).
+    Status: ok, degraded (a failed poll, over a tenth of a poll doubted, or some
+    stations quiet), failing (3 failed polls in a row), stale (no new data within
+    its stale_after_minutes for any of its stations). Each station of a source
+    goes stale on its own ("mất tín hiệu"): its roads are then blind.
 
     \b
     Example:
       floodwatch sources
+      floodwatch sources --format json | jq '.[].inputs[] | select(.status=="stale")'
     """
-    import json
-
-    from floodwatch.polling import source_statuses, update_blind
-
     app = ctx.open(writes=False)
     try:
         zone = app.settings.zone
         now = parse_when(at_text, zone) or utcnow()
-        statuses = source_statuses(app, now)
-        update_blind(app, statuses)
-        states = app.store.source_states()
-        runs = app.store.last_source_runs()
+        from floodwatch.known import blind_segments
+        from floodwatch.polling import health_view
+
+        health = health_view(app, now)
+        document = sources_document(app, health)
+        if fmt == "json":
+            click.echo(json.dumps(document, ensure_ascii=False, indent=2))
+            return
+
+        def when(text: str | None) -> str:
+            return local_time(datetime.fromisoformat(text), zone) if text else "—"
+
         click.echo(
             f"{'source':<14} {'type':<21} {'status':<9} {'last success':<17} {'fails':>5} "
             f"{'newest data':<17} {'stored':>7} {'flagged':>7} {'rejected':>8}  last error"
         )
-        for source in app.sources:
-            kind = app.settings.sources[source.name].type
-            state, run = states.get(source.name), runs.get(source.name)
-            if state is None:
-                click.echo(f"{source.name:<14} {kind:<21} {'not polled yet'}")
+        for item in document:
+            if item["status"] == "never":
+                click.echo(f"{item['name']:<14} {item['type']:<21} {'not polled yet'}")
                 continue
+            poll = item["last_poll"] or {"stored": 0, "flagged": 0, "rejected": 0}
             click.echo(
-                f"{source.name:<14} {kind:<21} {statuses.get(source.name, '?'):<9} "
-                f"{local_time(state.last_success_at, zone):<17} {state.consecutive_failures:>5} "
-                f"{local_time(state.newest_at, zone):<17} {run.accepted if run else 0:>7} "
-                f"{run.flagged if run else 0:>7} {run.rejected if run else 0:>8}  "
-                f"{state.last_error or ''}"
+                f"{item['name']:<14} {item['type']:<21} {item['status']:<9} "
+                f"{when(item['last_success_at']):<17} {item['consecutive_failures']:>5} "
+                f"{when(item['newest_at']):<17} {poll['stored']:>7} {poll['flagged']:>7} "
+                f"{poll['rejected']:>8}  {item['last_error'] or ''}"
             )
-            if run and run.reasons not in ("{}", ""):
-                reasons = ", ".join(f"{k} {v}" for k, v in json.loads(run.reasons).items())
+            for inp in item["inputs"]:
+                if inp["status"] == "stale":
+                    click.echo(
+                        f"{'':<14} STALE {inp['station_name']} {inp['variable']}: nothing new "
+                        f"since {when(inp['newest_at']) if inp['newest_at'] else 'start-up'}"
+                    )
+            if item["last_poll"] and item["last_poll"]["reasons"]:
+                reasons = ", ".join(f"{k} {v}" for k, v in item["last_poll"]["reasons"].items())
                 click.echo(f"{'':<14} last poll: {reasons}")
-        blind = app.pipeline.blind_segments()
+                for line in item["last_poll"]["details"]:
+                    click.echo(f"{'':<16} {line}")
+        blind = blind_segments(app.geodata.segments, health.blind)
         if blind:
             click.echo(f"Blind segments (no fresh data for a needed input): {len(blind)}")
             for segment in blind:

@@ -1,4 +1,4 @@
-"""`floodwatch db …`: migrations, backups and retention."""
+"""`floodwatch db …`: migrations, backups, retention and rows dated in the future."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def _cli():
 
 @click.group()
 def db() -> None:
-    """Database upkeep: upgrade, backup, retention."""
+    """Database upkeep: upgrade, backup, retention, rows from the future, removed segments."""
 
 
 @db.command()
@@ -116,5 +116,92 @@ def retention(ctx, days: int | None) -> None:
             f"removed {done.readings} readings and {done.source_runs} source runs "
             f"before {done.cutoff:%Y-%m-%d %H:%M}Z"
         )
+
+    go()
+
+
+@db.command()
+@click.option("--delete", "delete_them", is_flag=True, help="Delete them (one transaction).")
+@click.pass_context
+def future(ctx, delete_them: bool) -> None:
+    """List (or delete) cycles, readings and events dated ahead of the clock.
+
+    A clock set wrong, or a reading from the future stored by an older
+    version, leaves a cycle ahead of now: every later cycle is then skipped
+    ("already assessed") and the service says so as an error. Check the
+    server's clock first (`timedatectl`), then delete them.
+
+    \b
+    Example:
+      floodwatch db future
+      floodwatch db future --delete
+    """
+    cli = _cli()
+
+    @cli.handles_errors
+    def go():
+        from datetime import timedelta
+
+        from floodwatch.config import load_settings
+        from floodwatch.maintenance import future_rows
+        from floodwatch.pipeline import utcnow
+        from floodwatch.store import Store, database_errors
+
+        settings = load_settings(ctx.obj.config)
+        store = Store(settings.storage.database_url)
+        try:
+            with database_errors(store.url):
+                found = future_rows(
+                    store,
+                    utcnow(),
+                    timedelta(hours=settings.assessment.horizon_hours),
+                    delete_them=delete_them,
+                )
+        finally:
+            store.close()
+        verb = "deleted" if delete_them else "found"
+        click.echo(
+            f"{verb}: {found.cycles} cycles, {found.readings} readings, {found.events} events "
+            f"and {found.changes} changes of other events dated after "
+            f"{found.cutoff:%Y-%m-%d %H:%M}Z (the clock now)"
+        )
+        if found.changed_events:
+            ids = ", ".join(str(i) for i in found.changed_events[:20])
+            click.echo(f"events changed by a future cycle (check their state): {ids}")
+        if not delete_them and (found.cycles or found.readings or found.events):
+            click.echo("run `floodwatch db future --delete` to remove them")
+
+    go()
+
+
+@db.command(name="prune-segments")
+@click.pass_context
+def prune_segments(ctx) -> None:
+    """Remove the stored rows of segments that are no longer in the segment file.
+
+    Opening the database keeps the row of a removed segment that has events,
+    so that the flood log and the exports still show its name; its events are
+    closed at the next cycle. This removes those rows (the events stay, named
+    by the segment id only).
+
+    \b
+    Example:
+      floodwatch db prune-segments
+    """
+    cli = _cli()
+
+    @cli.handles_errors
+    def go():
+        from floodwatch.service import load_checked
+        from floodwatch.store import Store, database_errors
+
+        settings, geodata = load_checked(ctx.obj.config)
+        store = Store(settings.storage.database_url)
+        try:
+            with database_errors(store.url):
+                gone = store.sync_geodata(geodata, prune=True)
+        finally:
+            store.close()
+        click.echo(f"removed {len(gone)} segments: {', '.join(gone) or '—'}")
 
     go()

@@ -8,6 +8,11 @@ only when the depth falls `hysteresis_m` below its threshold, and an observed
 event closes only after the road has stayed below level 1 for
 `close_after_minutes` (receding); water rising again in that time re-floods
 the same event.
+
+What is not known never lowers a state (floodwatch.known): an observation
+missing one of its usual inputs may open or deepen an event but never make it
+shallower or close it, and a forecast whose inputs no longer reach its onset is
+held rather than cancelled.
 """
 
 from __future__ import annotations
@@ -72,6 +77,12 @@ class SegmentNow:
     obs_depth_m: float
     obs_cause: int
     forecast: Forecast | None
+    # Every input that is normally observed has a fresh observation; when not, the
+    # depth is a lower bound: it may raise an event, never lower or close it.
+    complete: bool = True
+    # Until when the forecast's inputs are known (None: the whole horizon); a forecast
+    # event expected after it is held, not cancelled, when no flooding is forecast.
+    forecast_known_until: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -139,6 +150,11 @@ def _observed_step(now: SegmentNow, ev: EventState | None, rules: Rules) -> list
         return [Change(ev, "opened", now.at, note, alert="onset")]
 
     level = rules.level(depth, ev.level)
+    if not now.complete and (level < ev.level or level == 0):
+        # Part of the picture is missing: what is seen can only add to the event.
+        if depth > ev.peak_depth_m:
+            return [Change(replace(ev, peak_depth_m=depth, peak_at=now.at), "", now.at, "")]
+        return []
     wet = level >= 1
     updated = replace(
         ev,
@@ -212,6 +228,11 @@ def _close(ev: EventState, at: datetime, reason: str, note: str, alert: str | No
     return Change(closed, reason if ev.kind == FORECAST else "closed", at, note, alert=alert)
 
 
+def retire(ev: EventState, at: datetime) -> Change:
+    """Close an event whose segment is no longer in the geodata (no alert)."""
+    return _close(ev, at, "removed", "Đoạn đường không còn trong dữ liệu địa lý", None)
+
+
 def _forecast_step(now: SegmentNow, ev: EventState | None, rules: Rules) -> list[Change]:
     """Open, update or close the forecast event of a segment without an observed one."""
     fc = now.forecast
@@ -220,6 +241,9 @@ def _forecast_step(now: SegmentNow, ev: EventState | None, rules: Rules) -> list
             return []
         if ev.expected_onset_at is not None and ev.expected_onset_at <= now.at:
             return [_close(ev, now.at, "expired", "Hết thời gian dự báo", None)]
+        known_until = now.forecast_known_until
+        if known_until is not None and (ev.expected_onset_at or now.at) >= known_until:
+            return []  # no data reaches the expected onset: not a reason to cancel
         return [_close(ev, now.at, "cancelled", "Dự báo ngập đã được huỷ", "forecast_cancelled")]
     if ev is None:
         return [_open_forecast(now, fc, rules)]
@@ -255,10 +279,13 @@ def step(
     observed: EventState | None,
     forecast: EventState | None,
     rules: Rules,
+    with_forecast: bool = True,
 ) -> list[Change]:
-    """All changes for one segment at one cycle, observed event first.
+    """All changes for one segment at one moment, observed event first.
 
     A change with an empty `change` name only carries new depth/peak values.
+    `with_forecast=False` steps only the observed event (an observation time
+    between cycles), though a forecast it confirms is still closed.
     """
     # Without a fresh observation an open observed event holds its state.
     changes = _observed_step(now, observed, rules) if now.observed else []
@@ -271,4 +298,32 @@ def step(
             )
             changes.append(_close(forecast, now.at, "confirmed", "Dự báo đã xảy ra", None))
         return changes
+    if not with_forecast:
+        return changes
     return changes + _forecast_step(now, forecast, rules)
+
+
+def step_through(
+    moments: list[SegmentNow],
+    observed: EventState | None,
+    forecast: EventState | None,
+    rules: Rules,
+) -> list[Change]:
+    """Step one segment through several moments of one cycle, oldest first.
+
+    Every moment but the last is an observation time since the previous cycle
+    (observed event only); the last is the cycle itself, forecast included. So a
+    peak seen between two grid steps opens, raises and peaks the event at its
+    own time.
+    """
+    changes: list[Change] = []
+    last = len(moments) - 1
+    for index, now in enumerate(moments):
+        new = step(now, observed, forecast, rules, with_forecast=index == last)
+        for change in new:
+            if change.event.kind == OBSERVED:
+                observed = change.event if change.event.status != CLOSED else None
+            else:
+                forecast = change.event if change.event.status != CLOSED else None
+        changes += new
+    return changes

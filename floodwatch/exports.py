@@ -75,6 +75,8 @@ class MaintenanceRow:
     field_reports: int
     depth_hours: float  # Σ hours × peak depth, m·h
     score: float
+    # Hours of the period the road was blind (mất tín hiệu): few events then is not "dry".
+    hours_without_data: float = 0.0
 
 
 # (header, attribute, XLSX number format, rounding for CSV/GeoJSON, XLSX column width)
@@ -100,6 +102,7 @@ MAINTENANCE_COLUMNS: tuple[tuple[str, str, str | None, int | None, int], ...] = 
     ("Số báo cáo hiện trường", "field_reports", "0", None, 11),
     ("Mét-giờ ngập (m·giờ)", "depth_hours", "#,##0.00", 3, 12),
     ("Điểm xếp hạng", "score", "#,##0.00", 3, 11),
+    ("Giờ không có dữ liệu (giờ)", "hours_without_data", "#,##0.0", 2, 12),
 )
 MAINTENANCE_HEADERS = tuple(c[0] for c in MAINTENANCE_COLUMNS)
 
@@ -233,6 +236,38 @@ def _as_utc(value) -> datetime | None:
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+def _merged(intervals: list[tuple[float, float]]) -> float:
+    """Seconds covered by the union of (start, end) epoch intervals."""
+    total, reach = 0.0, float("-inf")
+    for lo, hi in sorted(intervals):
+        lo = max(lo, reach)
+        if hi > lo:
+            total += hi - lo
+            reach = hi
+    return total
+
+
+def gap_hours(store: Store, start: datetime, end: datetime, geodata: Geodata) -> dict[str, float]:
+    """Per segment, the hours of [start, end] its tide or rain input was blind."""
+    lo_s, hi_s = start.timestamp(), end.timestamp()
+    by_pair: dict[tuple[str, str], list[tuple[float, float]]] = {}
+    for gap in store.gaps(start, end):
+        begin = max(gap.started_at.timestamp(), lo_s)
+        finish = min(gap.ended_at.timestamp() if gap.ended_at else hi_s, hi_s)
+        if finish > begin:
+            by_pair.setdefault((gap.station, gap.variable), []).append((begin, finish))
+    if not by_pair:
+        return {}
+    hours = {}
+    for segment in geodata.segments:
+        spans = by_pair.get((segment.tide_station, "water_level"), []) + by_pair.get(
+            (segment.rain_station, "rainfall"), []
+        )
+        if spans:
+            hours[segment.id] = _merged(spans) / 3600.0
+    return hours
+
+
 def maintenance_rows(
     store: Store,
     start: datetime,
@@ -262,6 +297,7 @@ def maintenance_rows(
     with store.engine.connect() as conn:
         stats = {row.segment_id: row for row in conn.execute(query)}
         report_counts = dict(conn.execute(reports).all())
+    blind_hours = gap_hours(store, start, end, geodata)
     unknown = set(stats) - {s.id for s in geodata.segments}
     if unknown:
         logger.warning("exports: %d segments with events are not in the geodata", len(unknown))
@@ -295,6 +331,7 @@ def maintenance_rows(
                 field_reports=int(report_counts.get(segment.id, 0)),
                 depth_hours=depth_hours,
                 score=depth_hours * priority_weight(segment.priority),
+                hours_without_data=blind_hours.get(segment.id, 0.0),
             )
         )
     unranked.sort(key=lambda r: (-r["score"], -r["hours_under_water"], r["segment_id"]))
@@ -339,6 +376,13 @@ def maintenance_notes(
             "trừ các đợt bị đánh dấu báo động sai. Giờ ngập cắt theo kỳ; đợt chưa kết thúc "
             "tính đến hết kỳ. Số ngày ngập là số ngày (theo giờ địa phương) có nước trên mặt "
             "đường. Tỷ lệ theo nguyên nhân là phần số đợt.",
+        ),
+        (
+            "Giờ không có dữ liệu",
+            "Số giờ trong kỳ tuyến đường không được theo dõi vì trạm mực nước hoặc trạm mưa "
+            "của nó mất tín hiệu (mọi nguồn của trạm đều không có số liệu mới). Trong những "
+            "giờ đó không biết đường có ngập hay không: ít đợt ngập mà nhiều giờ không có dữ "
+            "liệu không có nghĩa là đường không ngập.",
         ),
         ("Nguồn", source),
         ("Cảnh báo", SAMPLE_WARNING),

@@ -25,7 +25,7 @@ from floodwatch.health import DEGRADED, FAILING, OK, STALE
 from floodwatch.models import AlertRow, CycleRow, DeliveryRow, EventRow, SourceRunRow
 from floodwatch.outbox import PENDING, SENT
 from floodwatch.pipeline import utcnow
-from floodwatch.polling import source_statuses, update_blind
+from floodwatch.polling import health_view
 
 if TYPE_CHECKING:  # the service module imports the pipeline this one reads
     from floodwatch.service import App
@@ -156,8 +156,8 @@ class FloodwatchCollector(Collector):
         yield age
         yield failures
 
-        statuses = source_statuses(self.app, now)
-        update_blind(self.app, statuses)
+        health = health_view(self.app, now)
+        statuses = health.statuses
         status = GaugeMetricFamily(
             "floodwatch_source_status",
             "1 for the source's current status (ok, degraded, failing, stale, never), 0 others.",
@@ -168,10 +168,34 @@ class FloodwatchCollector(Collector):
             for name in SOURCE_STATUSES:
                 status.add_metric([source.name, name], 1 if name == current else 0)
         yield status
+        stale = GaugeMetricFamily(
+            "floodwatch_input_stale",
+            "1 while the source has delivered nothing new for the station's variable "
+            "for longer than its stale_after_minutes (mất tín hiệu), else 0.",
+            labels=["source", "station", "variable"],
+        )
+        input_age = GaugeMetricFamily(
+            "floodwatch_input_newest_data_age_seconds",
+            "Seconds since the newest data of the station's variable from the source.",
+            labels=["source", "station", "variable"],
+        )
+        for item in health.inputs:
+            labels = [item.health.source, item.health.station, item.health.variable]
+            stale.add_metric(labels, 1 if item.stale else 0)
+            if item.health.newest_at is not None:
+                input_age.add_metric(labels, (now - item.health.newest_at).total_seconds())
+        yield stale
+        yield input_age
         yield GaugeMetricFamily(
             "floodwatch_blind_segments",
             "Segments whose every source for a needed input is stale (state unknown).",
-            value=len(self.app.pipeline.blind_segments()),
+            value=len(self.app.pipeline.blind_segments(health)),
+        )
+        situation = self.app.pipeline.situation(now, health)
+        yield GaugeMetricFamily(
+            "floodwatch_unknown_segments",
+            "Segments without usable data now (không có dữ liệu): a level or rain is missing.",
+            value=len(situation.unknown),
         )
 
     def _cycle(self, now: datetime) -> Iterator[Metric]:
@@ -273,33 +297,35 @@ def _iso(when: datetime | None) -> str | None:
 
 
 def status_document(app: App, now: datetime) -> dict:
-    """What `floodwatch status` shows, as one JSON-ready object for scripts."""
-    from floodwatch.store import EventFilter
+    """What `floodwatch status` shows, as one JSON-ready object for scripts.
 
+    Unknown is its own state (floodwatch.known): a level or rain total nobody
+    knows is `null`, never 0, and `unknown_segments` lists the roads without
+    usable data with what they miss.
+    """
     cycle = last_cycle(app.store.engine)
-    statuses = source_statuses(app, now)
-    update_blind(app, statuses)
-    blind_inputs = app.pipeline.blind_inputs
+    health = health_view(app, now)
+    situation = app.pipeline.situation(now, health)
     rain_names = app.settings.rain.names
+    names = {sid: st.name for sid, st in app.geodata.stations.items()}
     stations = []
-    for st in app.pipeline.station_states(now):
-        level_blind = (st.station, "water_level") in blind_inputs
-        rain_blind = (st.station, "rainfall") in blind_inputs
+    for st in situation.stations:
         category = rain_names[st.rain_category - 1] if st.rain_category else None
         stations.append(
             {
                 "id": st.station,
-                "name": app.geodata.stations[st.station].name,
-                "level_m": None if level_blind else st.level_m,
+                "name": names[st.station],
+                "level_m": st.level_m,
                 "level_observed": st.level_observed,
                 "alarm": st.alarm,
-                "level_blind": level_blind,
-                "rain_24h_mm": None if rain_blind else st.rain_24h_mm,
-                "rain_category": None if rain_blind else category,
-                "rain_blind": rain_blind,
+                "level_blind": st.level_blind,
+                "rain_24h_mm": st.rain_24h_mm,
+                "rain_24h_hours_with_data": st.rain_hours if st.measures_rain else None,
+                "rain_category": category if st.rain_24h_mm is not None else None,
+                "rain_blind": st.rain_blind,
             }
         )
-    open_events = app.store.list_events(EventFilter(open_only=True))
+    open_events = app.store.events_at(now)
     event_keys = (
         "id", "segment_id", "segment_name", "status", "opened_at", "max_level",
         "peak_depth_m", "peak_at", "expected_onset_at", "expected_end_at", "cause",
@@ -317,9 +343,25 @@ def status_document(app: App, now: datetime) -> dict:
         "stations": stations,
         "flooded": [{k: e[k] for k in event_keys} for e in open_events if e["kind"] == OBSERVED],
         "expected": [{k: e[k] for k in event_keys} for e in open_events if e["kind"] == FORECAST],
-        "sources": {source.name: statuses.get(source.name, NEVER) for source in app.sources},
+        "sources": {source.name: health.statuses.get(source.name, NEVER) for source in app.sources},
+        "stale_inputs": [
+            {
+                "source": i.health.source,
+                "station": i.health.station,
+                "station_name": names.get(i.health.station, i.health.station),
+                "variable": i.health.variable,
+                "newest_at": _iso(i.health.newest_at),
+                "stale_since": _iso(i.health.stale_since),
+            }
+            for i in health.stale_inputs()
+        ],
         "blind_segments": [
-            {"id": segment.id, "name": segment.name} for segment in app.pipeline.blind_segments()
+            {"id": segment.id, "name": segment.name}
+            for segment in app.pipeline.blind_segments(health)
+        ],
+        "unknown_segments": [
+            {"id": u.segment.id, "name": u.segment.name, "missing": list(u.missing)}
+            for u in situation.unknown
         ],
         "outbox_pending": deliveries,
         "outbox_pending_alerts": alerts,

@@ -253,6 +253,36 @@ class SourceStateRow(SQLModel, table=True):
     stale_since: datetime | None = Field(default=None, sa_column=utc_column())
 
 
+class InputStateRow(SQLModel, table=True):
+    """The health of one input (station, variable) as one source delivers it."""
+
+    __tablename__ = "input_state"
+    source: str = Field(primary_key=True)
+    station: str = Field(primary_key=True)
+    variable: str = Field(primary_key=True)
+    # When the source was first polled for it: the reference while nothing has arrived.
+    first_seen_at: datetime = Field(sa_column=utc_column(nullable=False))
+    # The newest time at which a stored, unflagged value of it became known.
+    newest_at: datetime | None = Field(default=None, sa_column=utc_column())
+    # Set while a "mất tín hiệu" alarm is out for this input.
+    stale_since: datetime | None = Field(default=None, sa_column=utc_column())
+    # What the provider says of the station (alarm levels, record flood), as JSON.
+    reference: str | None = None
+
+
+class DataGapRow(SQLModel, table=True):
+    """A period when no fresh source delivered a (station, variable): its roads were blind."""
+
+    __tablename__ = "data_gap"
+    __table_args__ = (Index("ix_data_gap_open", "ended_at", "station", "variable"),)
+    id: int | None = Field(default=None, primary_key=True)
+    station: str
+    variable: str
+    # The newest data before the gap (or when the gap was found, if there never was any).
+    started_at: datetime = Field(sa_column=utc_column(nullable=False))
+    ended_at: datetime | None = Field(default=None, sa_column=utc_column())
+
+
 class SourceRunRow(SQLModel, table=True):
     """One poll of one source: what arrived, what was flagged or rejected and why."""
 

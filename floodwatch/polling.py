@@ -1,11 +1,14 @@
 """Poll a source (fetch → validate → store → record) and keep source health current.
 
 Nothing a source does can stop the service: every failure is recorded against
-the source, logged, and retried at its next interval.
+the source, logged, and retried at its next interval. Health is tracked per
+source and per input (station, variable) of each source; `health_view` computes
+it for one moment and returns it, so nothing shared is ever written.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections import Counter
@@ -17,7 +20,11 @@ from floodwatch.errors import SourceError
 from floodwatch.health import (
     STALE,
     Health,
+    HealthView,
+    InputHealth,
+    InputStatus,
     blind_inputs,
+    input_stale,
     no_data_alert,
     recovered_alert,
     status,
@@ -66,11 +73,17 @@ def poll_source(app: App, source: Source, now: datetime) -> PollOutcome:
     verdict = app.pipeline.ingest_checked(result.readings, now, source.name)
     after_store = getattr(source, "after_store", None)
     if after_store is not None:
-        after_store()  # e.g. the drop folder archives files only once they are stored
+        after_store(verdict)  # e.g. the drop folder archives files only once they are stored
     rejected = [*result.rejected, *verdict.rejected]
     reasons = Counter(r.reason for r in result.rejected) + Counter(verdict.counts())
     details = [*(r.detail for r in rejected), *verdict.notes][:MAX_DETAILS]
     good = [r for r in verdict.accepted if r.flag is None]
+    inputs: dict[tuple[str, str], datetime | None] = dict.fromkeys(source.provides())
+    for r in good:
+        pair = (r.station, str(r.variable))
+        newest = inputs.get(pair)
+        if newest is None or r.issued_at > newest:
+            inputs[pair] = r.issued_at
     outcome = PollOutcome(source.name, True, len(good), len(verdict.flagged), len(rejected))
     app.store.record_source_run(
         source.name,
@@ -84,6 +97,8 @@ def poll_source(app: App, source: Source, now: datetime) -> PollOutcome:
         reasons=dict(reasons),
         details=details,
         newest_at=max((r.issued_at for r in good), default=None),
+        inputs=inputs,
+        references=getattr(result, "references", {}),
     )
     if rejected or verdict.flagged:
         logger.warning("%s: %d stored, %d flagged, %d rejected (%s)", source.name,
@@ -93,22 +108,42 @@ def poll_source(app: App, source: Source, now: datetime) -> PollOutcome:
 
 
 def _failed(app: App, name: str, kind: str, now: datetime, started: float, error: str):
-    """Record a failed poll."""
+    """Record a failed poll (its inputs are created so they can go stale on their own)."""
+    source = next((s for s in app.sources if s.name == name), None)
+    inputs = dict.fromkeys(source.provides()) if source is not None else {}
     app.store.record_source_run(
-        name, kind, now, ok=False, duration_s=time.perf_counter() - started, error=error
-    )
+        name, kind, now, ok=False, duration_s=time.perf_counter() - started, error=error,
+        inputs=inputs,
+    )  # fmt: skip
     return PollOutcome(name, False, error=error)
 
 
-def source_statuses(app: App, now: datetime) -> dict[str, str]:
-    """The health status of every configured, enabled source at `now`."""
+def health_view(app: App, now: datetime) -> HealthView:
+    """Every enabled source's status and every input's staleness at `now`."""
     states = app.store.source_states()
     runs = app.store.last_source_runs()
-    statuses = {}
+    rows: dict[str, list] = {}
+    for row in app.store.input_states():
+        rows.setdefault(row.source, []).append(row)
+    statuses: dict[str, str] = {}
+    inputs: list[InputStatus] = []
+    provides: dict[str, set[tuple[str, str]]] = {}
     for source in app.sources:
         state = states.get(source.name)
         if state is None:  # never polled yet
             continue
+        mine = []
+        for row in rows.get(source.name, []):
+            health = InputHealth(
+                source.name, row.station, row.variable, row.first_seen_at, row.newest_at,
+                row.stale_since,
+            )  # fmt: skip
+            reference = json.loads(row.reference) if row.reference else None
+            mine.append(
+                InputStatus(health, input_stale(health, now, source.stale_after_minutes), reference)
+            )
+        inputs += mine
+        provides[source.name] = set(source.provides()) | {i.pair for i in mine}
         run = runs.get(source.name)
         health = Health(
             first_seen_at=state.first_seen_at,
@@ -117,14 +152,16 @@ def source_statuses(app: App, now: datetime) -> dict[str, str]:
             last_delivered=run.accepted if run else 0,
             last_doubted=(run.flagged + run.rejected) if run else 0,
         )
-        statuses[source.name] = status(health, now, source.stale_after_minutes)
-    return statuses
+        statuses[source.name] = status(
+            health, now, source.stale_after_minutes, [i.stale for i in mine]
+        )
+    stale = {(i.health.source, *i.pair) for i in inputs if i.stale}
+    return HealthView(now, statuses, inputs, frozenset(blind_inputs(provides, statuses, stale)))
 
 
-def update_blind(app: App, statuses: dict[str, str]) -> None:
-    """Tell the pipeline which inputs no fresh source delivers."""
-    provides = {source.name: source.provides() for source in app.sources}
-    app.pipeline.blind_inputs = blind_inputs(provides, statuses)
+def source_statuses(app: App, now: datetime) -> dict[str, str]:
+    """The health status of every configured, enabled source at `now`."""
+    return health_view(app, now).statuses
 
 
 def _operators_alert(app: App, now: datetime, kind: str, body: str) -> NewAlert:
@@ -133,31 +170,80 @@ def _operators_alert(app: App, now: datetime, kind: str, body: str) -> NewAlert:
     return NewAlert(now, app.settings.operators_unit, [kind], body, chats)
 
 
-def refresh_health(app: App, now: datetime) -> dict[str, str]:
-    """Raise or clear "no data" alarms and tell the pipeline which inputs are blind."""
-    statuses = source_statuses(app, now)
-    update_blind(app, statuses)
-    provides = {source.name: source.provides() for source in app.sources}
+def _road_names(app: App, pairs: set[tuple[str, str]], blind: frozenset) -> list[str]:
+    """Names of the roads that need one of `pairs` and are blind for it."""
+    return [
+        s.name
+        for s in app.geodata.segments
+        if ((s.tide_station, "water_level") in pairs and (s.tide_station, "water_level") in blind)
+        or ((s.rain_station, "rainfall") in pairs and (s.rain_station, "rainfall") in blind)
+    ]
+
+
+def refresh_health(app: App, now: datetime) -> HealthView:
+    """Raise or clear "no data" alarms, per input where a source has inputs; return the view."""
+    view = health_view(app, now)
     states = app.store.source_states()
     zone = app.settings.zone
-    changes: dict[str, datetime | None] = {}
+    names = {sid: st.name for sid, st in app.geodata.stations.items()}
+    source_changes: dict[str, datetime | None] = {}
+    input_changes: dict[tuple[str, str, str], datetime | None] = {}
     alerts = []
-    for name, current in statuses.items():
+    by_source: dict[str, list[InputStatus]] = {}
+    for item in view.inputs:
+        by_source.setdefault(item.health.source, []).append(item)
+    for name, current in view.statuses.items():
+        mine = by_source.get(name, [])
+        if mine:
+            gone = [i for i in mine if i.stale and i.health.stale_since is None]
+            back = [i for i in mine if not i.stale and i.health.stale_since is not None]
+            if gone:
+                body = no_data_alert(
+                    name, None, now, (), _road_names(app, {i.pair for i in gone}, view.blind),
+                    zone,
+                    [(names.get(i.health.station, i.health.station), i.health.variable,
+                      i.health.newest_at) for i in gone],
+                )  # fmt: skip
+                alerts.append(_operators_alert(app, now, "no_data", body))
+                for i in gone:
+                    input_changes[(name, *i.pair)] = now
+                    logger.error("%s: %s %s: stale: no new data since %s", name, i.health.station,
+                                 i.health.variable, i.health.newest_at)  # fmt: skip
+            if back:
+                since = min(i.health.stale_since for i in back)  # type: ignore[type-var]
+                pairs = [(names.get(i.health.station, i.health.station), i.health.variable)
+                         for i in back]  # fmt: skip
+                body = recovered_alert(name, since, now, zone, pairs)
+                alerts.append(_operators_alert(app, now, "data_back", body))
+                for i in back:
+                    input_changes[(name, *i.pair)] = None
+                logger.warning("%s: delivering again for %d inputs", name, len(back))
+            continue
         state = states[name]
         if current == STALE and state.stale_since is None:
-            stations = {
-                app.geodata.stations[s].name for s, _ in provides[name] if s in app.geodata.stations
-            }
-            roads = [seg.name for seg in app.pipeline.blind_segments()]
-            body = no_data_alert(name, state.newest_at, now, stations, roads, zone)
-            changes[name] = now
+            body = no_data_alert(name, state.newest_at, now, (), [], zone)
+            source_changes[name] = now
             alerts.append(_operators_alert(app, now, "no_data", body))
             logger.error("%s: stale: no new data since %s", name, state.newest_at)
         elif current != STALE and state.stale_since is not None:
             body = recovered_alert(name, state.stale_since, now, zone)
-            changes[name] = None
+            source_changes[name] = None
             alerts.append(_operators_alert(app, now, "data_back", body))
             logger.warning("%s: delivering again", name)
-    if changes:
-        app.store.set_stale(changes, alerts)
-    return statuses
+    opened, closed = _gap_changes(app, view)
+    if source_changes or input_changes or opened or closed:
+        app.store.set_stale(source_changes, alerts, input_changes, opened, closed)
+    return view
+
+
+def _gap_changes(app: App, view: HealthView):
+    """Data gaps to open (blind now, none open) and close (open, no longer blind)."""
+    open_gaps = app.store.open_gaps()
+    newest: dict[tuple[str, str], datetime] = {}
+    for item in view.inputs:
+        when = item.health.newest_at or item.health.first_seen_at
+        if item.pair not in newest or when > newest[item.pair]:
+            newest[item.pair] = when
+    opened = {pair: newest.get(pair, view.at) for pair in view.blind - open_gaps}
+    closed = dict.fromkeys(open_gaps - view.blind, view.at)
+    return opened, closed

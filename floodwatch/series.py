@@ -151,10 +151,15 @@ def level_series(
 def rain_series(
     grid: Grid, n_stations: int, readings: ReadingArrays, max_age_s: int
 ) -> StationSeries:
-    """Rain (mm per grid step) per station; unknown rain counts as none."""
+    """Rain (mm per grid step) per station; the model counts unknown rain as none.
+
+    `covered` says which steps some reading covers, so that a total or a state
+    built on the zeros can say it is not known.
+    """
     n_t = len(grid.times_s)
     values = np.zeros((n_stations, n_t))
     observed = np.zeros((n_stations, n_t), dtype=bool)
+    covered = np.zeros((n_stations, n_t), dtype=bool)
     observed_now = np.zeros(n_stations, dtype=bool)
     # A reading is the rain of the hour ending at its time; a sub-hour step
     # takes its share of the hour that contains it.
@@ -181,14 +186,70 @@ def rain_series(
         use_fc = fc_hit & ~(past & obs_hit.any())
         values[s] = np.where(use_obs, obs_val, np.where(use_fc, fc_val, 0.0)) * share
         observed[s] = use_obs
+        covered[s] = use_obs | use_fc
         om = obs.station == s
         if om.any():
             observed_now[s] = obs.time_s[om].max() >= grid.now_s - max_age_s
-    return StationSeries(values=values, observed=observed, observed_now=observed_now)
+    return StationSeries(
+        values=values, observed=observed, observed_now=observed_now, covered=covered
+    )
 
 
-def rain_total(series: StationSeries, grid: Grid, hours: int = 24) -> np.ndarray:
-    """Rain per station over the `hours` ending at now (mm)."""
+def rain_window(series: StationSeries, grid: Grid, hours: int) -> tuple[np.ndarray, np.ndarray]:
+    """(rain mm, hours with data) per station over the `hours` ending at now.
+
+    The sum counts only steps some reading covers; `hours with data` says how
+    much of the window that is (0 = nothing known, so no total at all).
+    """
     steps = max(1, hours * 3600 // grid.step_s)
     start = max(0, grid.now_idx - steps + 1)
-    return series.values[:, start : grid.now_idx + 1].sum(axis=1)
+    window = slice(start, grid.now_idx + 1)
+    covered = series.known[:, window]
+    total = np.where(covered, series.values[:, window], 0.0).sum(axis=1)
+    return total, covered.sum(axis=1) * (grid.step_s / 3600.0)
+
+
+def observation_times(readings: ReadingArrays, after_s: int, until_s: int) -> list[int]:
+    """Distinct times of observations in (after_s, until_s], oldest first."""
+    mask = readings.observed & (readings.time_s > after_s) & (readings.time_s <= until_s)
+    return np.unique(readings.time_s[mask]).tolist()
+
+
+@dataclass(frozen=True)
+class LatestObserved:
+    """Observations sorted per station, to ask "what was last seen by t" many times."""
+
+    key: np.ndarray  # station * 2**40 + time_s, sorted
+    station: np.ndarray
+    time_s: np.ndarray
+    value: np.ndarray
+    n_stations: int
+
+    @classmethod
+    def of(cls, readings: ReadingArrays, n_stations: int) -> LatestObserved:
+        """Index the observations of `readings` (latest issue per station and time)."""
+        obs = _latest_issue(readings.subset(readings.observed))
+        key = obs.station * (1 << 40) + obs.time_s
+        order = np.argsort(key, kind="stable")
+        return cls(key[order], obs.station[order], obs.time_s[order], obs.value[order], n_stations)
+
+    def at(self, t_s: int, max_age_s: int) -> tuple[np.ndarray, np.ndarray]:
+        """(value, time) per station of its latest observation at or before `t_s` that
+        is at most `max_age_s` old; NaN value (and time -1) where there is none."""
+        stations = np.arange(self.n_stations, dtype=np.int64)
+        pos = np.searchsorted(self.key, stations * (1 << 40) + t_s, side="right") - 1
+        ok = pos >= 0
+        safe = np.where(ok, pos, 0)
+        if len(self.key):
+            ok &= (self.station[safe] == stations) & (self.time_s[safe] >= t_s - max_age_s)
+        else:
+            ok[:] = False
+        value = np.where(ok, self.value[safe] if len(self.key) else np.nan, np.nan)
+        return value, np.where(ok, self.time_s[safe] if len(self.key) else -1, -1)
+
+    def any_between(self, after_s: int, until_s: int) -> np.ndarray:
+        """[stations] bool: the station has an observation in (after_s, until_s]."""
+        found = np.zeros(self.n_stations, dtype=bool)
+        mask = (self.time_s > after_s) & (self.time_s <= until_s)
+        found[self.station[mask]] = True
+        return found

@@ -26,6 +26,7 @@ from floodwatch.sdnotify import notify, watchdog_interval_s
 from floodwatch.sources import Source, build_sources
 from floodwatch.store import Store, database_errors
 from floodwatch.text import local_time
+from floodwatch.validate import OBSERVED_CLOCK_SLACK, time_problem
 
 logger = logging.getLogger(__name__)
 
@@ -107,10 +108,11 @@ def poll_once(app: App, now: datetime | None = None) -> CycleResult:
     """
     now = now or utcnow()
     with database_errors(app.store.url):
+        app.pipeline.check_clock(now)  # before polling: a wrong --at stores nothing
         for source in app.sources:
             poll_source(app, source, now)
-        refresh_health(app, now)
-        return app.pipeline.cycle(now)
+        health = refresh_health(app, now)
+        return app.pipeline.cycle(now, health)
 
 
 @dataclass
@@ -139,17 +141,32 @@ def replay(
     without `issued` is known from the start of the replay). Cycles at or
     before the latest already assessed are skipped, so replaying the same
     file twice adds nothing.
+
+    Rows dated where no reading can be (before 1970, or ahead of the wall
+    clock) are rejected before anything runs: the simulated clock never
+    leaves the real one behind.
     """
     out = ReplayResult()
+    wall = utcnow()
+    horizon = timedelta(hours=app.settings.assessment.horizon_hours)
+    sane = []
+    for r in readings:
+        problem = time_problem(r, now=wall, horizon=horizon, wall_clock=wall)
+        if problem is None:
+            sane.append(r)
+        else:
+            out.rejected.append(f"{_describe(r)}: {problem[1]}")
+    readings = sane
     if not readings:
         return out
+    app.pipeline.check_clock(wall, wall)
     start = min(r.time for r in readings)
     known = [
         r if r.kind is Kind.OBSERVED or r.issued else replace(r, issued=start) for r in readings
     ]
     known.sort(key=lambda r: r.issued_at)
     for at, group in groupby(known, key=lambda r: r.issued_at):
-        verdict = app.pipeline.ingest_checked(list(group), at, "replay")
+        verdict = app.pipeline.ingest_checked(list(group), at, "replay", wall)
         out.readings += len(verdict.accepted)
         out.flagged += len(verdict.flagged)
         out.rejected += [r.detail for r in verdict.rejected]
@@ -162,6 +179,11 @@ def replay(
         if after_cycle:
             after_cycle(result)
     return out
+
+
+def _describe(r: Reading) -> str:
+    """Station, variable, kind, time and value of a reading, for a rejection line."""
+    return f"{r.station} {r.variable} {r.kind} {r.time.isoformat()} value {r.value:g}"
 
 
 # A cycle running longer than this is stuck: the watchdog is no longer fed.
@@ -204,12 +226,22 @@ class Heartbeat:
             logger.exception("heartbeat: cannot read the last cycle")
             return
         limit = timedelta(minutes=self.app.settings.assessment.step_minutes * HEARTBEAT_STEPS)
-        stale = last is None or now - last > limit
+        # A last cycle ahead of the clock (a clock set back, a reading from the future
+        # stored by an older version) means every cycle is being skipped: alarm too.
+        ahead = last is not None and last > now + OBSERVED_CLOCK_SLACK
+        stale = last is None or now - last > limit or ahead
         if stale and not self.alarmed:
             since = local_time(last, self.app.settings.zone) if last else "khi khởi động"
+            reason = (
+                f"Chu kỳ gần nhất ghi lúc {since}, sau giờ hiện tại của máy chủ "
+                f"({local_time(now, self.app.settings.zone)}): đồng hồ máy chủ bị lệch hoặc "
+                "có số liệu ghi thời điểm tương lai, nên mọi chu kỳ đều bị bỏ qua."
+                if ahead
+                else f"Chưa hoàn thành chu kỳ đánh giá nào từ {since}."
+            )
             body = (
                 "🫀 <b>HỆ THỐNG NGỪNG ĐÁNH GIÁ</b>\n"
-                f"Chưa hoàn thành chu kỳ đánh giá nào từ {since}. Cảnh báo ngập có thể bị "
+                f"{reason} Cảnh báo ngập có thể bị "
                 "chậm hoặc thiếu; đề nghị kiểm tra máy chủ và nhật ký (journalctl -u floodwatch)."
             )
             chats = [(t.chat_id, t.thread_id) for t in operator_targets(self.app.settings)]
@@ -273,8 +305,8 @@ def run_forever(
                 with database_errors(app.store.url):  # one clear line when the database is away
                     if source is not None:
                         poll_source(app, source, now)  # records its own failures
-                    refresh_health(app, now)
-                    on_cycle(app.pipeline.cycle(now))
+                    health = refresh_health(app, now)
+                    on_cycle(app.pipeline.cycle(now, health))
                     deliver()
             except FloodwatchError as exc:
                 logger.error("cycle failed: %s", exc)

@@ -10,7 +10,7 @@ import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -249,8 +249,13 @@ class Store(SideTables):
 
     # --- geodata -------------------------------------------------------------
 
-    def sync_geodata(self, geodata: Geodata) -> None:
-        """Replace the station and segment tables with the loaded geodata."""
+    def sync_geodata(self, geodata: Geodata, *, prune: bool = False) -> list[str]:
+        """Replace the station and segment tables with the loaded geodata.
+
+        A segment that has events but is no longer in the geodata keeps its row
+        (the log and the exports still name it) unless `prune` says to remove it;
+        returns the ids of such segments kept or pruned.
+        """
         station_rows = [
             {
                 "id": s.id,
@@ -282,13 +287,31 @@ class Store(SideTables):
             }
             for s in geodata.segments
         ]
+        current = {row["id"] for row in segment_rows}
         with self.engine.begin() as conn:
-            conn.execute(delete(SegmentRow))
+            with_events = set(
+                conn.execute(
+                    select(SegmentRow.id).where(
+                        SegmentRow.id.in_(select(EventRow.segment_id).distinct())
+                    )
+                ).scalars()
+            )
+            gone = sorted(with_events - current)
+            keep = set() if prune else set(gone)
+            conn.execute(delete(SegmentRow).where(SegmentRow.id.not_in(keep)))
             conn.execute(delete(StationRow))
             if station_rows:
                 conn.execute(insert(StationRow), station_rows)
             if segment_rows:
                 conn.execute(insert(SegmentRow), segment_rows)
+        if gone:
+            logger.warning(
+                "geodata: %d segments with events are no longer in the segment file (%s%s); "
+                "%s", len(gone), ", ".join(gone[:5]), " …" if len(gone) > 5 else "",
+                "their rows were removed (--prune)" if prune
+                else "their rows are kept for the log; `floodwatch db prune-segments` removes them",
+            )  # fmt: skip
+        return gone
 
     # --- readings ------------------------------------------------------------
 
@@ -466,16 +489,19 @@ class Store(SideTables):
             new_ids: list[int] = []
             if new_values:
                 # A plain executemany, then the ids read back: RETURNING in
-                # parameter order falls back to one statement per row. Every new
-                # event opens at `at`, and at most one per segment and kind does.
+                # parameter order falls back to one statement per row. Only the
+                # active instance writes events, so every id above the largest
+                # before the insert is one of ours; a segment opens at most one
+                # event of a kind at one moment.
+                before = conn.execute(select(func.max(EventRow.id))).scalar() or 0
                 conn.execute(insert(EventRow), new_values)
                 fresh = conn.execute(
-                    select(EventRow.id, EventRow.segment_id, EventRow.kind).where(
-                        EventRow.opened_at == at
-                    )
+                    select(
+                        EventRow.id, EventRow.segment_id, EventRow.kind, EventRow.opened_at
+                    ).where(EventRow.id > before)
                 )
-                by_key = {(row.segment_id, row.kind): row.id for row in fresh}
-                new_ids = [by_key[(v["segment_id"], v["kind"])] for v in new_values]
+                by_key = {(row.segment_id, row.kind, row.opened_at): row.id for row in fresh}
+                new_ids = [by_key[(v["segment_id"], v["kind"], v["opened_at"])] for v in new_values]
 
             def real(target: int | tuple[int]) -> int:
                 return new_ids[target[0]] if isinstance(target, tuple) else target
@@ -545,6 +571,59 @@ class Store(SideTables):
             query = query.limit(limit)
         with self.engine.connect() as conn:
             return [event_dict(row) for row in conn.execute(query)]
+
+    def events_at(self, at: datetime, flt: EventFilter = EventFilter()) -> list[dict]:
+        """Events open at `at`, each with its status, level and depth as of then.
+
+        At or after the latest cycle that is simply the open events; before it,
+        the state comes from each event's last recorded change at or before `at`
+        (peak: the deepest change recorded by then).
+        """
+        last = self.last_cycle_at()
+        if last is None or at >= last:
+            return self.list_events(replace(flt, open_only=True, end=flt.end or at))
+        query = event_query(replace(flt, end=at)).where(
+            (EventRow.status != CLOSED) | (EventRow.updated_at >= at)
+        )
+        with self.engine.connect() as conn:
+            candidates = {row.id: event_dict(row) for row in conn.execute(query)}
+            if not candidates:
+                return []
+            latest = (
+                select(func.max(EventChangeRow.id))
+                .where(EventChangeRow.event_id.in_(candidates), EventChangeRow.at <= at)
+                .group_by(EventChangeRow.event_id)
+            )
+            then = {
+                row.event_id: row
+                for row in conn.execute(select(EventChangeRow).where(EventChangeRow.id.in_(latest)))
+            }
+            peaks = dict(
+                conn.execute(
+                    select(EventChangeRow.event_id, func.max(EventChangeRow.depth_m))
+                    .where(EventChangeRow.event_id.in_(candidates), EventChangeRow.at <= at)
+                    .group_by(EventChangeRow.event_id)
+                ).all()
+            )
+        found = []
+        for event_id, ev in candidates.items():
+            change = then.get(event_id)
+            if change is None or change.status == CLOSED:
+                continue
+            found.append(
+                {
+                    **ev,
+                    "status": change.status,
+                    "level": change.level,
+                    "max_level": max(
+                        ev["max_level"] if ev["kind"] == FORECAST else 0, change.level
+                    ),  # fmt: skip
+                    "peak_depth_m": round(peaks.get(event_id, change.depth_m), 3),
+                    "closed_at": None,
+                    "close_reason": None,
+                }
+            )
+        return found
 
     def count_events(self, flt: EventFilter = EventFilter()) -> int:
         """How many events match the filter."""

@@ -6,15 +6,17 @@ Mixed into `floodwatch.store.Store`; each method uses the store's `engine`.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import Engine, func, insert, select, true, update
 
 from floodwatch.events import CLOSED, OBSERVED
 from floodwatch.models import (
+    DataGapRow,
     EventRow,
     FieldReportRow,
+    InputStateRow,
     SilenceRow,
     SourceRunRow,
     SourceStateRow,
@@ -49,9 +51,19 @@ class SideTables:
         details: Sequence[str] = (),
         error: str | None = None,
         newest_at: datetime | None = None,
+        inputs: Mapping[tuple[str, str], datetime | None] = {},
+        references: Mapping[tuple[str, str], dict] = {},
     ) -> None:
-        """Record one poll and update the source's health in one transaction."""
+        """Record one poll and update the source's health in one transaction.
+
+        `inputs` maps each (station, variable) the source provides or delivered
+        to the newest issue time among its stored, unflagged values (None: none
+        this poll); `references` what the provider says of a station (alarm
+        levels, record flood), kept as JSON.
+        """
         with self.engine.begin() as conn:
+            if inputs:
+                self._record_inputs(conn, name, at, inputs, references)
             state = conn.execute(select(SourceStateRow).where(SourceStateRow.name == name)).first()
             if state is None:
                 conn.execute(
@@ -85,6 +97,65 @@ class SideTables:
                 )
             )
 
+    @staticmethod
+    def _record_inputs(conn, source, at, inputs, references) -> None:
+        """Create missing input rows and advance their newest data times."""
+        known = {
+            (row.station, row.variable): row
+            for row in conn.execute(select(InputStateRow).where(InputStateRow.source == source))
+        }
+        for (station, variable), newest in inputs.items():
+            row = known.get((station, variable))
+            reference = references.get((station, variable))
+            ref_json = (
+                json.dumps(reference, ensure_ascii=False, sort_keys=True) if reference else None
+            )
+            if row is None:
+                conn.execute(
+                    insert(InputStateRow).values(
+                        source=source, station=station, variable=variable, first_seen_at=at,
+                        newest_at=newest, reference=ref_json,
+                    )
+                )  # fmt: skip
+                continue
+            values: dict = {}
+            if newest is not None and (row.newest_at is None or newest > row.newest_at):
+                values["newest_at"] = newest
+            if ref_json is not None and ref_json != row.reference:
+                values["reference"] = ref_json
+            if values:
+                conn.execute(
+                    update(InputStateRow)
+                    .where(InputStateRow.source == source)
+                    .where(InputStateRow.station == station, InputStateRow.variable == variable)
+                    .values(**values)
+                )
+
+    def open_gaps(self) -> set[tuple[str, str]]:
+        """(station, variable) of every data gap not yet closed."""
+        query = select(DataGapRow.station, DataGapRow.variable).where(DataGapRow.ended_at.is_(None))
+        with self.engine.connect() as conn:
+            return {(station, variable) for station, variable in conn.execute(query)}
+
+    def gaps(self, start: datetime, end: datetime) -> list[DataGapRow]:
+        """Data gaps overlapping [start, end], oldest first."""
+        query = (
+            select(DataGapRow)
+            .where(DataGapRow.started_at <= end)
+            .where(DataGapRow.ended_at.is_(None) | (DataGapRow.ended_at >= start))
+            .order_by(DataGapRow.started_at)
+        )
+        with self.engine.connect() as conn:
+            return list(conn.execute(query))
+
+    def input_states(self) -> list[InputStateRow]:
+        """The health record of every input of every polled source."""
+        query = select(InputStateRow).order_by(
+            InputStateRow.source, InputStateRow.station, InputStateRow.variable
+        )
+        with self.engine.connect() as conn:
+            return list(conn.execute(query))
+
     def last_source_runs(self) -> dict[str, SourceRunRow]:
         """The latest run of every source."""
         latest = select(func.max(SourceRunRow.id)).group_by(SourceRunRow.source)
@@ -92,13 +163,41 @@ class SideTables:
             rows = conn.execute(select(SourceRunRow).where(SourceRunRow.id.in_(latest)))
             return {row.source: row for row in rows}
 
-    def set_stale(self, changes: dict[str, datetime | None], alerts: Sequence[NewAlert]) -> None:
-        """Mark sources stale (or recovered) and queue their alarms, atomically."""
+    def set_stale(
+        self,
+        changes: dict[str, datetime | None],
+        alerts: Sequence[NewAlert],
+        input_changes: Mapping[tuple[str, str, str], datetime | None] = {},
+        gaps_opened: Mapping[tuple[str, str], datetime] = {},
+        gaps_closed: Mapping[tuple[str, str], datetime] = {},
+    ) -> None:
+        """Mark sources and (source, station, variable) inputs stale or recovered, open or
+        close data gaps of (station, variable), and queue the alarms, atomically."""
         with self.engine.begin() as conn:
+            for (station, variable), started in gaps_opened.items():
+                conn.execute(
+                    insert(DataGapRow).values(
+                        station=station, variable=variable, started_at=started
+                    )
+                )
+            for (station, variable), ended in gaps_closed.items():
+                conn.execute(
+                    update(DataGapRow)
+                    .where(DataGapRow.ended_at.is_(None), DataGapRow.station == station)
+                    .where(DataGapRow.variable == variable)
+                    .values(ended_at=ended)
+                )
             for name, since in changes.items():
                 conn.execute(
                     update(SourceStateRow)
                     .where(SourceStateRow.name == name)
+                    .values(stale_since=since)
+                )
+            for (source, station, variable), since in input_changes.items():
+                conn.execute(
+                    update(InputStateRow)
+                    .where(InputStateRow.source == source, InputStateRow.station == station)
+                    .where(InputStateRow.variable == variable)
                     .values(stale_since=since)
                 )
             insert_alerts(conn, alerts)
@@ -131,9 +230,11 @@ class SideTables:
         with self.engine.connect() as conn:
             return {(kind, target) for kind, target in conn.execute(query)}
 
-    def silences(self, at: datetime) -> list[SilenceRow]:
-        """Silences still running or yet to come at `at`."""
+    def silences(self, at: datetime, active_only: bool = False) -> list[SilenceRow]:
+        """Silences still running or yet to come at `at` (only running ones: `active_only`)."""
         query = select(SilenceRow).where(SilenceRow.until > at).order_by(SilenceRow.until)
+        if active_only:
+            query = query.where(SilenceRow.starts_at <= at)
         with self.engine.connect() as conn:
             return list(conn.execute(query))
 

@@ -3,9 +3,14 @@
 Pure: no database, clock or IO. The caller passes `now`, the forecast horizon,
 the limits and the recently stored observations of each (station, variable),
 so the rate-of-change and flat-line checks see across polls. Rules, in order:
-duplicate, future, unit_mismatch, hard_limit/malformed (reject); soft_limit,
-spike, flat_line (flag; the last two for observations only). A reading keeps
-the first flag it gets, including one it arrived with.
+duplicate, time_range and future, unit_mismatch, hard_limit/malformed
+(reject); soft_limit, spike, flat_line (flag; the last two for observations
+only). A reading keeps the first flag it gets, including one it arrived with.
+
+Time sanity is judged twice: against the cycle's `now` (a replay's simulated
+clock), and against the wall clock, so that no reading dated in the far future
+(a typo, a gauge whose clock reset to 2099) is ever stored: one such reading
+would otherwise make every later cycle look "already assessed".
 """
 
 from __future__ import annotations
@@ -24,6 +29,9 @@ from floodwatch.source_settings import ValidationSettings, VariableLimits
 OBSERVED_CLOCK_SLACK = timedelta(minutes=10)
 # Forecasts may run a little past the horizon we asked for (whole days, model runs).
 FORECAST_SLACK = timedelta(hours=24)
+# No reading is older than this: gauges, models and the epoch-second arithmetic of
+# the assessment all start here (years 0001 or 1900 are typos).
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 # Flat-line values are compared in whole mm of level / tenths of a mm of rain.
 _FLAT_SCALE = {Variable.WATER_LEVEL: 1000, Variable.RAINFALL: 10}
 # Enum members as plain names: looking them up on the class costs in the per-reading loops.
@@ -67,6 +75,27 @@ def limits_for(limits: ValidationSettings, station: str, variable: str) -> Varia
     return limits.water_level if variable == Variable.WATER_LEVEL else limits.rainfall
 
 
+def time_problem(
+    r: Reading, *, now: datetime, horizon: timedelta, wall_clock: datetime | None = None
+) -> tuple[str, str] | None:
+    """(reason, why) when a reading's time cannot be true, else None.
+
+    `now` is the cycle's clock, `wall_clock` the real one (None: the same as `now`):
+    observations may not lie ahead of either (beyond a small clock slack), forecasts
+    not beyond the horizon (and a day's slack), issue times not ahead of either.
+    """
+    latest_now = min(now, wall_clock) if wall_clock is not None else now
+    if r.time < EARLIEST or r.issued_at < EARLIEST:
+        return "time_range", f"before {EARLIEST:%Y-%m-%d} (a mistyped year?)"
+    if r.issued_at > latest_now + OBSERVED_CLOCK_SLACK:
+        what = "observed time" if r.kind == _OBSERVED else "issue time"
+        clock = "the wall clock" if wall_clock is not None and wall_clock < now else "now"
+        return "future", f"{what} is in the future (ahead of {clock})"
+    if r.kind != _OBSERVED and r.time > latest_now + horizon + FORECAST_SLACK:
+        return "future", "beyond the forecast horizon"
+    return None
+
+
 def validate(
     readings: Sequence[Reading],
     *,
@@ -74,16 +103,21 @@ def validate(
     horizon: timedelta,
     limits: ValidationSettings,
     recent: Mapping[tuple[str, str], Sequence[tuple[datetime, float]]] = {},
+    wall_clock: datetime | None = None,
 ) -> Verdict:
-    """Check one batch of readings; `recent` holds stored observations, oldest first."""
+    """Check one batch of readings; `recent` holds stored observations, oldest first.
+
+    `wall_clock` is the real time (None: trust `now`); a replay passes both.
+    """
     rejected: list[Rejection] = []
 
     def reject(r: Reading, reason: str, why: str) -> None:
         rejected.append(Rejection(reason, f"{_describe(r)}: {why}", r.station, r.time))
 
-    # Duplicates and future times, in one pass; survivors grouped per (station, variable).
-    observed_until = now + OBSERVED_CLOCK_SLACK
-    forecast_until = now + horizon + FORECAST_SLACK
+    # Duplicates and impossible times, in one pass; survivors grouped per (station, variable).
+    latest_now = min(now, wall_clock) if wall_clock is not None else now
+    observed_until = latest_now + OBSERVED_CLOCK_SLACK
+    forecast_until = latest_now + horizon + FORECAST_SLACK
     first_index: dict[tuple, int] = {}
     groups: defaultdict[tuple[str, str], list[int]] = defaultdict(list)
     for i, r in enumerate(readings):
@@ -94,13 +128,16 @@ def validate(
             why = "same value" if same else f"value differs from the kept {kept:g}"
             reject(r, "duplicate", f"duplicate in batch ({why})")
             continue
-        if r.kind == _OBSERVED:
-            if r.time > observed_until:
-                reject(r, "future", "observed time is in the future")
+        # The common case in two comparisons; the full reasons only for readings that fail.
+        if (
+            (r.time > observed_until if r.kind == _OBSERVED else r.time > forecast_until)
+            or r.issued_at > observed_until
+            or r.time < EARLIEST
+        ):
+            problem = time_problem(r, now=now, horizon=horizon, wall_clock=wall_clock)
+            if problem is not None:
+                reject(r, *problem)
                 continue
-        elif r.time > forecast_until:
-            reject(r, "future", "beyond the forecast horizon")
-            continue
         groups[r.station, r.variable].append(i)
 
     flags: list[str | None] = [r.flag for r in readings]

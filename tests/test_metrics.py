@@ -188,7 +188,8 @@ def test_status_json_for_scripts(fw_app, project):
     doc = json.loads(result.output)
     assert set(doc) == {
         "at", "last_cycle", "stations", "flooded", "expected", "sources", "blind_segments",
-        "outbox_pending", "outbox_pending_alerts", "outbox_oldest_pending_at",
+        "outbox_pending", "outbox_pending_alerts", "outbox_oldest_pending_at", "stale_inputs",
+        "unknown_segments",
     }  # fmt: skip
     with fw_app.store.engine.connect() as conn:
         last_at = conn.execute(select(func.max(CycleRow.at))).scalar()

@@ -10,6 +10,8 @@ from click.testing import CliRunner
 
 from floodwatch.cli import main
 from floodwatch.health import DEGRADED, FAILING, OK, STALE, Health, blind_inputs, status
+from floodwatch.known import blind_segments
+from floodwatch.polling import health_view
 from floodwatch.service import App, ConsoleNotifier, poll_once
 from tests.fakeserver import Reply
 
@@ -105,7 +107,7 @@ def test_polls_store_rain_count_rejections_and_go_stale_then_recover(online, fak
         alarm = "\n".join(printed)
         assert "MẤT TÍN HIỆU — nguồn dữ liệu «rain»" in alarm
         assert "→ operators [no_data]" in alarm
-        blind = app.pipeline.blind_segments()
+        blind = blind_segments(app.geodata.segments, health_view(app, later).blind)
         assert len(blind) == len(app.geodata.segments)  # every road needs rain
         poll_once(app, later + timedelta(hours=1))  # still down: no second alarm
         notifier.drain()
@@ -119,7 +121,8 @@ def test_polls_store_rain_count_rejections_and_go_stale_then_recover(online, fak
         poll_once(app, later + timedelta(hours=2))
         notifier.drain()
         assert "CÓ TÍN HIỆU TRỞ LẠI — nguồn dữ liệu «rain»" in "\n".join(printed)
-        assert app.pipeline.blind_segments() == []
+        back = later + timedelta(hours=2)
+        assert blind_segments(app.geodata.segments, health_view(app, back).blind) == []
     finally:
         app.close()
 

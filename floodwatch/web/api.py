@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, PlainSerializer, WithJsonSchema
 from floodwatch.cap import cap_alerts, cap_atom
 from floodwatch.events import OBSERVED
 from floodwatch.pipeline import utcnow
+from floodwatch.polling import health_view
 from floodwatch.store import EventFilter
 from floodwatch.web import queries
 from floodwatch.web.context import (
@@ -149,7 +150,10 @@ class SegmentDetail(SegmentOut):
 
 
 class StationOut(_Out):
-    """A station with its level now (observed or predicted) against BĐ I/II/III."""
+    """A station with its level now (observed or predicted) against BĐ I/II/III.
+
+    A level or rain total nobody knows is `null`, never 0 (no data).
+    """
 
     id: str
     name: str
@@ -163,6 +167,8 @@ class StationOut(_Out):
     alarm: int
     blind: bool
     rain_24h_mm: float | None
+    rain_24h_hours_with_data: float | None
+    rain_blind: bool
 
 
 class ReadingOut(_Out):
@@ -203,6 +209,16 @@ class CycleOut(_Out):
     blind: int
 
 
+class StaleInputOut(_Out):
+    """A station's variable a source has stopped delivering (mất tín hiệu)."""
+
+    source: str
+    station: str
+    variable: str
+    newest_at: Time | None
+    stale_since: Time | None
+
+
 class StatusOut(_Out):
     """The service now."""
 
@@ -213,6 +229,8 @@ class StatusOut(_Out):
     flooded: int
     expected: int
     blind_segments: list[str]
+    unknown_segments: list[str]
+    stale_inputs: list[StaleInputOut]
 
 
 def _segment(segment) -> dict:
@@ -306,9 +324,9 @@ def get_segment(segment_id: str, ctx: WebContext = Depends(reader)):
 def list_stations(request: Request, ctx: WebContext = Depends(reader)):
     """Every station with its level now against BĐ I/II/III (`?at=` to look back)."""
     now = now_param(request, ctx)
-    source_rows(ctx, now)  # brings the blind inputs up to date
+    situation = ctx.app.pipeline.situation(now, health_view(ctx.app, now))
     out = []
-    for row in station_rows(ctx, now):
+    for row in station_rows(ctx, situation):
         station = ctx.app.geodata.stations[row["id"]]
         out.append(
             {
@@ -317,6 +335,8 @@ def list_stations(request: Request, ctx: WebContext = Depends(reader)):
                 "alarm_m": list(station.alarm_m), "level_m": row["level_m"],
                 "level_observed": row["observed"], "alarm": row["alarm"],
                 "blind": row["blind"], "rain_24h_mm": row["rain_24h_mm"],
+                "rain_24h_hours_with_data": row["rain_hours"] if row["measures_rain"] else None,
+                "rain_blind": row["rain_blind"],
             }
         )  # fmt: skip
     return out
@@ -347,9 +367,11 @@ def list_readings(
 def get_status(ctx: WebContext = Depends(reader)):
     """Last cycle, table counts, source health, flooded and expected roads."""
     now = utcnow()
-    sources = source_rows(ctx, now)
+    health = health_view(ctx.app, now)
+    sources = source_rows(ctx, health)
     cycle = queries.last_cycle(ctx.app.store.engine)
     open_events = ctx.app.store.open_events()
+    situation = ctx.app.pipeline.situation(now, health)
     return {
         "now": now,
         "last_cycle": None if cycle is None else {
@@ -359,7 +381,14 @@ def get_status(ctx: WebContext = Depends(reader)):
         "sources": [{k: s[k] for k in SourceOut.model_fields} for s in sources],
         "flooded": sum(1 for e in open_events if e.kind == OBSERVED),
         "expected": sum(1 for e in open_events if e.kind != OBSERVED),
-        "blind_segments": [s.id for s in ctx.app.pipeline.blind_segments()],
+        "blind_segments": [s.id for s in ctx.app.pipeline.blind_segments(health)],
+        "unknown_segments": [u.segment.id for u in situation.unknown],
+        "stale_inputs": [
+            {"source": i.health.source, "station": i.health.station,
+             "variable": i.health.variable, "newest_at": i.health.newest_at,
+             "stale_since": i.health.stale_since}
+            for i in health.stale_inputs()
+        ],
     }  # fmt: skip
 
 

@@ -46,7 +46,12 @@ DELIVERY_VI = {
     "failed": "gửi lỗi",
     "muted": "tạm tắt",
 }
-SOURCE_STATUS_VI = {"ok": "bình thường", "stale": "mất dữ liệu", "failing": "đang lỗi"}
+SOURCE_STATUS_VI = {
+    "ok": "bình thường",
+    "degraded": "chập chờn",
+    "stale": "mất tín hiệu",
+    "failing": "đang lỗi",
+}
 
 
 class NeedLogin(Exception):

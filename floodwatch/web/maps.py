@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 
-from floodwatch.events import OBSERVED, EventState
+from floodwatch.events import OBSERVED
 from floodwatch.geo import Geodata, project_utm
 
 WIDTH = 1000.0
@@ -25,7 +25,7 @@ class MapPath:
     segment_id: str
     name: str
     d: str  # SVG path data
-    css: str  # seg lvl-2 / seg fc lvl-1 / seg blind / seg dry
+    css: str  # seg lvl-2 / seg fc lvl-1 / seg nodata (blind) / seg dry
     title: str
 
 
@@ -89,30 +89,44 @@ def basemap(geodata: Geodata) -> Basemap:
     return Basemap(round(WIDTH, 1), round(height, 1), paths, scale, (min_x, max_y))
 
 
-def segment_class(observed: EventState | None, forecast: EventState | None, blind: bool) -> str:
-    """The CSS classes of a segment: its current level, a forecast outline, blind or dry."""
-    if observed is not None:
-        return f"seg lvl-{max(observed.level, 0)}"
-    if blind:
-        return "seg blind"
-    if forecast is not None:
-        return f"seg fc lvl-{max(forecast.max_level, 1)}"
+def segment_class(
+    observed_level: int | None, forecast_level: int | None, unknown: bool, blind: bool
+) -> str:
+    """The CSS classes of a segment: its level, a forecast outline, no data, or dry.
+
+    Water seen on the road wins; then a forecast; a road without usable data is
+    "nodata" (never drawn as dry), "blind" besides when its sources went quiet.
+    """
+    if observed_level is not None:
+        return f"seg lvl-{max(observed_level, 0)}"
+    if forecast_level is not None:
+        return f"seg fc lvl-{max(forecast_level, 1)}"
+    if unknown or blind:
+        return "seg nodata blind" if blind else "seg nodata"
     return "seg dry"
 
 
 def segment_paths(
-    base: Basemap, geodata: Geodata, open_events: list[EventState], blind_ids: set[str]
+    base: Basemap,
+    geodata: Geodata,
+    open_events: list[dict],
+    unknown_ids: set[str],
+    blind_ids: set[str],
 ) -> list[MapPath]:
-    """One path per segment, coloured by its open events."""
-    observed = {e.segment_id: e for e in open_events if e.kind == OBSERVED}
-    forecast = {e.segment_id: e for e in open_events if e.kind != OBSERVED}
+    """One path per segment, coloured by the events open at the map's time (event dicts)."""
+    observed = {e["segment_id"]: e["level"] for e in open_events if e["kind"] == OBSERVED}
+    forecast = {e["segment_id"]: e["max_level"] for e in open_events if e["kind"] != OBSERVED}
     paths = []
     for segment in geodata.segments:
         d = base.paths.get(segment.id)
         if not d:
             continue
         css = segment_class(
-            observed.get(segment.id), forecast.get(segment.id), segment.id in blind_ids
+            observed.get(segment.id),
+            forecast.get(segment.id),
+            segment.id in unknown_ids,
+            segment.id in blind_ids,
         )
-        paths.append(MapPath(segment.id, segment.name, d, css, segment.name))
+        title = segment.name + (" — không có dữ liệu" if "nodata" in css else "")
+        paths.append(MapPath(segment.id, segment.name, d, css, title))
     return paths

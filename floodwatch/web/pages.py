@@ -7,7 +7,7 @@ import io
 import math
 import re
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
@@ -15,8 +15,9 @@ from fastapi.responses import Response, StreamingResponse
 from floodwatch.charts import station_hydrograph
 from floodwatch.events import OBSERVED
 from floodwatch.exports import EVENT_HEADERS, TIME_FMT, event_values
-from floodwatch.pipeline import utcnow
-from floodwatch.polling import source_statuses, update_blind
+from floodwatch.health import HealthView
+from floodwatch.pipeline import Situation, utcnow
+from floodwatch.polling import health_view
 from floodwatch.store import EventFilter
 from floodwatch.text import CAUSE_VI, KIND_VI, STATUS_VI
 from floodwatch.web import queries
@@ -39,10 +40,8 @@ router = APIRouter(include_in_schema=False)
 _URL_QUERY = re.compile(r"\?\S*")
 
 
-def source_rows(ctx: WebContext, now: datetime) -> list[dict]:
+def source_rows(ctx: WebContext, health: HealthView) -> list[dict]:
     """Source health for the table (errors without URL query strings: they may hold keys)."""
-    statuses = source_statuses(ctx.app, now)
-    update_blind(ctx.app, statuses)
     states = ctx.app.store.source_states()
     rows = []
     for source in ctx.app.sources:
@@ -50,7 +49,7 @@ def source_rows(ctx: WebContext, now: datetime) -> list[dict]:
         rows.append(
             {
                 "name": source.name,
-                "status": statuses.get(source.name, "never"),
+                "status": health.statuses.get(source.name, "never"),
                 "last_success_at": state.last_success_at if state else None,
                 "newest_at": state.newest_at if state else None,
                 "failures": state.consecutive_failures if state else 0,
@@ -60,12 +59,33 @@ def source_rows(ctx: WebContext, now: datetime) -> list[dict]:
     return rows
 
 
-def station_rows(ctx: WebContext, now: datetime) -> list[dict]:
-    """Each station's level at `now` against BĐ I/II/III, and its latest observation."""
-    latest = queries.latest_levels(ctx.app.store.engine)
-    blind = ctx.app.pipeline.blind_inputs
+def stale_rows(ctx: WebContext, health: HealthView) -> list[dict]:
+    """The inputs that have gone quiet ("mất tín hiệu"): station, since when, its roads."""
+    stations = ctx.app.geodata.stations
     rows = []
-    for st in ctx.app.pipeline.station_states(now):
+    for item in health.stale_inputs():
+        station, variable = item.pair
+        key = "tide_station" if variable == "water_level" else "rain_station"
+        roads = [s for s in ctx.app.geodata.segments if getattr(s, key) == station]
+        rows.append(
+            {
+                "source": item.health.source,
+                "station": stations[station].name if station in stations else station,
+                "variable": variable,
+                "newest_at": item.health.newest_at,
+                "roads": roads,
+                "blind": item.pair in health.blind,
+            }
+        )
+    return rows
+
+
+def station_rows(ctx: WebContext, situation: Situation) -> list[dict]:
+    """Each station's level at the situation's time against BĐ I/II/III, and its latest
+    observation known by then."""
+    latest = queries.latest_levels(ctx.app.store.engine, situation.at)
+    rows = []
+    for st in situation.stations:
         station = ctx.app.geodata.stations[st.station]
         rows.append(
             {
@@ -73,12 +93,17 @@ def station_rows(ctx: WebContext, now: datetime) -> list[dict]:
                 "name": station.name,
                 "river": station.river,
                 "alarm_m": station.alarm_m,
+                "measures_level": st.measures_level,
+                "measures_rain": st.measures_rain,
                 "level_m": st.level_m,
                 "observed": st.level_observed,
                 "alarm": st.alarm,
-                "blind": (st.station, "water_level") in blind,
+                "blind": st.level_blind,
+                "rain_blind": st.rain_blind,
                 "latest": latest.get(st.station),
                 "rain_24h_mm": st.rain_24h_mm,
+                "rain_hours": st.rain_hours,
+                "rain_complete": st.rain_complete,
                 "lon": station.lon,
                 "lat": station.lat,
             }
@@ -88,40 +113,53 @@ def station_rows(ctx: WebContext, now: datetime) -> list[dict]:
 
 @router.get("/")
 def now_page(request: Request, ctx: WebContext = Depends(reader)):
-    """The current state: map, stations, source health."""
+    """The state at a time (now, or `?at=` to look back): map, stations, sources, silences."""
     now = now_param(request, ctx)
-    sources = source_rows(ctx, now)
-    blind_ids = {s.id for s in ctx.app.pipeline.blind_segments()}
-    open_events = ctx.app.store.open_events()
+    wall = utcnow()
+    looking_back = now < wall - timedelta(minutes=5)
+    # Source health is kept for now only; looking back, what is unknown comes from the data.
+    health = HealthView(now) if looking_back else health_view(ctx.app, now)
+    situation = ctx.app.pipeline.situation(now, health)
+    open_events = ctx.app.store.events_at(now)
+    blind = ctx.app.pipeline.blind_segments(health)
+    unknown_ids = {u.segment.id for u in situation.unknown}
     base = ctx.basemap
-    paths = segment_paths(base, ctx.app.geodata, open_events, blind_ids)
-    stations = station_rows(ctx, now)
+    paths = segment_paths(base, ctx.app.geodata, open_events, unknown_ids, {s.id for s in blind})
+    stations = station_rows(ctx, situation)
     dots = []
     for st in stations:
-        if "water_level" not in ctx.app.geodata.stations[st["id"]].measures:
+        if not st["measures_level"]:
             continue
         xy = base.point(st["lon"], st["lat"])
         if xy is not None:
             css = "st nodata" if st["level_m"] is None else f"st bd-{st['alarm']}"
             dots.append(MapDot(st["id"], st["name"], xy[0], xy[1], css))
-    flooded = [e for e in open_events if e.kind == OBSERVED]
-    expected = [e for e in open_events if e.kind != OBSERVED]
+    flooded = [e for e in open_events if e["kind"] == OBSERVED]
+    expected = [e for e in open_events if e["kind"] != OBSERVED]
     names = {s.id: s.name for s in ctx.app.geodata.segments}
+    last_cycle = ctx.app.store.last_cycle_at()
+    step = timedelta(minutes=ctx.app.settings.assessment.step_minutes)
+    cycle_stale = not looking_back and (last_cycle is None or wall - last_cycle > 2 * step)
     return render(
         request,
         "now.html",
         now=now,
+        looking_back=looking_back,
         base=base,
         paths=paths,
         dots=dots,
         stations=stations,
-        sources=sources,
+        sources=source_rows(ctx, health) if not looking_back else [],
+        stale=stale_rows(ctx, health) if not looking_back else [],
         flooded=flooded,
         expected=expected,
-        blind=ctx.app.pipeline.blind_segments(),
+        blind=blind,
+        unknown=situation.unknown,
         names=names,
-        silences=ctx.app.store.silences(now),
-        last_cycle=ctx.app.store.last_cycle_at(),
+        silences=ctx.app.store.silences(now, active_only=looking_back),
+        last_cycle=last_cycle,
+        cycle_stale=cycle_stale,
+        level_names=ctx.app.settings.levels.names,
     )
 
 

@@ -122,14 +122,16 @@ def readings(
         return list(conn.execute(query))
 
 
-def latest_levels(engine: Engine) -> dict[str, tuple[datetime, float, str]]:
-    """Latest observed water level per station: (time, value m, kind)."""
-    newest = (
-        select(ReadingRow.station, func.max(ReadingRow.time).label("time"))
-        .where(ReadingRow.variable == "water_level", ReadingRow.kind == "observed")
-        .group_by(ReadingRow.station)
-        .subquery()
+def latest_levels(
+    engine: Engine, until: datetime | None = None
+) -> dict[str, tuple[datetime, float, str]]:
+    """Latest observed water level per station known by `until`: (time, value m, kind)."""
+    newest = select(ReadingRow.station, func.max(ReadingRow.time).label("time")).where(
+        ReadingRow.variable == "water_level", ReadingRow.kind == "observed"
     )
+    if until is not None:
+        newest = newest.where(ReadingRow.time <= until)
+    newest = newest.group_by(ReadingRow.station).subquery()
     query = (
         select(ReadingRow.station, ReadingRow.time, ReadingRow.value, ReadingRow.kind)
         .join(newest, (ReadingRow.station == newest.c.station) & (ReadingRow.time == newest.c.time))
