@@ -9,20 +9,27 @@ then default.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import tomllib
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
-from floodwatch.errors import ConfigError
+from floodwatch.errors import ConfigError, not_utf8
 from floodwatch.source_settings import (
+    BOOL_FOR_NUMBER,
+    MAX_DEPTH_M,
+    MAX_TIMEOUT_S,
     SOURCE_TYPES,
     HttpSettings,
     SourceSettings,
+    StrictBase,
     ValidationSettings,
 )
 
@@ -30,8 +37,36 @@ DEFAULT_CONFIG = Path("config/floodwatch.toml")
 DEFAULT_DATABASE_URL = "sqlite:///var/floodwatch.db"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+# Upper bounds shared by the settings (and documented in docs/configuration.md).
+WEEK_MINUTES = 7 * 24 * 60
+DAY_MINUTES = 24 * 60
+# Telegram ids have at most 52 significant bits (Bot API docs); topics are 32-bit.
+MAX_TELEGRAM_ID = 2**53 - 1
+MAX_THREAD_ID = 2**31 - 1
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+TelegramId = Annotated[int, Field(ge=-MAX_TELEGRAM_ID, le=MAX_TELEGRAM_ID)]
+TelegramUserId = Annotated[int, Field(ge=1, le=MAX_TELEGRAM_ID)]
+ThreadId = Annotated[int, Field(ge=1, le=MAX_THREAD_ID)]
+
+
+def _short(value: object, limit: int = 60) -> str:
+    """`repr` of a value, cut to `limit` characters so one hostile value stays one short line."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
+def _plain_text(value: str) -> str:
+    """A name or id without control characters (PostgreSQL refuses NUL; logs break on others)."""
+    if _CONTROL.search(value):
+        raise ValueError("must not contain control characters")
+    return value
+
+
+PlainText = Annotated[str, Field(min_length=1), AfterValidator(_plain_text)]
+
+
+_Strict = StrictBase  # unknown keys, NaN, inf and true/false for a number are refused
 
 
 class StorageSettings(_Strict):
@@ -39,7 +74,7 @@ class StorageSettings(_Strict):
 
     database_url: str = DEFAULT_DATABASE_URL
     # Readings older than this are deleted daily (events are kept for good).
-    keep_readings_days: int = Field(400, ge=1)
+    keep_readings_days: int = Field(400, ge=1, le=3650)
 
 
 class GeodataSettings(_Strict):
@@ -56,21 +91,23 @@ class AssessmentSettings(_Strict):
     horizon_hours: int = Field(72, ge=1, le=240)
     lookback_hours: int = Field(12, ge=1, le=72)
     # An observed level older than this no longer counts as "now".
-    observed_max_age_minutes: int = Field(90, ge=5)
-    default_drain_mm_h: float = Field(30.0, gt=0)
+    observed_max_age_minutes: int = Field(90, ge=5, le=DAY_MINUTES)
+    default_drain_mm_h: float = Field(30.0, gt=0, le=1000)
     # Share of drainage capacity left while the river stands above the outfall.
     blocked_outfall_factor: float = Field(0.25, ge=0, le=1)
     # Ponded depth = stored excess rain x this factor (streets collect runoff
     # from a catchment larger than the carriageway).
-    runoff_concentration: float = Field(4.0, gt=0)
+    runoff_concentration: float = Field(4.0, gt=0, le=100)
     # Both parts at least this deep make the cause "compound".
-    compound_min_m: float = Field(0.02, ge=0)
+    compound_min_m: float = Field(0.02, ge=0, le=1)
 
 
 class LevelSettings(_Strict):
     """Depth thresholds (m) and their Vietnamese names, shallowest first."""
 
-    thresholds_m: list[float] = [0.10, 0.30, 0.50]
+    thresholds_m: list[Annotated[float, Field(gt=0, le=MAX_DEPTH_M)]] = Field(
+        [0.10, 0.30, 0.50], min_length=1, max_length=10
+    )
     names: list[str] = [
         "Ngập nhẹ: xe máy đi chậm được",
         "Ngập nửa bánh xe máy: hạn chế đi lại",
@@ -82,7 +119,7 @@ class LevelSettings(_Strict):
     @model_validator(mode="after")
     def _consistent(self) -> LevelSettings:
         t = self.thresholds_m
-        if not t or any(b <= a for a, b in zip(t, t[1:], strict=False)) or t[0] <= 0:
+        if any(b <= a for a, b in zip(t, t[1:], strict=False)):
             raise ValueError("thresholds_m must be positive and strictly increasing")
         if len(self.names) != len(t):
             raise ValueError(f"names has {len(self.names)} entries for {len(t)} thresholds")
@@ -95,15 +132,18 @@ class EventSettings(_Strict):
     """Hysteresis in time, and when a forecast has moved enough to update."""
 
     # An observed event closes after the road has stayed below level 1 this long.
-    close_after_minutes: int = Field(60, ge=0)
-    forecast_shift_minutes: int = Field(60, ge=1)
-    forecast_shift_depth_m: float = Field(0.05, gt=0)
+    close_after_minutes: int = Field(60, ge=0, le=WEEK_MINUTES)
+    forecast_shift_minutes: int = Field(60, ge=1, le=DAY_MINUTES)
+    forecast_shift_depth_m: float = Field(0.05, gt=0, le=MAX_DEPTH_M)
 
 
 class RainSettings(_Strict):
     """Lower bounds (mm per 24 h) of the rain categories in the bulletins."""
 
-    categories_mm_24h: list[float] = [16.0, 51.0, 100.01]
+    # The wettest 24 h on record anywhere is about 1,825 mm.
+    categories_mm_24h: list[Annotated[float, Field(ge=0, le=2000)]] = Field(
+        [16.0, 51.0, 100.01], max_length=10
+    )
     names: list[str] = ["Mưa vừa", "Mưa to", "Mưa rất to"]
 
     @model_validator(mode="after")
@@ -119,15 +159,15 @@ class RainSettings(_Strict):
 class UnitSettings(_Strict):
     """A unit responsible for roads, and where its alerts go."""
 
-    id: str = Field(min_length=1)
-    name: str = Field(min_length=1)
+    id: PlainText
+    name: PlainText
     # Telegram chat ids (groups are negative) that receive this unit's alerts.
-    telegram_chats: list[int] = []
+    telegram_chats: list[TelegramId] = []
     # Forum topic (message thread) inside those chats, if the group uses topics.
-    thread_id: int | None = None
+    thread_id: ThreadId | None = None
     # Unacknowledged onset / level-up alerts go here after the delay: a unit id or "operators".
     escalate_to: str | None = None
-    escalate_after_minutes: int = Field(30, ge=1)
+    escalate_after_minutes: int = Field(30, ge=1, le=WEEK_MINUTES)
 
 
 class CapSettings(_Strict):
@@ -153,19 +193,19 @@ class TelegramSettings(_Strict):
 
     base_url: str = "https://api.telegram.org/bot"
     # Operators' chats receive every alert and the source-health alarms.
-    operators_chats: list[int] = []
-    operators_thread_id: int | None = None
+    operators_chats: list[TelegramId] = []
+    operators_thread_id: ThreadId | None = None
     # Users allowed to use bot commands, besides members of configured chats.
-    allowed_users: list[int] = []
+    allowed_users: list[TelegramUserId] = []
     hydrographs: bool = True
-    timeout_s: float = Field(15.0, gt=0)
+    timeout_s: float = Field(15.0, gt=0, le=MAX_TIMEOUT_S)
 
 
 class AlertSettings(_Strict):
     """When alerts repeat, and the daily bulletin."""
 
     # A reminder for each road still flooded, this long after its last alert.
-    repeat_interval_minutes: int = Field(180, ge=10)
+    repeat_interval_minutes: int = Field(180, ge=10, le=WEEK_MINUTES)
     # Local time (HH:MM) of the daily bulletin; empty to turn it off.
     daily_bulletin_at: str = "06:00"
 
@@ -205,8 +245,8 @@ class Settings(_Strict):
     def _known_zone(cls, value: str) -> str:
         try:
             ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"unknown time zone {value!r}") from None
+        except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a 10,000-character name
+            raise ValueError(f"unknown time zone {_short(value)}") from None
         return value
 
     @field_validator("units")
@@ -258,7 +298,15 @@ def _location(loc: tuple) -> str:
             continue
         else:
             parts.append(str(item))
-    return ".".join(parts) or "(top level)"
+    dotted = ".".join(parts) or "(top level)"
+    return dotted if len(dotted) <= 200 else f"{dotted[:199]}…"
+
+
+def _full_loc(err: dict) -> tuple:
+    """The error's location, with the key a table-level check named (`true` for a number)."""
+    if err["type"] == BOOL_FOR_NUMBER:
+        return (*err["loc"], err["ctx"]["key"])
+    return err["loc"]
 
 
 def _message(err: dict) -> str:
@@ -270,7 +318,9 @@ def _message(err: dict) -> str:
         return "required key is missing"
     if kind == "union_tag_invalid":
         known = ", ".join(SOURCE_TYPES)
-        return f"unknown source type {err['input'].get('type')!r} (known: {known})"
+        return f"unknown source type {_short(err['input'].get('type'))} (known: {known})"
+    if kind == "int_parsing_size":  # e.g. 1e26 for a whole number of minutes
+        return "number too large for a whole number"
     if kind == "union_tag_not_found":
         return f"source needs a `type` (known: {', '.join(SOURCE_TYPES)})"
     msg = err["msg"]
@@ -282,7 +332,7 @@ def parse_settings(data: dict, origin: str = "<config>", path: Path | None = Non
     try:
         settings = Settings.model_validate({**data, "config_path": path})
     except ValidationError as exc:
-        problems = [f"{origin}: {_location(e['loc'])}: {_message(e)}" for e in exc.errors()]
+        problems = [f"{origin}: {_location(_full_loc(e))}: {_message(e)}" for e in exc.errors()]
         raise ConfigError(problems) from None
     return settings
 
@@ -292,15 +342,21 @@ def load_settings(path: Path | str | None = None, env: dict[str, str] | None = N
     env = os.environ if env is None else env
     path = Path(path or env.get("FLOODWATCH_CONFIG") or DEFAULT_CONFIG)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_text(encoding="utf-8-sig")  # a BOM (Windows Notepad) is harmless
     except FileNotFoundError:
         raise ConfigError([f"{path}: config file not found"]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError([f"{path}: cannot read config file ({exc})"]) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError([not_utf8(path, exc, "config file")]) from None
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read config file ({exc.strerror or exc})"]) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    except RecursionError:
+        raise ConfigError([f"{path}: not valid TOML: nested too deeply"]) from None
+    except ValueError:  # Python refuses to read an integer of more than 4300 digits
+        raise ConfigError([f"{path}: not valid TOML: a number has more than 4300 digits"]) from None
     settings = parse_settings(data, str(path), path.resolve())
     if url := env.get("FLOODWATCH_DATABASE_URL"):
         settings = settings.model_copy(
@@ -310,7 +366,7 @@ def load_settings(path: Path | str | None = None, env: dict[str, str] | None = N
 
 
 def check_paths(settings: Settings) -> list[str]:
-    """Problems with files the settings point at (geodata, tide tables)."""
+    """Problems with files the settings point at (geodata, tide tables, the database)."""
     origin = str(settings.config_path or "<config>")
     problems = []
     for key in ("segments", "stations"):
@@ -324,4 +380,100 @@ def check_paths(settings: Settings) -> list[str]:
                 problems.append(
                     f"{origin}: sources.{name}.constituents: folder not found: {folder}"
                 )
+    problems += [f"{origin}: {problem}" for problem in check_storage(settings)]
+    return problems
+
+
+# File systems that hold no files of ours: creating a folder or file there fails
+# even for root (for whom os.access says yes to everything).
+_VIRTUAL_FS = {
+    "proc", "sysfs", "cgroup", "cgroup2", "devpts", "debugfs", "tracefs", "securityfs",
+    "pstore", "bpf", "configfs", "fusectl", "mqueue", "efivarfs", "binfmt_misc", "autofs",
+}  # fmt: skip
+
+
+def _filesystem_type(path: Path) -> str | None:
+    """The type of the file system holding an existing path (Linux), or None if unknown."""
+    try:
+        lines = Path("/proc/self/mountinfo").read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    target = os.path.realpath(path)
+    best, kind = "", None
+    for line in lines:
+        fields, _, rest = line.partition(" - ")
+        parts = fields.split()
+        if len(parts) < 5 or not rest:
+            continue
+        # Mount points escape spaces and other bytes as \ooo octal.
+        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), parts[4])
+        inside = target == point or target.startswith(point.rstrip("/") + "/")
+        if inside and len(point) >= len(best):
+            best, kind = point, rest.split()[0]
+    return kind
+
+
+def _sqlite_file_problem(database: str) -> str | None:
+    """Why `run` could not create or open this SQLite file, or None; creates nothing."""
+    target = Path(database)
+    if target.exists():
+        if target.is_dir():
+            return f"{target} is a folder, not a database file"
+        if not target.is_file():
+            return f"{target} is not a regular file"
+        if not os.access(target, os.R_OK | os.W_OK):
+            return f"{target} cannot be written (permissions)"
+    # SQLite writes its -wal and -shm files beside the database: the folder must be writable.
+    folder = target.parent
+    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
+    if existing is None:
+        return f"cannot create {folder}"
+    if not existing.is_dir():
+        return f"cannot create the folder {folder}: {existing} is a file"
+    kind = _filesystem_type(existing)
+    if kind in _VIRTUAL_FS:
+        return f"cannot create {target}: {existing} is on the virtual file system {kind}"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        verb = "write in" if existing == folder else "create folders in"
+        return f"cannot {verb} {existing} (permissions)"
+    return None
+
+
+def check_storage(settings: Settings) -> list[str]:
+    """Problems `run` would meet opening `[storage] database_url`, found without creating anything.
+
+    The URL must parse, its driver must import, and a SQLite file must be
+    creatable: its folder exists or can be made, on a real, writable file system.
+    """
+    url = settings.storage.database_url
+    key = "storage.database_url"
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
+        reason = "" if isinstance(exc, ArgumentError) else f" ({exc})"
+        hidden = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)  # never print a password
+        return [f"{key}: not a database URL: {_short(hidden, 80)}{reason}"]
+    shown = parsed.render_as_string(hide_password=True)
+    try:
+        dialect = parsed.get_dialect()
+        dialect.import_dbapi()
+    except NoSuchModuleError:
+        return [f"{key}: unknown database kind {parsed.drivername!r} in {shown}"]
+    except ImportError as exc:
+        return [f"{key}: no driver for {shown} ({exc}); install it or use postgresql+psycopg"]
+    if parsed.get_backend_name() != "sqlite":
+        return []
+    problems = []
+    if "timeout" in parsed.query:
+        try:
+            timeout_s = float(parsed.query["timeout"])
+        except (TypeError, ValueError):
+            timeout_s = math.nan
+        if not 0 <= timeout_s <= MAX_TIMEOUT_S:
+            problems.append(f"{key}: timeout must be 0 to {MAX_TIMEOUT_S:g} seconds: {shown}")
+    if parsed.database not in (None, "", ":memory:") and not parsed.database.startswith("file:"):
+        if "\x00" in parsed.database:
+            problems.append(f"{key}: the SQLite path contains a NUL byte")
+        elif problem := _sqlite_file_problem(parsed.database):
+            problems.append(f"{key}: {problem}")
     return problems
