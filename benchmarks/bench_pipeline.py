@@ -112,8 +112,14 @@ def tide_curve(hours: np.ndarray, phase: float, peak_m: float, window: np.ndarra
     return peak_m + 0.9 * (raw(hours) - raw(window).max())
 
 
-def cycle_readings(geodata: Geodata, history_h: int = 72, seed: int = 11) -> list[Reading]:
-    """Observed history up to AT+1h and two forecast issues covering both benchmark cycles."""
+def cycle_readings(
+    geodata: Geodata, history_h: int = 72, seed: int = 11, gauge_minutes: int = 60
+) -> list[Reading]:
+    """Observed history up to AT+1h and two forecast issues covering both benchmark cycles.
+
+    With `gauge_minutes` under 60, water-level gauges also report between the
+    hours over the last 12 h (as real gauges do every 10-30 minutes).
+    """
     rng = np.random.default_rng(seed)
     hours = np.arange(-history_h, 76)  # relative to AT; forecast reach 72 h + 1 cycle + margin
     window = np.arange(-12, 74)
@@ -131,6 +137,14 @@ def cycle_readings(geodata: Geodata, history_h: int = 72, seed: int = 11) -> lis
                 start = int(rng.integers(history_h, len(hours) - 4))
                 level[start : start + 3] = 45.0
             observed = level
+        if variable == Variable.WATER_LEVEL and gauge_minutes < 60:
+            sub = np.arange(-12 * 60, 61, gauge_minutes) / 60.0
+            sub = sub[sub % 1 != 0]  # the whole hours come below
+            phase, peak = rng.uniform(0, 12), rng.uniform(0.78, 0.92)
+            extra = tide_curve(sub, phase, peak, window) + rng.normal(0, 0.03, len(sub))
+            for h, value in zip(sub, extra, strict=True):
+                when = AT + timedelta(hours=float(h))
+                readings.append(Reading(station.id, variable, when, round(float(value), 3)))
         for h, t, fc, ob in zip(hours, times, level, observed, strict=True):
             if h <= 1:
                 readings.append(Reading(station.id, variable, t, round(float(ob), 3)))
@@ -237,13 +251,15 @@ class Phases:
         setattr(owner, name, timed)
 
 
-def bench_cycle(n_segments: int, n_stations: int, url: str | None, folder: str) -> dict:
+def bench_cycle(
+    n_segments: int, n_stations: int, url: str | None, folder: str, gauge_minutes: int = 60
+) -> dict:
     """In a fresh process: two timed cycles, then the same two under tracemalloc."""
     geodata = build_province(n_segments, n_stations)
     with fresh_database(url, Path(folder)) as db_url:
         store = Store(db_url)
         store.sync_geodata(geodata)
-        store.upsert_readings(cycle_readings(geodata), "bench")
+        store.upsert_readings(cycle_readings(geodata, gauge_minutes=gauge_minutes), "bench")
         pipe = Pipeline(make_settings(), geodata, store)
         phases = Phases()
         phases.wrap(store, "reading_arrays", "load")
@@ -331,27 +347,39 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stations", type=int, default=200)
     parser.add_argument("--readings", type=int, default=200_000, help="rows for the ingest part")
     parser.add_argument("--database-url", help="also bench this (empty) PostgreSQL database")
+    parser.add_argument(
+        "--gauge-minutes", type=int, default=60,
+        help="water-level gauges report this often (under 60: between the grid's hours too)",
+    )  # fmt: skip
+    parser.add_argument("--cycles-only", action="store_true", help="skip Open-Meteo and ingest")
     args = parser.parse_args(argv)
     sizes = [int(s) for s in args.segments.split(",") if s.strip()]
-    rows, parse_s, check_s = bench_open_meteo_parse()
-    print("\nOpen-Meteo: one reply of 200 points x 240 hours")
-    print(f"{'rows':<22}{rows:>12,}")
-    print(f"{'parse s':<22}{parse_s:>12.3f}   (json.loads + parse_forecast)")
-    print(f"{'validate s':<22}{check_s:>12.3f}")
-    print(f"{'total s':<22}{parse_s + check_s:>12.3f}   (target < 0.5)")
+    if not args.cycles_only:
+        rows, parse_s, check_s = bench_open_meteo_parse()
+        print("\nOpen-Meteo: one reply of 200 points x 240 hours")
+        print(f"{'rows':<22}{rows:>12,}")
+        print(f"{'parse s':<22}{parse_s:>12.3f}   (json.loads + parse_forecast)")
+        print(f"{'validate s':<22}{check_s:>12.3f}")
+        print(f"{'total s':<22}{parse_s + check_s:>12.3f}   (target < 0.5)")
     with tempfile.TemporaryDirectory(prefix="floodwatch-bench-") as tmp:
         folder = Path(tmp)
-        figures = bench_ingest(args, folder)
-        baseline = figures[0][1]
-        print(f"\nIngest: {args.readings:,} readings, {args.stations} stations, one transaction")
-        print(f"{'writer':<22}{'rows/s':>12}{'vs executemany':>16}")
-        for label, rate in figures:
-            print(f"{label:<22}{rate:>12,.0f}{rate / baseline:>16.2f}")
+        if not args.cycles_only:
+            figures = bench_ingest(args, folder)
+            baseline = figures[0][1]
+            print(
+                f"\nIngest: {args.readings:,} readings, {args.stations} stations, one transaction"
+            )
+            print(f"{'writer':<22}{'rows/s':>12}{'vs executemany':>16}")
+            for label, rate in figures:
+                print(f"{label:<22}{rate:>12,.0f}{rate / baseline:>16.2f}")
 
         backends = [("SQLite", None)] + (
             [("PostgreSQL", args.database_url)] * bool(args.database_url)
         )
-        print(f"\nCycle: {args.stations} stations, 72 h horizon, 60 min steps (first, then +1 h)")
+        print(
+            f"\nCycle: {args.stations} stations, 72 h horizon, 60 min steps (first, then +1 h), "
+            f"gauges every {args.gauge_minutes} min"
+        )
         head = ("backend", "segments", "cycle", "total_s", "load", "assess", "events", "write",
                 "changes", "flooded", "forecast", "traced_MB", "maxrss_MB")  # fmt: skip
         print("".join(f"{h:>10}" for h in head))
@@ -359,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, url in backends:
             for n in sizes:
                 with spawn.Pool(1) as pool:
-                    out = pool.apply(bench_cycle, (n, args.stations, url, tmp))
+                    out = pool.apply(bench_cycle, (n, args.stations, url, tmp, args.gauge_minutes))
                 for r in out["rows"]:
                     cells = [name, f"{n:,}", r["cycle"]]
                     cells += [

@@ -38,8 +38,14 @@ def _esc(text: str) -> str:
     return escape(text, quote=False)
 
 
-def _line(change: Change, geodata: Geodata, zone: ZoneInfo, level_names: Sequence[str]) -> str:
-    """One line of a message for one segment."""
+def _line(
+    change: Change,
+    geodata: Geodata,
+    zone: ZoneInfo,
+    level_names: Sequence[str],
+    at: datetime | None = None,
+) -> str:
+    """One line of a message for one segment (with its own time when not the message's)."""
     ev = change.event
     segment = geodata.segment(ev.segment_id)
     road = f"<b>{_esc(segment.name)}</b> ({_esc(segment.ward)})" if segment else _esc(ev.segment_id)
@@ -64,8 +70,14 @@ def _line(change: Change, geodata: Geodata, zone: ZoneInfo, level_names: Sequenc
             f"lúc {local_time(ev.peak_at, zone)})."
         )
     since = f", từ {local_time(ev.opened_at, zone)}" if kind == "reminder" else ""
+    # An observation between two cycles: say when it was seen.
+    seen = (
+        f" lúc {local_time(change.at, zone, with_date=False)}"
+        if at is not None and change.at != at and kind != "reminder"
+        else ""
+    )
     return (
-        f"{mark} {road}: đang ngập {centimetres(ev.depth_m)} (mức {ev.level}){since}"
+        f"{mark} {road}: đang ngập {centimetres(ev.depth_m)}{seen} (mức {ev.level}){since}"
         f"{because}.{advice}"
     )
 
@@ -95,7 +107,7 @@ def compose(
             if change.alert != current:
                 current = change.alert
                 lines.append(f"\n<b>{HEADLINE[current]}:</b>")
-            lines.append(_line(change, geodata, zone, level_names))
+            lines.append(_line(change, geodata, zone, level_names, at))
         messages.append(
             {
                 "unit": unit,

@@ -67,15 +67,24 @@ def handles_errors(func):
     return wrapper
 
 
+# Times a command may be asked about: from the start of the epoch to well past any forecast.
+EARLIEST_YEAR, LATEST_YEAR = 1970, 2200
+
+
 def parse_when(value: str | None, zone) -> datetime | None:
     """A CLI time: ISO 8601, with the display zone assumed when no offset is given."""
     if value is None:
         return None
     try:
-        when = datetime.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not an ISO 8601 date or time") from None
-    return (when if when.tzinfo else when.replace(tzinfo=zone)).astimezone(UTC)
+        when = datetime.fromisoformat(value.strip())
+        when = (when if when.tzinfo else when.replace(tzinfo=zone)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise click.BadParameter(f"{value[:40]!r} is not an ISO 8601 date or time") from None
+    if not EARLIEST_YEAR <= when.year <= LATEST_YEAR:
+        raise click.BadParameter(
+            f"{value[:40]!r} is outside {EARLIEST_YEAR}-{LATEST_YEAR}: a mistyped year?"
+        )
+    return when
 
 
 class Context:
@@ -175,6 +184,33 @@ def print_outlook(app: App, now: datetime, hours: int = 48) -> None:
             f"peak {centimetres(ev['peak_depth_m'])} at "
             f"{local_time(datetime.fromisoformat(ev['peak_at']), zone)}  ({ev['cause']})"
         )
+    print_unknown(app, now)
+
+
+def print_unknown(app: App, now: datetime) -> None:
+    """The roads whose state nobody knows, and what is missing: never left to read as dry."""
+    from floodwatch.polling import health_view
+
+    situation = app.pipeline.situation(now, health_view(app, now))
+    if not situation.unknown:
+        return
+    names = {sid: st.name for sid, st in app.geodata.stations.items()}
+    missing = sorted(
+        {
+            f"{variable} at {names[station]}"
+            for u in situation.unknown
+            for variable, station in (
+                ("water_level", u.segment.tide_station),
+                ("rainfall", u.segment.rain_station),
+            )
+            if variable in u.missing
+        }
+    )
+    click.echo(
+        f"Roads without data ({NO_DATA}): {len(situation.unknown)} of "
+        f"{len(app.geodata.segments)}; their state is unknown, not dry"
+    )
+    click.echo(f"  missing: {', '.join(missing)}")
 
 
 @main.command()
@@ -306,8 +342,14 @@ def replay_command(ctx: Context, csv_file: Path, quiet: bool) -> None:
                 "were skipped; replay drills into a fresh database (FLOODWATCH_DATABASE_URL)",
                 err=True,
             )
-        for line in done.rejected:
-            click.echo(f"rejected by validation: {line}", err=True)
+        line_of: dict[tuple, int] = {}
+        for r, line in zip(parsed.readings, parsed.lines, strict=True):
+            line_of.setdefault((r.station, r.variable, r.time, r.kind), line)
+        for rejection in done.rejected:
+            r = rejection.reading
+            line = line_of.get((r.station, r.variable, r.time, r.kind)) if r else None
+            where = f"{csv_file}: line {line}: " if line is not None else ""
+            click.echo(f"rejected: {where}{rejection.detail}", err=True)
         rejected = parsed.rejected + len(done.rejected)
         click.echo(
             f"replay: {parsed.rows} rows, {parsed.rows - rejected} accepted "

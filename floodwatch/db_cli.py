@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
@@ -12,6 +13,21 @@ def _cli():
     from floodwatch import cli
 
     return cli
+
+
+@contextlib.contextmanager
+def _opened(ctx):
+    """(settings, store) of the config, migrated; closed after, failures as StorageError."""
+    from floodwatch.config import load_settings
+    from floodwatch.store import Store, database_errors
+
+    settings = load_settings(ctx.obj.config)
+    store = Store(settings.storage.database_url)
+    try:
+        with database_errors(store.url):
+            yield settings, store
+    finally:
+        store.close()
 
 
 @click.group()
@@ -83,8 +99,8 @@ def backup(ctx, target: Path) -> None:
 @db.command()
 @click.option(
     "--days",
-    type=click.IntRange(min=1),
-    help="Keep this many days [default: storage.keep_readings_days].",
+    type=click.IntRange(min=1, max=36500),
+    help="Keep this many days, 1-36500 [default: storage.keep_readings_days].",
 )
 @click.pass_context
 def retention(ctx, days: int | None) -> None:
@@ -100,18 +116,12 @@ def retention(ctx, days: int | None) -> None:
 
     @cli.handles_errors
     def go():
-        from floodwatch.config import load_settings
         from floodwatch.maintenance import apply_retention
         from floodwatch.pipeline import utcnow
-        from floodwatch.store import Store
 
-        settings = load_settings(ctx.obj.config)
-        store = Store(settings.storage.database_url)
-        try:
+        with _opened(ctx) as (settings, store):
             keep = days if days is not None else settings.storage.keep_readings_days
             done = apply_retention(store, utcnow(), keep)
-        finally:
-            store.close()
         click.echo(
             f"removed {done.readings} readings and {done.source_runs} source runs "
             f"before {done.cutoff:%Y-%m-%d %H:%M}Z"
@@ -142,23 +152,12 @@ def future(ctx, delete_them: bool) -> None:
     def go():
         from datetime import timedelta
 
-        from floodwatch.config import load_settings
         from floodwatch.maintenance import future_rows
         from floodwatch.pipeline import utcnow
-        from floodwatch.store import Store, database_errors
 
-        settings = load_settings(ctx.obj.config)
-        store = Store(settings.storage.database_url)
-        try:
-            with database_errors(store.url):
-                found = future_rows(
-                    store,
-                    utcnow(),
-                    timedelta(hours=settings.assessment.horizon_hours),
-                    delete_them=delete_them,
-                )
-        finally:
-            store.close()
+        with _opened(ctx) as (settings, store):
+            horizon = timedelta(hours=settings.assessment.horizon_hours)
+            found = future_rows(store, utcnow(), horizon, delete_them=delete_them)
         verb = "deleted" if delete_them else "found"
         click.echo(
             f"{verb}: {found.cycles} cycles, {found.readings} readings, {found.events} events "

@@ -62,7 +62,7 @@ from floodwatch.known import (
     unknown_segments,
 )
 from floodwatch.readings import Kind, Reading, Rejection, Variable
-from floodwatch.routing import targets
+from floodwatch.routing import operator_targets, targets
 from floodwatch.series import (
     Grid,
     LatestObserved,
@@ -74,7 +74,7 @@ from floodwatch.series import (
     rain_window,
 )
 from floodwatch.store import Store, database_errors
-from floodwatch.text import centimetres, local_time
+from floodwatch.text import KIND_VI, centimetres, local_time
 from floodwatch.validate import OBSERVED_CLOCK_SLACK, Verdict, validate
 
 logger = logging.getLogger(__name__)
@@ -612,7 +612,8 @@ class Pipeline:
         return changes
 
     def _compose(self, at: datetime, changes: list[Change]) -> list[dict]:
-        """One message per unit (muted ones apart), each with its target chats."""
+        """One message per unit (muted ones apart), each with its target chats; and one
+        to the operators when roads with open events left the geodata."""
         silences = self.store.active_silences(at)
         messages = compose(
             changes,
@@ -629,6 +630,21 @@ class Pipeline:
             message["targets"] = [
                 (t.chat_id, t.thread_id) for t in targets(self.settings, message["unit"])
             ]
+        retired = [c for c in changes if c.event.close_reason == "removed"]
+        if retired:
+            names = sorted({f"{c.event.segment_id} ({KIND_VI.get(c.event.kind, c.event.kind)})"
+                            for c in retired})  # fmt: skip
+            body = (
+                "🗺️ <b>ĐOẠN ĐƯỜNG KHÔNG CÒN TRONG DỮ LIỆU ĐỊA LÝ</b>\n"
+                f"{len(names)} sự kiện ngập đang mở của các đoạn đường đã bị xoá khỏi tệp đoạn "
+                f"đường được đóng lại; các đoạn này không còn được theo dõi: {', '.join(names)}. "
+                "Nếu là nhầm lẫn, khôi phục tệp đoạn đường rồi khởi động lại dịch vụ."
+            )
+            messages.append({
+                "unit": self.settings.operators_unit, "kinds": ["segment_removed"],
+                "changes": retired, "body": body, "muted": False,
+                "targets": [(t.chat_id, t.thread_id) for t in operator_targets(self.settings)],
+            })  # fmt: skip
         return messages
 
     def _reminders(

@@ -62,3 +62,5 @@ class Rejection:
     detail: str
     station: str | None = None
     time: datetime | None = None
+    # The refused reading itself, when there was one (to find its line in a file).
+    reading: Reading | None = None

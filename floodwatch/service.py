@@ -20,7 +20,7 @@ from floodwatch.leader import Leadership
 from floodwatch.outbox import NewAlert
 from floodwatch.pipeline import CycleResult, Pipeline, utcnow
 from floodwatch.polling import poll_source, refresh_health
-from floodwatch.readings import Kind, Reading
+from floodwatch.readings import Kind, Reading, Rejection
 from floodwatch.routing import operator_targets
 from floodwatch.sdnotify import notify, watchdog_interval_s
 from floodwatch.sources import Source, build_sources
@@ -123,7 +123,7 @@ class ReplayResult:
     skipped: int = 0
     readings: int = 0
     flagged: int = 0
-    rejected: list[str] = field(default_factory=list)  # one line per value validation refused
+    rejected: list[Rejection] = field(default_factory=list)  # each value validation refused
     results: list[CycleResult] = field(default_factory=list)
 
 
@@ -155,11 +155,13 @@ def replay(
         if problem is None:
             sane.append(r)
         else:
-            out.rejected.append(f"{_describe(r)}: {problem[1]}")
+            reason, why = problem
+            out.rejected.append(Rejection(reason, f"{_describe(r)}: {why}", r.station, r.time, r))
     readings = sane
     if not readings:
         return out
-    app.pipeline.check_clock(wall, wall)
+    with database_errors(app.store.url):
+        app.pipeline.check_clock(wall, wall)
     start = min(r.time for r in readings)
     known = [
         r if r.kind is Kind.OBSERVED or r.issued else replace(r, issued=start) for r in readings
@@ -169,7 +171,7 @@ def replay(
         verdict = app.pipeline.ingest_checked(list(group), at, "replay", wall)
         out.readings += len(verdict.accepted)
         out.flagged += len(verdict.flagged)
-        out.rejected += [r.detail for r in verdict.rejected]
+        out.rejected += verdict.rejected
         result = app.pipeline.cycle(at)
         out.results.append(result)
         if result.skipped:

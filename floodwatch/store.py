@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
@@ -65,7 +66,7 @@ def redact(url: str) -> str:
     """The URL with any password hidden, for logs and messages."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
+    except (ArgumentError, ValueError):
         return "<invalid database URL>"
 
 
@@ -88,26 +89,45 @@ def _sqlite_pragmas(busy_timeout_s: float):
     return on_connect
 
 
+# A `?timeout=` beyond this is a typo, not a wish (the watchdog would fire first).
+MAX_BUSY_TIMEOUT_S = 300.0
+
+
 def make_engine(url: str) -> Engine:
-    """An engine for the URL; creates the folder of a SQLite file."""
+    """An engine for the URL; creates the folder of a SQLite file.
+
+    Raises StorageError (one line, password hidden) for a URL that does not
+    parse, a driver that is not installed, a SQLite folder that cannot be
+    created, or a busy timeout that is not 0-300 seconds.
+    """
     try:
         parsed = make_url(url)
-    except ArgumentError:
-        raise StorageError(f"storage.database_url: not a database URL: {url!r}") from None
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
+        raise StorageError(f"storage.database_url: not a database URL: {redact(url)}") from None
     busy_timeout_s = DEFAULT_BUSY_TIMEOUT_S
     if parsed.get_backend_name() == "sqlite":
         if parsed.database not in (None, "", ":memory:"):
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(parsed.database).parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StorageError(
+                    f"storage.database_url: cannot create the folder {folder} "
+                    f"({exc.strerror or type(exc).__name__})"
+                ) from None
         if "timeout" in parsed.query:
             try:
                 busy_timeout_s = float(parsed.query["timeout"])
-            except ValueError:
+            except (TypeError, ValueError):
+                busy_timeout_s = math.nan
+            if not 0 <= busy_timeout_s <= MAX_BUSY_TIMEOUT_S:  # NaN fails too
                 raise StorageError(
-                    f"storage.database_url: timeout must be seconds: {redact(url)}"
+                    f"storage.database_url: timeout must be 0-{MAX_BUSY_TIMEOUT_S:g} seconds: "
+                    f"{redact(url)}"
                 ) from None
     try:
         engine = create_engine(parsed)
-    except (NoSuchModuleError, ModuleNotFoundError) as exc:
+    except (NoSuchModuleError, ImportError) as exc:
         raise StorageError(f"storage.database_url: no driver for {redact(url)} ({exc})") from None
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas(busy_timeout_s))

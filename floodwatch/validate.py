@@ -112,7 +112,7 @@ def validate(
     rejected: list[Rejection] = []
 
     def reject(r: Reading, reason: str, why: str) -> None:
-        rejected.append(Rejection(reason, f"{_describe(r)}: {why}", r.station, r.time))
+        rejected.append(Rejection(reason, f"{_describe(r)}: {why}", r.station, r.time, r))
 
     # Duplicates and impossible times, in one pass; survivors grouped per (station, variable).
     latest_now = min(now, wall_clock) if wall_clock is not None else now

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 
-from sqlalchemy import select
+from sqlalchemy import create_engine, select
 
 from floodwatch.config import load_settings
 from floodwatch.models import AlertRow, EventChangeRow, EventRow
@@ -60,6 +60,20 @@ def log_of(config) -> tuple[list, list, list]:
     return events, changes, alerts
 
 
+def cycles_done(engine) -> int:
+    """How many cycles the database holds (0 before the schema exists)."""
+    from sqlalchemy import func
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from floodwatch.models import CycleRow
+
+    try:
+        with engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(CycleRow)).scalar_one()
+    except SQLAlchemyError:
+        return 0
+
+
 def test_sigkill_thirty_times_then_finish_equals_one_clean_run(project, tmp_path):
     config = designed(project)
     reference = config.with_name("reference.toml")  # beside it: relative paths still work
@@ -74,17 +88,25 @@ def test_sigkill_thirty_times_then_finish_equals_one_clean_run(project, tmp_path
 
     rng = random.Random(20241216)
     killed = 0
+    watcher = create_engine(url)
     while killed < KILLS:
+        before = cycles_done(watcher)
         proc = replay_process(config)
-        time.sleep(rng.uniform(0.8, 3.5))  # start-up is about a second; the replay a few more
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=10)
-            killed += 1
-        else:
+        # Kill only once this run has committed a cycle of its own, then at most a few
+        # milliseconds later: inside the work (ingest, cycle, commit), never in start-up.
+        deadline = time.monotonic() + 120
+        while proc.poll() is None and cycles_done(watcher) <= before:
+            assert time.monotonic() < deadline, "the replay made no progress in 2 minutes"
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0, 0.008))
+        if proc.poll() is not None:
             assert proc.returncode == 0, proc.stderr.read().decode()
-            # Finished before the kill: start over on a fresh database would change
-            # nothing, so count it and keep going until thirty kills have landed.
+            break  # the whole replay is in; the kills so far must not have changed it
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=10)
+        killed += 1
+    watcher.dispose()
+    assert killed == KILLS, f"the replay finished after only {killed} kills"
     final = replay_process(config)
     assert final.wait(timeout=120) == 0, final.stderr.read().decode()
 

@@ -304,7 +304,7 @@ def test_busy_timeout_defaults_to_thirty_seconds(tmp_path):
         with engine.connect() as conn:
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == expected_ms
         engine.dispose()
-    with pytest.raises(StorageError, match="timeout must be seconds"):
+    with pytest.raises(StorageError, match="timeout must be 0-300 seconds"):
         make_engine(f"sqlite:///{tmp_path / 'c.db'}?timeout=soon")
 
 

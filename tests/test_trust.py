@@ -400,8 +400,11 @@ def test_a_peak_between_grid_steps_opens_and_peaks_the_event_at_its_time(
     try:
         live_cycles(app, quarter_hours(peak_at), every_minutes=60)
         [event] = [e for e in app.store.list_events() if e["segment_id"] == "cm-thap"]
+        bodies = [a.body for a in app.store.outbox.pending_alerts()]
     finally:
         app.close()
+    # The 20:00 cycle's onset alert says when the water was seen (19:30 in Cà Mau).
+    assert any("BẮT ĐẦU NGẬP" in b and "11 cm lúc 19:30" in b for b in bodies), bodies
     # 1.06 m over a 0.95 m crest for one reading only: 11 cm, level 1, at 12:30 UTC.
     assert event["kind"] == "observed"
     assert datetime.fromisoformat(event["opened_at"]) == peak_at

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,6 +24,10 @@ from floodwatch.readings import Kind, Reading, Variable
 
 REQUIRED = ("time", "station", "variable", "value")
 OPTIONAL = ("kind", "issued")
+# A plain decimal number (ASCII digits, optional exponent), or nan/inf for a clear refusal.
+_NUMBER = re.compile(
+    r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?|[+-]?(?i:nan|inf|infinity)"
+)
 # A header longer than this is not a header (the csv module's field limit is 128 KiB).
 MAX_HEADER_CHARS = 1000
 # Magic numbers of files people drop by mistake, named in the refusal.
@@ -83,6 +88,9 @@ def _parse_row(row: dict[str, str | None]) -> Reading:
             f"unknown variable {row['variable']!r} (water_level or rainfall)"
         ) from None
     raw = row["value"].strip()
+    # float() also takes "1_0" (10) and other scripts' digits ("١" = 1): not ours.
+    if not _NUMBER.fullmatch(raw):
+        raise ValueError(f"`value` {_short(raw)!r} is not a number")
     try:
         value = float(raw)
     except ValueError:

@@ -24,7 +24,7 @@ from floodwatch.web.context import (
     reader,
     sort_params,
 )
-from floodwatch.web.pages import source_rows, station_rows
+from floodwatch.web.pages import health_at, source_rows, station_rows
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
 
@@ -244,13 +244,13 @@ def _segment(segment) -> dict:
 def list_events(
     request: Request,
     limit: int = Query(100, ge=1, le=1000),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=10**9),
     from_: str | None = Query(None, alias="from", description="yyyy-mm-dd or ISO time"),
     to: str | None = Query(None, description="yyyy-mm-dd (inclusive) or ISO time"),
     ward: str | None = None,
     unit: str | None = None,
     road: str | None = Query(None, description="part of the road name"),
-    level: int | None = Query(None, description="minimum max level"),
+    level: int | None = Query(None, ge=0, le=10, description="minimum max level"),
     cause: str | None = Query(None, description="tide, rain or compound"),
     status: str | None = Query(None, description="forecast, flooded, receding, closed"),
     ack: str | None = Query(None, description="yes or no"),
@@ -324,7 +324,7 @@ def get_segment(segment_id: str, ctx: WebContext = Depends(reader)):
 def list_stations(request: Request, ctx: WebContext = Depends(reader)):
     """Every station with its level now against BĐ I/II/III (`?at=` to look back)."""
     now = now_param(request, ctx)
-    situation = ctx.app.pipeline.situation(now, health_view(ctx.app, now))
+    situation = ctx.app.pipeline.situation(now, health_at(ctx, now)[0])
     out = []
     for row in station_rows(ctx, situation):
         station = ctx.app.geodata.stations[row["id"]]
@@ -353,8 +353,8 @@ def list_readings(
 ):
     """Stored readings, oldest first."""
     rows = queries.readings(
-        ctx.app.store.engine, station, variable, parse_day(from_, ctx.zone),
-        parse_day(to, ctx.zone, end_of_day=True), limit,
+        ctx.app.store.engine, station, variable, parse_day(from_, ctx.zone, field="from"),
+        parse_day(to, ctx.zone, end_of_day=True, field="to"), limit,
     )  # fmt: skip
     return [
         {"station": r.station, "variable": r.variable, "time": r.time, "kind": r.kind,
@@ -406,7 +406,9 @@ def cap_feed(
 ):
     """The CAP 1.2 alerts of the last `[cap] feed_days` (or since `since`) as an Atom feed."""
     settings = ctx.app.settings
-    start = parse_day(since, ctx.zone) or utcnow() - timedelta(days=settings.cap.feed_days)
+    start = parse_day(since, ctx.zone, field="since") or utcnow() - timedelta(
+        days=settings.cap.feed_days
+    )
     alerts = cap_alerts(
         ctx.app.store,
         ctx.app.geodata,

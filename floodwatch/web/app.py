@@ -20,7 +20,14 @@ from starlette.middleware.sessions import SessionMiddleware
 from floodwatch.metrics import metrics_registry
 from floodwatch.service import App
 from floodwatch.web import actions, api, pages, planning
-from floodwatch.web.context import HERE, NeedLogin, WebContext, make_templates, render
+from floodwatch.web.context import (
+    HERE,
+    BadFilter,
+    NeedLogin,
+    WebContext,
+    make_templates,
+    render,
+)
 
 logger = logging.getLogger(__name__)
 SESSION_COOKIE = "floodwatch_session"
@@ -57,6 +64,16 @@ def create_app(app: App, *, secret_key: str, open_reads: bool = True) -> FastAPI
         max_age=SESSION_MAX_AGE_S,
         same_site="lax",
     )
+
+    @web.middleware("http")
+    async def refuse_nul(request: Request, call_next):
+        """A NUL byte in the address is never a road or a station (PostgreSQL refuses it)."""
+        if "%00" in request.url.query or "\x00" in request.url.path:
+            if _wants_json(request):
+                return JSONResponse({"detail": "NUL byte in the request"}, status_code=400)
+            return Response("Yêu cầu không hợp lệ.", status_code=400, media_type="text/plain")
+        return await call_next(request)
+
     web.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     web.include_router(pages.router)
     web.include_router(actions.router)
@@ -90,6 +107,14 @@ def create_app(app: App, *, secret_key: str, open_reads: bool = True) -> FastAPI
         if request.method != "GET":  # back to the page the form was on
             target = urlsplit(request.headers.get("referer", "")).path or "/"
         return RedirectResponse("/login?" + urlencode({"next": target}), status_code=303)
+
+    @web.exception_handler(BadFilter)
+    def bad_filter(request: Request, exc: BadFilter):
+        if _wants_json(request):
+            detail = [{"loc": ["query", exc.field], "msg": str(exc), "input": exc.value[:100]}]
+            return JSONResponse({"detail": detail}, status_code=422)
+        return render(request, "error.html", status_code=400, status=400,
+                      message=f"Bộ lọc «{exc.field}» không hợp lệ: {exc.message_vi}.")  # fmt: skip
 
     @web.exception_handler(StarletteHTTPException)
     def http_error(request: Request, exc: StarletteHTTPException):

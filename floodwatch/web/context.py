@@ -58,6 +58,15 @@ class NeedLogin(Exception):
     """Raised by routes that need an operator; answered by a redirect (or 401 on the API)."""
 
 
+class BadFilter(Exception):
+    """A query parameter that cannot be used: a 400 page in Vietnamese, or a 422 on the API
+    naming the parameter (never silently ignored)."""
+
+    def __init__(self, field: str, value: str, message_vi: str, message: str):
+        super().__init__(message)
+        self.field, self.value, self.message_vi = field, value, message_vi
+
+
 @dataclass
 class WebContext:
     """The application behind the web, and things computed once."""
@@ -175,44 +184,88 @@ FILTER_KEYS = ("from", "to", "ward", "unit", "road", "level", "cause", "status",
                "false_alarm")  # fmt: skip
 
 
-def parse_day(value: str | None, zone, end_of_day: bool = False) -> datetime | None:
-    """`yyyy-mm-dd` (a local day) or an ISO time; None when empty or unreadable."""
+# Times the web may be asked about (as on the command line).
+EARLIEST_YEAR, LATEST_YEAR = 1970, 2200
+
+
+def parse_day(
+    value: str | None, zone, end_of_day: bool = False, field: str = "from"
+) -> datetime | None:
+    """`yyyy-mm-dd` (a local day) or an ISO time; None when empty; BadFilter when unreadable."""
     if not value:
         return None
     try:
         if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
             day = date.fromisoformat(value)
+            when = datetime.combine(day, time(), zone)
             if end_of_day:
-                return datetime.combine(day + timedelta(days=1), time(), zone) - timedelta(
+                when = datetime.combine(day + timedelta(days=1), time(), zone) - timedelta(
                     microseconds=1
                 )
-            return datetime.combine(day, time(), zone)
-        when = datetime.fromisoformat(value)
-    except ValueError:
+        else:
+            when = datetime.fromisoformat(value)
+        when = (when if when.tzinfo else when.replace(tzinfo=zone)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise BadFilter(
+            field,
+            value,
+            f"«{value[:40]}» không phải là ngày (yyyy-mm-dd) hoặc thời điểm hợp lệ",
+            "not a date (yyyy-mm-dd) or an ISO 8601 time",
+        ) from None
+    if not EARLIEST_YEAR <= when.year <= LATEST_YEAR:
+        raise BadFilter(
+            field,
+            value,
+            f"năm {when.year} nằm ngoài {EARLIEST_YEAR}–{LATEST_YEAR}",
+            f"year outside {EARLIEST_YEAR}-{LATEST_YEAR}",
+        )
+    return when
+
+
+def yes_no(value: str | None, field: str = "ack") -> bool | None:
+    """`yes` → True, `no` → False, empty → None; BadFilter otherwise."""
+    if not value:
         return None
-    return (when if when.tzinfo else when.replace(tzinfo=zone)).astimezone(UTC)
+    found = {"yes": True, "no": False}.get(value.lower())
+    if found is None:
+        raise BadFilter(field, value, "chỉ nhận «yes» hoặc «no»", "must be yes or no")
+    return found
 
 
-def yes_no(value: str | None) -> bool | None:
-    """`yes` → True, `no` → False, anything else → None."""
-    return {"yes": True, "no": False}.get((value or "").lower())
+def _choice(params: dict[str, str], field: str, allowed) -> str | None:
+    """One of `allowed`, or None when empty; BadFilter otherwise."""
+    value = params.get(field) or None
+    if value is not None and value not in allowed:
+        names = ", ".join(sorted(allowed))
+        raise BadFilter(field, value, f"chỉ nhận một trong: {names}", f"must be one of {names}")
+    return value
+
+
+def _text(params: dict[str, str], field: str, limit: int = 200) -> str | None:
+    """Free text, stripped; BadFilter when too long."""
+    value = (params.get(field) or "").strip() or None
+    if value is not None and len(value) > limit:
+        raise BadFilter(field, value, f"dài quá {limit} ký tự", f"longer than {limit} characters")
+    return value
 
 
 def log_filter(params: dict[str, str], zone) -> EventFilter:
-    """The EventFilter of a query string."""
+    """The EventFilter of a query string; BadFilter names the first unusable parameter."""
     level = params.get("level") or ""
+    if level and not (level.isascii() and level.isdigit() and int(level) <= 10):
+        raise BadFilter("level", level, "mức phải là số nguyên 0–10", "must be a whole number 0-10")
     return EventFilter(
-        start=parse_day(params.get("from"), zone),
-        end=parse_day(params.get("to"), zone, end_of_day=True),
-        ward=params.get("ward") or None,
-        unit=params.get("unit") or None,
-        road=(params.get("road") or "").strip() or None,
-        min_level=int(level) if level.isdigit() else None,
-        cause=params.get("cause") or None,
-        status=params.get("status") or None,
-        kind=params.get("kind") or None,
-        acknowledged=yes_no(params.get("ack")),
-        false_alarm=yes_no(params.get("false_alarm")),
+        start=parse_day(params.get("from"), zone, field="from"),
+        end=parse_day(params.get("to"), zone, end_of_day=True, field="to"),
+        ward=_text(params, "ward"),
+        unit=_text(params, "unit"),
+        road=_text(params, "road"),
+        min_level=int(level) if level else None,
+        cause=_choice(params, "cause", CAUSE_VI),
+        status=_choice(params, "status", STATUS_VI),
+        kind=_choice(params, "kind", KIND_VI),
+        acknowledged=yes_no(params.get("ack"), "ack"),
+        false_alarm=yes_no(params.get("false_alarm"), "false_alarm"),
     )
 
 
@@ -235,5 +288,9 @@ def query_string(params: dict, **changes) -> str:
 
 
 def now_param(request: Request, ctx: WebContext) -> datetime:
-    """`?at=` as a time (for looking back), else now."""
-    return parse_day(request.query_params.get("at"), ctx.zone) or utcnow()
+    """`?at=` as a time (for looking back, never ahead of the clock), else now."""
+    when = parse_day(request.query_params.get("at"), ctx.zone, field="at")
+    now = utcnow()
+    if when is None or when > now:
+        return now
+    return when

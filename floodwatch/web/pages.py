@@ -111,14 +111,23 @@ def station_rows(ctx: WebContext, situation: Situation) -> list[dict]:
     return rows
 
 
+# `?at=` older than this looks back; source health is then not shown (it is kept for now only).
+LOOK_BACK = timedelta(minutes=5)
+
+
+def health_at(ctx: WebContext, now: datetime) -> tuple[HealthView, bool]:
+    """(health, looking back): the live health now; none looking back, where what is
+    unknown comes from the data alone."""
+    looking_back = now < utcnow() - LOOK_BACK
+    return (HealthView(now) if looking_back else health_view(ctx.app, now)), looking_back
+
+
 @router.get("/")
 def now_page(request: Request, ctx: WebContext = Depends(reader)):
     """The state at a time (now, or `?at=` to look back): map, stations, sources, silences."""
     now = now_param(request, ctx)
     wall = utcnow()
-    looking_back = now < wall - timedelta(minutes=5)
-    # Source health is kept for now only; looking back, what is unknown comes from the data.
-    health = HealthView(now) if looking_back else health_view(ctx.app, now)
+    health, looking_back = health_at(ctx, now)
     situation = ctx.app.pipeline.situation(now, health)
     open_events = ctx.app.store.events_at(now)
     blind = ctx.app.pipeline.blind_segments(health)

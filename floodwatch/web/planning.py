@@ -24,10 +24,11 @@ FORMATS = {
 def period(request: Request, ctx: WebContext) -> tuple[datetime, datetime]:
     """The period from the query string: `from`/`to` local days, default this year so far."""
     now = utcnow().astimezone(ctx.zone)
-    start = parse_day(request.query_params.get("from"), ctx.zone) or datetime.combine(
+    params = request.query_params
+    start = parse_day(params.get("from"), ctx.zone, field="from") or datetime.combine(
         now.date().replace(month=1, day=1), time(), ctx.zone
     )
-    end = parse_day(request.query_params.get("to"), ctx.zone, end_of_day=True) or now
+    end = parse_day(params.get("to"), ctx.zone, end_of_day=True, field="to") or now
     if end <= start:
         raise HTTPException(status_code=400, detail="Ngày kết thúc phải sau ngày bắt đầu.")
     return start, end

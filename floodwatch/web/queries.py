@@ -18,9 +18,14 @@ from floodwatch.models import (
 from floodwatch.outbox import acknowledge_alerts_of_event
 from floodwatch.store import EventFilter, event_dict, event_query
 
+# Ids beyond a 64-bit integer cannot be in any table (and would not bind).
+MAX_ID = 2**63 - 1
+
 
 def event(engine: Engine, event_id: int) -> dict | None:
     """One event in the public JSON shape, with its current level; None if unknown."""
+    if not 0 < event_id <= MAX_ID:
+        return None
     query = event_query(EventFilter()).where(EventRow.id == event_id)
     with engine.connect() as conn:
         row = conn.execute(query).first()
