@@ -17,14 +17,14 @@ from zoneinfo import ZoneInfo
 import numpy as np
 from bench_pipeline import build_province  # the same synthetic province
 
-from floodwatch.exports import (
+from floodwatch.db.store import Store
+from floodwatch.exports.tables import (
     maintenance_events_filter,
     maintenance_notes,
     maintenance_rows,
     write_maintenance_geojson,
     write_maintenance_xlsx,
 )
-from floodwatch.store import Store
 
 YEAR = datetime(2025, 1, 1, tzinfo=UTC) - timedelta(hours=7)  # local 1 January 2025
 CAUSES = ("tide", "rain", "compound")
@@ -103,7 +103,7 @@ def export_once(db: str, n_segments: int, fmt: str, out: str, traced: bool) -> d
             notes = maintenance_notes(
                 start, end, ZoneInfo("Asia/Ho_Chi_Minh"), "bench", datetime.now(UTC)
             )
-            events = store.iter_events(maintenance_events_filter(start, end))
+            events = store.events.stream(maintenance_events_filter(start, end))
             written, n_events = write_maintenance_xlsx(rows, events, stream, notes)
         else:
             written, n_events = write_maintenance_geojson(rows, geodata, stream), 0

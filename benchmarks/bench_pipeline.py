@@ -22,12 +22,12 @@ import numpy as np
 import shapely
 from sqlalchemy import create_engine, text
 
-from floodwatch import pipeline as pipeline_module
 from floodwatch.config import parse_settings
-from floodwatch.geo import Geodata, Segment, Station
-from floodwatch.pipeline import Pipeline
-from floodwatch.readings import Kind, Reading, Variable
-from floodwatch.store import Store
+from floodwatch.core.geo import Geodata, Segment, Station
+from floodwatch.core.readings import Kind, Reading, Variable
+from floodwatch.db.store import Store
+from floodwatch.service import cycle as pipeline_module
+from floodwatch.service.cycle import Pipeline
 
 AT = datetime(2025, 11, 5, 6, tzinfo=UTC)  # a spring-tide morning (lunar 15th)
 LAT, LON = (8.6, 9.5), (104.8, 105.5)
@@ -214,7 +214,7 @@ def fresh_database(url: str | None, folder: Path):
 
 
 def bench_ingest(args: argparse.Namespace, folder: Path) -> list[tuple[str, float]]:
-    """Rows per second of Store.upsert_readings per backend, and of plain executemany."""
+    """Rows per second of Store.readings.upsert per backend, and of plain executemany."""
     readings = ingest_readings(args.readings, build_province(10, args.stations))
     figures = [
         ("sqlite3.executemany", len(readings) / raw_executemany(folder / "raw.db", readings))
@@ -225,7 +225,7 @@ def bench_ingest(args: argparse.Namespace, folder: Path) -> list[tuple[str, floa
         with fresh_database(url, folder) as db_url:
             store = Store(db_url)
             started = time.perf_counter()
-            store.upsert_readings(readings, "bench")
+            store.readings.upsert(readings, "bench")
             figures.append((label, len(readings) / (time.perf_counter() - started)))
             store.close()
     return figures
@@ -259,16 +259,16 @@ def bench_cycle(
     with fresh_database(url, Path(folder)) as db_url:
         store = Store(db_url)
         store.sync_geodata(geodata)
-        store.upsert_readings(cycle_readings(geodata, gauge_minutes=gauge_minutes), "bench")
+        store.readings.upsert(cycle_readings(geodata, gauge_minutes=gauge_minutes), "bench")
         pipe = Pipeline(make_settings(), geodata, store)
         phases = Phases()
-        phases.wrap(store, "reading_arrays", "load")
+        phases.wrap(store.readings, "arrays", "load")
         for name in ("level_series", "rain_series"):
             phases.wrap(pipeline_module, name, "load")
         for name in ("assess", "outlook", "observed_moment"):
             if hasattr(pipeline_module, name):  # observed_moment: since issue 9
                 phases.wrap(pipeline_module, name, "assess")
-        phases.wrap(store, "record_cycle", "write")
+        phases.wrap(store.events, "record_cycle", "write")
         rss_before_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         rows = []
         for label, at in (("first", AT), ("steady", AT + HOUR)):
@@ -319,9 +319,8 @@ def open_meteo_text(n_points: int = 200, n_hours: int = 240) -> str:
 
 def bench_open_meteo_parse(n_points: int = 200, n_hours: int = 240) -> tuple[int, float, float]:
     """Rows, and best-of-3 seconds to parse one Open-Meteo reply and then to validate it."""
-    from floodwatch.source_settings import ValidationSettings
+    from floodwatch.core.validate import ValidationSettings, validate
     from floodwatch.sources.open_meteo import parse_forecast
-    from floodwatch.validate import validate
 
     text = open_meteo_text(n_points, n_hours)
     stations = [f"p{i:03d}" for i in range(n_points)]

@@ -22,10 +22,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from floodwatch.outbox import NewAlert  # noqa: E402
-from floodwatch.readings import Reading, Variable  # noqa: E402
-from floodwatch.service import App  # noqa: E402
-from floodwatch.telegram_bot import TelegramNotifier, TelegramThread  # noqa: E402
+from floodwatch.core.readings import Reading, Variable  # noqa: E402
+from floodwatch.db.outbox import NewAlert  # noqa: E402
+from floodwatch.service.app import App  # noqa: E402
+from floodwatch.telegram.sender import TelegramNotifier, TelegramThread  # noqa: E402
 from tests.fake_telegram import FakeTelegram  # noqa: E402
 
 TOKEN = "123456:BENCH-TOKEN"

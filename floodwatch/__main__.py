@@ -1,5 +1,5 @@
 """`python -m floodwatch` is the `floodwatch` command."""
 
-from floodwatch.cli import main
+from floodwatch.cli.commands import main
 
 main()

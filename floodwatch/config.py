@@ -9,7 +9,6 @@ then default.
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import tomllib
@@ -18,20 +17,27 @@ from typing import Annotated, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
+from floodwatch.core.settings import BOOL_FOR_NUMBER, MAX_DEPTH_M, MAX_TIMEOUT_S, StrictBase
+from floodwatch.core.validate import ValidationSettings
 from floodwatch.errors import ConfigError, not_utf8
-from floodwatch.source_settings import (
-    BOOL_FOR_NUMBER,
-    MAX_DEPTH_M,
-    MAX_TIMEOUT_S,
-    SOURCE_TYPES,
-    HttpSettings,
-    SourceSettings,
-    StrictBase,
-    ValidationSettings,
-)
+from floodwatch.sources._http import HttpSettings
+from floodwatch.sources.drop_folder import DropFolderSettings
+from floodwatch.sources.harmonic import HarmonicSourceSettings
+from floodwatch.sources.http_json import HttpJsonSettings
+from floodwatch.sources.open_meteo import OpenMeteoRainSettings
+from floodwatch.sources.open_meteo_marine import OpenMeteoSeaLevelSettings
+
+# One `[sources.NAME]` table, picked by `type`; each provider module owns its settings.
+SourceSettings = Annotated[
+    HarmonicSourceSettings
+    | OpenMeteoRainSettings
+    | OpenMeteoSeaLevelSettings
+    | HttpJsonSettings
+    | DropFolderSettings,
+    Field(discriminator="type"),
+]
+SOURCE_TYPES = ("harmonic", "open_meteo_rain", "open_meteo_sea_level", "http_json", "drop_folder")
 
 DEFAULT_CONFIG = Path("config/floodwatch.toml")
 DEFAULT_DATABASE_URL = "sqlite:///var/floodwatch.db"
@@ -380,100 +386,4 @@ def check_paths(settings: Settings) -> list[str]:
                 problems.append(
                     f"{origin}: sources.{name}.constituents: folder not found: {folder}"
                 )
-    problems += [f"{origin}: {problem}" for problem in check_storage(settings)]
-    return problems
-
-
-# File systems that hold no files of ours: creating a folder or file there fails
-# even for root (for whom os.access says yes to everything).
-_VIRTUAL_FS = {
-    "proc", "sysfs", "cgroup", "cgroup2", "devpts", "debugfs", "tracefs", "securityfs",
-    "pstore", "bpf", "configfs", "fusectl", "mqueue", "efivarfs", "binfmt_misc", "autofs",
-}  # fmt: skip
-
-
-def _filesystem_type(path: Path) -> str | None:
-    """The type of the file system holding an existing path (Linux), or None if unknown."""
-    try:
-        lines = Path("/proc/self/mountinfo").read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return None
-    target = os.path.realpath(path)
-    best, kind = "", None
-    for line in lines:
-        fields, _, rest = line.partition(" - ")
-        parts = fields.split()
-        if len(parts) < 5 or not rest:
-            continue
-        # Mount points escape spaces and other bytes as \ooo octal.
-        point = re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), parts[4])
-        inside = target == point or target.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= len(best):
-            best, kind = point, rest.split()[0]
-    return kind
-
-
-def _sqlite_file_problem(database: str) -> str | None:
-    """Why `run` could not create or open this SQLite file, or None; creates nothing."""
-    target = Path(database)
-    if target.exists():
-        if target.is_dir():
-            return f"{target} is a folder, not a database file"
-        if not target.is_file():
-            return f"{target} is not a regular file"
-        if not os.access(target, os.R_OK | os.W_OK):
-            return f"{target} cannot be written (permissions)"
-    # SQLite writes its -wal and -shm files beside the database: the folder must be writable.
-    folder = target.parent
-    existing = next((p for p in (folder, *folder.parents) if p.exists()), None)
-    if existing is None:
-        return f"cannot create {folder}"
-    if not existing.is_dir():
-        return f"cannot create the folder {folder}: {existing} is a file"
-    kind = _filesystem_type(existing)
-    if kind in _VIRTUAL_FS:
-        return f"cannot create {target}: {existing} is on the virtual file system {kind}"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        verb = "write in" if existing == folder else "create folders in"
-        return f"cannot {verb} {existing} (permissions)"
-    return None
-
-
-def check_storage(settings: Settings) -> list[str]:
-    """Problems `run` would meet opening `[storage] database_url`, found without creating anything.
-
-    The URL must parse, its driver must import, and a SQLite file must be
-    creatable: its folder exists or can be made, on a real, writable file system.
-    """
-    url = settings.storage.database_url
-    key = "storage.database_url"
-    try:
-        parsed = make_url(url)
-    except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
-        reason = "" if isinstance(exc, ArgumentError) else f" ({exc})"
-        hidden = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)  # never print a password
-        return [f"{key}: not a database URL: {_short(hidden, 80)}{reason}"]
-    shown = parsed.render_as_string(hide_password=True)
-    try:
-        dialect = parsed.get_dialect()
-        dialect.import_dbapi()
-    except NoSuchModuleError:
-        return [f"{key}: unknown database kind {parsed.drivername!r} in {shown}"]
-    except ImportError as exc:
-        return [f"{key}: no driver for {shown} ({exc}); install it or use postgresql+psycopg"]
-    if parsed.get_backend_name() != "sqlite":
-        return []
-    problems = []
-    if "timeout" in parsed.query:
-        try:
-            timeout_s = float(parsed.query["timeout"])
-        except (TypeError, ValueError):
-            timeout_s = math.nan
-        if not 0 <= timeout_s <= MAX_TIMEOUT_S:
-            problems.append(f"{key}: timeout must be 0 to {MAX_TIMEOUT_S:g} seconds: {shown}")
-    if parsed.database not in (None, "", ":memory:") and not parsed.database.startswith("file:"):
-        if "\x00" in parsed.database:
-            problems.append(f"{key}: the SQLite path contains a NUL byte")
-        elif problem := _sqlite_file_problem(parsed.database):
-            problems.append(f"{key}: {problem}")
     return problems

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 
-from floodwatch.assess import (
+from floodwatch.core.depth import (
     COMPOUND,
     RAIN,
     TIDE,
@@ -19,7 +19,7 @@ from floodwatch.assess import (
     depth_levels,
     rain_category,
 )
-from floodwatch.series import ReadingArrays, level_series, make_grid, rain_series
+from floodwatch.core.series import ReadingArrays, level_series, make_grid, rain_series
 
 PARAMS = ModelParams(step_minutes=60, thresholds_m=(0.10, 0.30, 0.50))
 

@@ -13,12 +13,12 @@ from sqlalchemy import select
 from telegram.ext import Application
 from telegram.request import HTTPXRequest
 
-from floodwatch.bot_commands import register
-from floodwatch.models import AlertRow, DeliveryRow, EventChangeRow
-from floodwatch.outlook import next_high_waters
-from floodwatch.readings import Kind, Reading, Variable
-from floodwatch.service import App
-from floodwatch.store import EventFilter
+from floodwatch.core.readings import Kind, Reading, Variable
+from floodwatch.db.events import EventFilter
+from floodwatch.db.models import AlertRow, DeliveryRow, EventChangeRow
+from floodwatch.service.app import App
+from floodwatch.service.outlook import next_high_waters
+from floodwatch.telegram.commands import register
 from tests.fake_telegram import FakeTelegram
 
 ICT = timezone(timedelta(hours=7))
@@ -103,7 +103,7 @@ def test_unauthorized_refused_with_ids_and_help_for_the_allowed(tg, app, caplog)
             start = await ask(tg, UNIT_CHAT, "/start")
             return refused, private, allowed, start
 
-    caplog.set_level("INFO", logger="floodwatch.bot_commands")
+    caplog.set_level("INFO", logger="floodwatch.telegram.commands")
     refused, private, allowed, start = run(scenario)
     assert refused.startswith("Xin lỗi, nhóm này chưa được cấp quyền dùng bot.")
     assert f"Mã nhóm: {STRANGER_CHAT}" in refused and "99" in refused
@@ -147,10 +147,10 @@ def test_report_without_diacritics_becomes_observed_event_and_status(tg, app):
     assert "Đường Phan Ngọc Hiển</b> ngập 35 cm" in report and "16/12/2024 08:00" in report
     assert "Đường 3 Tháng 2</b> ngập 20 cm" in other
 
-    (stored,) = [r for r in app.store.field_reports() if r.segment_id == "cm-phan-ngoc-hien"]
+    (stored,) = [r for r in app.store.reports.listing() if r.segment_id == "cm-phan-ngoc-hien"]
     assert (stored.depth_m, stored.user_name, stored.note) == (0.35, REPORTER, "nước lên nhanh")
     assert stored.chat_id == UNIT_CHAT and stored.user_id == USER and stored.event_id
-    (event,) = app.store.list_events(EventFilter(segment="cm-phan-ngoc-hien", kind="observed"))
+    (event,) = app.store.events.listing(EventFilter(segment="cm-phan-ngoc-hien", kind="observed"))
     assert event["id"] == stored.event_id and event["status"] == "flooded"
     assert event["peak_depth_m"] == 0.35 and event["max_level"] == 2
     with app.store.engine.connect() as conn:
@@ -196,7 +196,7 @@ def test_report_ambiguous_unknown_and_out_of_range(tg, app):
     assert "Đường Trần Văn Thời — mã <code>cm-tran-van-thoi</code>" in similar
     assert "Độ sâu phải từ 0 đến 300 cm" in too_deep
     assert usage.startswith("Cách dùng: /report")
-    assert app.store.field_reports() == []
+    assert app.store.reports.listing() == []
 
 
 def test_photo_with_report_caption_stores_largest_photo(tg, app):
@@ -206,7 +206,7 @@ def test_photo_with_report_caption_stores_largest_photo(tg, app):
 
     reply = run(scenario)
     assert "Đường Đề Thám</b> ngập 15 cm" in reply and "có ảnh" in reply
-    (stored,) = app.store.field_reports()
+    (stored,) = app.store.reports.listing()
     assert stored.segment_id == "cm-de-tham" and stored.depth_m == 0.15
     assert stored.photo_file_id.startswith("AgAC-") and stored.photo_file_id.endswith("-1280")
     assert stored.note == "cống tràn"
@@ -249,7 +249,7 @@ def test_mute_lists_and_mutes_alerts(tg, app):
     assert "từ 1 đến 168" in bad
     assert "Đường Phan Ngọc Hiển: 16/12/2024 08:00 → 16/12/2024 14:00 — thi công cống" in listed
     assert "đơn vị UBND xã Năm Căn" in listed
-    rows = app.store.silences(NOW)
+    rows = app.store.silences.listing(NOW)
     assert {(r.target_kind, r.target_id) for r in rows} == {
         ("segment", "cm-phan-ngoc-hien"),
         ("unit", "ubnd_nam_can"),

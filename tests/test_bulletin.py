@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from floodwatch.bulletin import (
+from floodwatch.messages.bulletin import (
     RoadLine,
     StationLine,
     alarm_reached,

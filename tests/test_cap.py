@@ -12,13 +12,20 @@ import shapely
 from click.testing import CliRunner
 from lxml import etree
 
-from floodwatch.cap import CAP_NS, SCHEMA_PATH, cap_alerts, cap_atom, road_polygons, write_cap
-from floodwatch.cli import main
+from floodwatch.cli.commands import main
+from floodwatch.core.events import Forecast, Rules, SegmentNow, step
+from floodwatch.core.geo import load_geodata, project_utm
+from floodwatch.db.store import Store
 from floodwatch.errors import ConfigError
-from floodwatch.events import Forecast, Rules, SegmentNow, step
-from floodwatch.geo import load_geodata, project_utm
-from floodwatch.service import load_checked
-from floodwatch.store import Store
+from floodwatch.exports.cap import (
+    CAP_NS,
+    SCHEMA_PATH,
+    cap_alerts,
+    cap_atom,
+    road_polygons,
+    write_cap,
+)
+from floodwatch.service.app import load_checked
 from tests.conftest import DATA, ROOT
 
 REPLAY = DATA / "replay" / "spring_tide_dec2024.csv"
@@ -99,7 +106,7 @@ def test_replay_alerts_are_valid_cap_chained_per_event(replayed, schema):
 
     identifiers = [get(etree.fromstring(a), "cap:identifier") for a in alerts]
     assert len(set(identifiers)) == len(identifiers)
-    events = {str(ev["id"]): ev for ev in store.list_events()}
+    events = {str(ev["id"]): ev for ev in store.events.listing()}
     assert set(by_event) == set(events)  # every replayed event is in the feed
 
     for event_id, chain in by_event.items():
@@ -243,9 +250,9 @@ def forecast_alerts(database_url) -> list[bytes]:
             )
         )
         now = SegmentNow(segment.id, segment.unit, at, False, 0.0, 0, forecast)
-        open_forecast = next(iter(store.open_events()), None)
+        open_forecast = next(iter(store.events.open()), None)
         changes = step(now, None, open_forecast, rules)
-        store.record_cycle(at, changes, [], {**stats, "alerts": 0})
+        store.events.record_cycle(at, changes, [], {**stats, "alerts": 0})
     yield cap_alerts(store, geodata, since=None, status="Test", sender=SENDER, zone=ZONE)
     store.close()
 
@@ -313,8 +320,8 @@ def test_export_cap_command_writes_a_valid_feed(project, tmp_path):
     from click.testing import CliRunner
     from lxml import etree
 
-    from floodwatch.cap import SCHEMA_PATH
-    from floodwatch.cli import main
+    from floodwatch.cli.commands import main
+    from floodwatch.exports.cap import SCHEMA_PATH
     from tests.test_replay import REPLAY
 
     replay_config = project

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from floodwatch.cli import EVENT_COLUMNS, main
-from floodwatch.tides import (
+from floodwatch.cli.commands import EVENT_COLUMNS, main
+from floodwatch.core.tides import (
     ConstituentTable,
     high_low_waters,
     load_constituents,

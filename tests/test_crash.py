@@ -12,8 +12,8 @@ import time
 from sqlalchemy import create_engine, select
 
 from floodwatch.config import load_settings
-from floodwatch.models import AlertRow, EventChangeRow, EventRow
-from floodwatch.store import Store
+from floodwatch.db.models import AlertRow, EventChangeRow, EventRow
+from floodwatch.db.store import Store
 from tests.conftest import DATA, ROOT
 
 REPLAY = DATA / "replay" / "spring_tide_dec2024.csv"
@@ -65,7 +65,7 @@ def cycles_done(engine) -> int:
     from sqlalchemy import func
     from sqlalchemy.exc import SQLAlchemyError
 
-    from floodwatch.models import CycleRow
+    from floodwatch.db.models import CycleRow
 
     try:
         with engine.connect() as conn:

@@ -7,10 +7,10 @@ from datetime import UTC, datetime
 
 from click.testing import CliRunner
 
-from floodwatch.cli import main
+from floodwatch.cli.commands import main
 from floodwatch.config import load_settings
-from floodwatch.maintenance import apply_retention
-from floodwatch.store import Store
+from floodwatch.db.store import Store
+from floodwatch.db.upkeep import apply_retention
 from tests.conftest import DATA
 
 
@@ -48,7 +48,7 @@ def test_backup_copies_a_consistent_database(project, tmp_path):
         return
     assert result.exit_code == 0, result.output
     store = Store(url)
-    events = store.counts()["event"]
+    events = store.stats.counts()["event"]
     store.close()
     with sqlite3.connect(target) as copy:
         assert copy.execute("SELECT count(*) FROM event").fetchone()[0] == events > 0
@@ -61,9 +61,9 @@ def test_retention_removes_old_readings_and_keeps_every_event(project):
     config = replayed(project)
     store = Store(load_settings(config).storage.database_url)
     try:
-        before = store.counts()
+        before = store.stats.counts()
         done = apply_retention(store, datetime(2024, 12, 17, tzinfo=UTC), keep_days=1)
-        after = store.counts()
+        after = store.stats.counts()
         assert 0 < done.readings < before["reading"]
         assert after["reading"] == before["reading"] - done.readings
         assert after["event"] == before["event"] and after["event_change"] == before["event_change"]

@@ -11,9 +11,9 @@ import pytest
 import requests
 
 from floodwatch.config import parse_settings
-from floodwatch.geo import load_geodata
-from floodwatch.http import RetryPolicy
+from floodwatch.core.geo import load_geodata
 from floodwatch.sources import SourceContext, build_sources
+from floodwatch.sources._http import RetryPolicy
 from floodwatch.sources.drop_folder import DropFolderSource
 from tests.conftest import ROOT
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from floodwatch.assess import COMPOUND, RAIN, TIDE
-from floodwatch.events import CLOSED, FLOODED, RECEDING, Forecast, Rules, SegmentNow, step
+from floodwatch.core.depth import COMPOUND, RAIN, TIDE
+from floodwatch.core.events import CLOSED, FLOODED, RECEDING, Forecast, Rules, SegmentNow, step
 
 T0 = datetime(2024, 12, 16, 0, tzinfo=UTC)
 HOUR = timedelta(hours=1)

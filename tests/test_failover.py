@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 import pytest
 
 from floodwatch.config import load_settings
-from floodwatch.outbox import NewAlert
-from floodwatch.store import Store
+from floodwatch.db.outbox import NewAlert
+from floodwatch.db.store import Store
 from tests.conftest import ROOT
 from tests.fake_telegram import FakeTelegram
 
@@ -66,7 +66,7 @@ def sent_count(config) -> int:
     """Deliveries recorded as sent."""
     from sqlalchemy import func, select
 
-    from floodwatch.models import DeliveryRow
+    from floodwatch.db.models import DeliveryRow
 
     store = Store(load_settings(config).storage.database_url)
     try:

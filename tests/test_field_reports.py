@@ -8,14 +8,14 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from floodwatch.bot_commands import split_args
-from floodwatch.cli import main
-from floodwatch.models import EventChangeRow
-from floodwatch.outlook import match_segments, mute_target
-from floodwatch.readings import Kind, Reading, Variable
-from floodwatch.service import App
-from floodwatch.store import EventFilter
-from floodwatch.text import fold
+from floodwatch.cli.commands import main
+from floodwatch.core.readings import Kind, Reading, Variable
+from floodwatch.core.text import fold
+from floodwatch.db.events import EventFilter
+from floodwatch.db.models import EventChangeRow
+from floodwatch.service.app import App
+from floodwatch.service.outlook import match_segments, mute_target
+from floodwatch.telegram.commands import split_args
 
 ICT = timezone(timedelta(hours=7))
 NOW = datetime(2024, 12, 16, 8, tzinfo=ICT)
@@ -30,12 +30,12 @@ def app(project):
 
 def report(app: App, segment: str, depth_m: float, at: datetime, name: str = "Trần Thị B"):
     """Store a field report as the bot would."""
-    return app.store.add_field_report(segment, depth_m, at, chat_id=-100, user_id=5, user_name=name)
+    return app.store.reports.add(segment, depth_m, at, chat_id=-100, user_id=5, user_name=name)
 
 
 def observed_event(app: App, segment: str) -> dict | None:
     """The segment's observed event, if any."""
-    found = app.store.list_events(EventFilter(segment=segment, kind="observed"))
+    found = app.store.events.listing(EventFilter(segment=segment, kind="observed"))
     assert len(found) <= 1
     return found[0] if found else None
 
@@ -77,7 +77,7 @@ def test_report_opens_observed_event_and_is_noted_once(app):
     assert event["max_level"] == 2 and event["cause"] is None  # no model input at all
     assert notes(app, event["id"]) == ["Báo cáo hiện trường: 35 cm (Nguyễn Văn A)"]
     assert observed_event(app, "cm-ngo-quyen") is None
-    linked = {r.segment_id: r.event_id for r in app.store.field_reports()}
+    linked = {r.segment_id: r.event_id for r in app.store.reports.listing()}
     assert linked == {"cm-de-tham": event["id"], "cm-ngo-quyen": None}
 
     # A second report raises the same event; the first is not noted again.
@@ -129,7 +129,7 @@ def test_report_and_gauge_take_the_deeper_with_the_model_cause(app):
 
 
 def test_cycle_without_reports_is_unchanged(app):
-    assert app.store.recent_field_reports(NOW - timedelta(hours=2), NOW) == {}
+    assert app.store.reports.recent(NOW - timedelta(hours=2), NOW) == {}
     result = app.pipeline.cycle(NOW)
     assert result.changes == [] and not result.skipped
 

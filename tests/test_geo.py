@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from floodwatch.cli import main
+from floodwatch.cli.commands import main
+from floodwatch.core.geo import load_geodata
 from floodwatch.errors import GeodataError
-from floodwatch.geo import load_geodata
 
 # Two stations near TP Cà Mau: a tide gauge to the east, a rain gauge to the west.
 TIDE_EAST = {"id": "tide_east", "measures": ["water_level"], "lonlat": (105.20, 9.18)}

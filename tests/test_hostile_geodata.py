@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from floodwatch.core.geo import load_geodata
 from floodwatch.errors import GeodataError
-from floodwatch.geo import load_geodata
 from tests.conftest import DATA
 from tests.hostile_helpers import (
     BIG_DIGITS,

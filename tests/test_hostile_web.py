@@ -11,7 +11,7 @@ import json
 import pytest
 from fastapi.testclient import TestClient
 
-from floodwatch.service import App
+from floodwatch.service.app import App
 from floodwatch.web.app import create_app
 from tests.conftest import DATA
 from tests.hostile_helpers import cli, recent_hours, write_config

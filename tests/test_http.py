@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from floodwatch.errors import SourceError
-from floodwatch.http import RetryPolicy, get_json, retry_after_s
+from floodwatch.sources._http import RetryPolicy, get_json, retry_after_s
 from tests.fakeserver import Reply
 
 

@@ -11,11 +11,11 @@ import pytest
 import requests
 
 from floodwatch.config import parse_settings
+from floodwatch.core.geo import load_geodata
+from floodwatch.core.readings import Kind, Variable
 from floodwatch.errors import ConfigError, SourceError
-from floodwatch.geo import load_geodata
-from floodwatch.http import RetryPolicy
-from floodwatch.readings import Kind, Variable
 from floodwatch.sources import SourceContext
+from floodwatch.sources._http import RetryPolicy
 from floodwatch.sources.http_json import HttpJsonSource, parse_records
 from tests.conftest import DATA, ROOT
 from tests.fakeserver import Reply

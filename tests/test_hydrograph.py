@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import pytest
 from PIL import Image
 
-from floodwatch.hydrograph import HydrographData, render_hydrograph
+from floodwatch.messages.hydrograph import HydrographData, render_hydrograph
 
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 T0 = datetime(2025, 11, 20, 0, 0, tzinfo=UTC)

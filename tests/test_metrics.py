@@ -11,13 +11,13 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, text
 
-from floodwatch.cli import main
-from floodwatch.events import CLOSED
-from floodwatch.models import AlertRow, CycleRow, DeliveryRow, EventRow, SourceRunRow
-from floodwatch.outbox import NewAlert
-from floodwatch.pipeline import utcnow
-from floodwatch.polling import source_statuses
-from floodwatch.service import App, replay
+from floodwatch.cli.commands import main
+from floodwatch.core.events import CLOSED
+from floodwatch.db.models import AlertRow, CycleRow, DeliveryRow, EventRow, SourceRunRow
+from floodwatch.db.outbox import NewAlert
+from floodwatch.service.app import App, replay
+from floodwatch.service.cycle import utcnow
+from floodwatch.service.polling import source_statuses
 from floodwatch.sources.csvfile import read_csv
 from floodwatch.web.app import create_app
 from tests.test_web import CHAT, CUT, REPLAY
@@ -51,9 +51,10 @@ def fw_app(project):
     outbox.retry_later(first, CUT + timedelta(minutes=1), "HTTP 502")  # one failed try
     outbox.delivered(first, CUT + timedelta(minutes=2), [11])
     outbox.give_up(second, "failed", "message rejected", CUT)
-    app.store.record_source_run("rain", "open_meteo_rain", CUT - timedelta(hours=1), ok=False,
-                                duration_s=0.1, error="cannot connect")  # fmt: skip
-    app.store.record_source_run("rain", "open_meteo_rain", CUT, ok=True, duration_s=0.4,
+    health = app.store.health
+    health.record_source_run("rain", "open_meteo_rain", CUT - timedelta(hours=1), ok=False,
+                             duration_s=0.1, error="cannot connect")  # fmt: skip
+    app.store.health.record_source_run("rain", "open_meteo_rain", CUT, ok=True, duration_s=0.4,
                                 accepted=357, flagged=4, rejected=3, newest_at=CUT)  # fmt: skip
     yield app
     app.close()

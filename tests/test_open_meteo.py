@@ -14,16 +14,16 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from floodwatch.cli import main
+from floodwatch.cli.commands import main
 from floodwatch.config import parse_settings
+from floodwatch.core.geo import load_geodata
+from floodwatch.core.readings import Kind, Variable
 from floodwatch.errors import ConfigError, InputError, SourceError
-from floodwatch.geo import load_geodata
-from floodwatch.http import RetryPolicy
-from floodwatch.readings import Kind, Variable
-from floodwatch.source_settings import MarinePoint
 from floodwatch.sources import SourceContext, build_sources
+from floodwatch.sources._http import RetryPolicy
 from floodwatch.sources.open_meteo import parse_forecast
 from floodwatch.sources.open_meteo_marine import (
+    MarinePoint,
     build_period_params,
     fit_transfer,
     parse_sea_level,

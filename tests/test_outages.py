@@ -29,14 +29,14 @@ from click.testing import CliRunner
 from sqlalchemy import event, select
 from sqlalchemy.engine import make_url
 
-from floodwatch.cli import main
+from floodwatch.cli.commands import main
 from floodwatch.config import load_settings
+from floodwatch.db.models import AlertRow, EventChangeRow, EventRow
+from floodwatch.db.outbox import NewAlert
 from floodwatch.errors import StorageError
-from floodwatch.models import AlertRow, EventChangeRow, EventRow
-from floodwatch.outbox import NewAlert
-from floodwatch.service import App, Heartbeat, poll_once, replay
+from floodwatch.service.app import App, Heartbeat, poll_once, replay
 from floodwatch.sources.csvfile import read_csv
-from floodwatch.telegram_bot import Limiter, TelegramNotifier
+from floodwatch.telegram.sender import Limiter, TelegramNotifier
 from tests.conftest import DATA, ROOT
 from tests.fake_telegram import FakeTelegram, retry_after_error
 from tests.test_telegram_delivery import FAST, Clock, deliveries
@@ -104,7 +104,7 @@ def reference_log(config: Path, tmp_path: Path) -> tuple[list, list, list]:
 
 def counts(app: App) -> dict[str, int]:
     """Rows of the tables a cycle or an ingest writes."""
-    return app.store.counts()
+    return app.store.stats.counts()
 
 
 # --- the database away ------------------------------------------------------------------------
@@ -212,7 +212,7 @@ def test_postgresql_outage_fails_cycles_cleanly_and_the_next_cycle_catches_up(
         first_cut, second_cut = times[len(times) // 3], times[2 * len(times) // 3]
         replay(app, [r for r in readings if r.time <= first_cut])
         before = counts(app)
-        last = app.store.last_cycle_at()
+        last = app.store.events.last_cycle_at()
 
         # The server vanishes between cycles: every way a cycle enters the database fails
         # with one StorageError line naming the (password-free) database.
@@ -250,7 +250,7 @@ def test_postgresql_outage_fails_cycles_cleanly_and_the_next_cycle_catches_up(
         after = counts(app)
         for table in ("event", "event_change", "alert", "cycle"):
             assert after[table] == before[table], table
-        assert app.store.last_cycle_at() == last
+        assert app.store.events.last_cycle_at() == last
         assert after["reading"] > before["reading"]  # the ingest before it did commit
 
         # Back: the next cycles catch up, and the log is that of an uninterrupted run.
@@ -296,7 +296,7 @@ def test_sqlite_locked_by_another_writer_fails_the_cycle_then_succeeds(project, 
 
 
 def test_busy_timeout_defaults_to_thirty_seconds(tmp_path):
-    from floodwatch.store import make_engine
+    from floodwatch.db.engine import make_engine
 
     for url, expected_ms in ((f"sqlite:///{tmp_path / 'a.db'}", 30000),
                              (f"sqlite:///{tmp_path / 'b.db'}?timeout=2.5", 2500)):  # fmt: skip
@@ -374,7 +374,7 @@ def test_disk_full_ends_in_one_clear_line_and_a_sound_database(
         # takes it depends on free pages; either it is queued or the log says why not,
         # and it is queued at a later beat once there is room.
         caplog.clear()
-        late = app.store.last_cycle_at() + timedelta(hours=4)
+        late = app.store.events.last_cycle_at() + timedelta(hours=4)
         heartbeat = Heartbeat(app, lambda: None)
         with caplog.at_level(logging.ERROR, logger="floodwatch.service"):
             heartbeat.beat(None, now=late)

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from click.testing import CliRunner
 
-from floodwatch.cli import EXIT_REJECTED, main
+from floodwatch.cli.commands import EXIT_REJECTED, main
 from tests.conftest import DATA
 
 REPLAY = DATA / "replay" / "spring_tide_dec2024.csv"
@@ -160,8 +160,8 @@ def test_a_doubtful_reading_during_a_flood_is_noted_on_the_event(replay_config, 
     from sqlalchemy import select
 
     from floodwatch.config import load_settings
-    from floodwatch.models import EventChangeRow
-    from floodwatch.store import Store
+    from floodwatch.db.models import EventChangeRow
+    from floodwatch.db.store import Store
 
     spike_at = PEAK + timedelta(hours=1)  # tide-low is flooded then
     stamp = spike_at.isoformat()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 
-from floodwatch.sdnotify import notify, watchdog_interval_s
+from floodwatch.service.sdnotify import notify, watchdog_interval_s
 
 
 def test_notify_reaches_the_socket_and_is_silent_without_one(monkeypatch, tmp_path):

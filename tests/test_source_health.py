@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from click.testing import CliRunner
 
-from floodwatch.cli import main
-from floodwatch.health import DEGRADED, FAILING, OK, STALE, Health, blind_inputs, status
-from floodwatch.known import blind_segments
-from floodwatch.polling import health_view
-from floodwatch.service import App, ConsoleNotifier, poll_once
+from floodwatch.cli.commands import main
+from floodwatch.core.health import DEGRADED, FAILING, OK, STALE, Health, blind_inputs, status
+from floodwatch.core.known import blind_segments
+from floodwatch.service.app import App, ConsoleNotifier, poll_once
+from floodwatch.service.polling import health_view
 from tests.fakeserver import Reply
 
 NOW = datetime(2025, 11, 5, 5, 0, tzinfo=UTC)
@@ -84,7 +84,7 @@ def test_polls_store_rain_count_rejections_and_go_stale_then_recover(online, fak
     notifier = ConsoleNotifier(app, printed.append)
     try:
         poll_once(app, NOW)
-        runs = app.store.last_source_runs()
+        runs = app.store.health.last_source_runs()
         assert runs["rain"].ok and runs["rain"].accepted == 3 * 119
         assert json.loads(runs["rain"].reasons) == {"missing": 3}
         assert not runs["sea_level"].ok and "HTTP 503" in runs["sea_level"].error

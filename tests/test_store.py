@@ -7,10 +7,11 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from sqlalchemy import inspect, select
 
+from floodwatch.core.readings import Kind, Reading, Variable
+from floodwatch.db.engine import redact
+from floodwatch.db.models import ReadingRow
+from floodwatch.db.store import Store
 from floodwatch.errors import StorageError
-from floodwatch.models import ReadingRow
-from floodwatch.readings import Kind, Reading, Variable
-from floodwatch.store import Store, redact
 
 ICT = timezone(timedelta(hours=7))
 
@@ -40,7 +41,7 @@ def test_migrations_create_every_table_and_reopen_cleanly(database_url):
 
 def test_times_come_back_aware_utc_whatever_offset_went_in(store):
     local = datetime(2024, 12, 16, 18, 0, tzinfo=ICT)
-    store.upsert_readings([Reading("tp_ca_mau", Variable.WATER_LEVEL, local, 1.07)], "test")
+    store.readings.upsert([Reading("tp_ca_mau", Variable.WATER_LEVEL, local, 1.07)], "test")
     [row] = stored(store)
     assert row.time == local and row.time.tzinfo is not None
     assert row.time.utcoffset() == timedelta(0)
@@ -50,7 +51,7 @@ def test_times_come_back_aware_utc_whatever_offset_went_in(store):
 
 def test_naive_times_are_refused(store):
     with pytest.raises(Exception, match="naive datetime"):
-        store.upsert_readings(
+        store.readings.upsert(
             [Reading("x", Variable.RAINFALL, datetime(2024, 12, 16), 1.0)], "test"
         )
 
@@ -60,11 +61,11 @@ def test_upsert_is_idempotent_and_keeps_forecast_issues_apart(store):
     obs = Reading("tp_ca_mau", Variable.WATER_LEVEL, t, 1.00)
     fc1 = Reading("tp_ca_mau", Variable.WATER_LEVEL, t, 0.90, Kind.FORECAST, t - timedelta(days=1))
     fc2 = Reading("tp_ca_mau", Variable.WATER_LEVEL, t, 0.95, Kind.FORECAST, t - timedelta(hours=6))
-    store.upsert_readings([obs, fc1, fc2], "test")
-    store.upsert_readings([obs, fc1, fc2], "test")
+    store.readings.upsert([obs, fc1, fc2], "test")
+    store.readings.upsert([obs, fc1, fc2], "test")
     assert len(stored(store)) == 3
     corrected = Reading("tp_ca_mau", Variable.WATER_LEVEL, t, 1.02)
-    store.upsert_readings([corrected], "test")
+    store.readings.upsert([corrected], "test")
     values = sorted(r.value for r in stored(store))
     assert values == [0.90, 0.95, 1.02]
 
@@ -75,8 +76,8 @@ def test_bulk_insert_of_many_readings(store):
         Reading(f"s{i % 50}", Variable.RAINFALL, t0 + timedelta(hours=i // 50), float(i % 7))
         for i in range(60_000)
     ]
-    assert store.upsert_readings(readings, "bulk") == 60_000
-    assert store.counts()["reading"] == 60_000
+    assert store.readings.upsert(readings, "bulk") == 60_000
+    assert store.stats.counts()["reading"] == 60_000
 
 
 def test_bad_urls_give_one_clear_line_without_secrets():
@@ -103,7 +104,7 @@ def test_upgrading_a_database_with_history_keeps_it(database_url):
 
     from sqlalchemy import text
 
-    from floodwatch.store import make_engine, migrate
+    from floodwatch.db.engine import make_engine, migrate
 
     engine = make_engine(database_url)
     migrate(engine, "0001")
@@ -131,9 +132,9 @@ def test_upgrading_a_database_with_history_keeps_it(database_url):
     engine.dispose()
     store = Store(database_url)  # opening upgrades to the newest schema
     try:
-        [event] = store.list_events()
+        [event] = store.events.listing()
         assert event["segment_id"] == "s1" and event["false_alarm"] is False
-        assert store.counts()["event_change"] == 1
+        assert store.stats.counts()["event_change"] == 1
     finally:
         store.close()
 
@@ -144,7 +145,7 @@ def test_a_failing_migration_leaves_the_sqlite_schema_as_it_was(tmp_path):
 
     from sqlalchemy import inspect
 
-    from floodwatch.store import make_engine, migrate
+    from floodwatch.db.engine import make_engine, migrate
 
     url = f"sqlite:///{tmp_path / 'half.db'}"
     engine = make_engine(url)

@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from floodwatch.cli import main
-from floodwatch.models import AlertRow, DeliveryRow
-from floodwatch.service import App
-from floodwatch.telegram_bot import Limiter, TelegramNotifier, read_token
+from floodwatch.cli.commands import main
+from floodwatch.db.models import AlertRow, DeliveryRow
+from floodwatch.service.app import App
+from floodwatch.telegram.sender import Limiter, TelegramNotifier, read_token
 from tests.conftest import DATA
 from tests.fake_telegram import FakeTelegram
 
@@ -98,7 +98,7 @@ def alerts(app: App) -> dict[int, AlertRow]:
 
 def replay_quietly(config) -> None:
     """Replay the spring tide; alerts stay in the outbox for Telegram."""
-    from floodwatch.service import replay
+    from floodwatch.service.app import replay
     from floodwatch.sources.csvfile import read_csv
 
     app = App.open(config, with_sources=False)
@@ -196,7 +196,7 @@ def test_gone_and_migrated_chats(config, tg):
 
 
 def test_long_messages_split_and_bad_html_falls_back_to_plain(config, tg):
-    from floodwatch.outbox import NewAlert
+    from floodwatch.db.outbox import NewAlert
 
     app = App.open(config, with_sources=False)
     try:
@@ -219,7 +219,7 @@ def test_long_messages_split_and_bad_html_falls_back_to_plain(config, tg):
 
 
 def test_acknowledgement_edits_every_copy_and_stops_escalation(config, tg):
-    from floodwatch.outbox import NewAlert
+    from floodwatch.db.outbox import NewAlert
 
     app = App.open(config, with_sources=False)
     t0 = datetime(2024, 12, 16, 10, tzinfo=UTC)
@@ -269,7 +269,7 @@ def test_acknowledgement_edits_every_copy_and_stops_escalation(config, tg):
 
 
 def test_flood_limits_are_respected(config, tg):
-    from floodwatch.outbox import NewAlert
+    from floodwatch.db.outbox import NewAlert
 
     tg.enforce_limits = True
     app = App.open(config, with_sources=False)
@@ -396,7 +396,7 @@ def test_replayed_spring_tide_sends_exactly_the_expected_messages_per_unit(confi
 
 def test_the_one_duplicate_window_and_timeouts(config, tg):
     """A reply lost after Telegram accepted the message: that one part goes twice, no more."""
-    from floodwatch.outbox import NewAlert
+    from floodwatch.db.outbox import NewAlert
 
     tg.timeout_s = 2.5  # longer than the client's 2 s read timeout
     app = App.open(config, with_sources=False)
@@ -441,7 +441,7 @@ def test_ack_on_an_onset_with_a_hydrograph_edits_the_text_not_the_picture(config
 
         asyncio.run(press())
         acked = app.store.outbox.alert(alert_id)
-        events = app.store.list_events()
+        events = app.store.events.listing()
         named = [e for e in events if str(e["id"]) in acked.event_ids.split(",")]
         assert named and all(e["ack_by"] == acked.ack_by for e in named)  # the log knows too
         edited = [c for c in tg.sent if c.method == "editMessageText"]
@@ -456,7 +456,7 @@ def test_ack_on_an_onset_with_a_hydrograph_edits_the_text_not_the_picture(config
 
 
 def test_broken_and_migrated_chats_are_reported_once(config, tg):
-    from floodwatch.outbox import NewAlert
+    from floodwatch.db.outbox import NewAlert
 
     tg.block(SO_XAY_DUNG, "kicked")
     tg.migrate(TAN_THANH, -1009003)

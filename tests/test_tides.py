@@ -9,8 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from floodwatch.errors import InputError
-from floodwatch.tides import (
+from floodwatch.core.tides import (
     ConstituentTable,
     find_extremes,
     fit_constituents,
@@ -19,6 +18,7 @@ from floodwatch.tides import (
     predict_levels,
     write_constituents,
 )
+from floodwatch.errors import InputError
 
 TIDES_DIR = Path(__file__).resolve().parents[1] / "config" / "tides"
 STATIONS = ("tp_ca_mau", "ganh_hao", "song_doc", "nam_can", "rach_goc", "phuoc_long")

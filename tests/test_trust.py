@@ -16,12 +16,12 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from sqlalchemy import func, insert, select
 
-from floodwatch.cli import main
-from floodwatch.models import CycleRow
-from floodwatch.pipeline import utcnow
-from floodwatch.polling import health_view
-from floodwatch.readings import Reading, Variable
-from floodwatch.service import App, ConsoleNotifier, Heartbeat, poll_once, replay
+from floodwatch.cli.commands import main
+from floodwatch.core.readings import Reading, Variable
+from floodwatch.db.models import CycleRow
+from floodwatch.service.app import App, ConsoleNotifier, Heartbeat, poll_once, replay
+from floodwatch.service.cycle import utcnow
+from floodwatch.service.polling import health_view
 from floodwatch.web.app import create_app
 from tests.conftest import ROOT
 from tests.fakeserver import Reply
@@ -118,7 +118,7 @@ def test_a_reading_from_2099_is_rejected_and_later_cycles_still_run(tmp_path, da
             latest = conn.execute(select(func.max(CycleRow.at))).scalar()
         assert latest == T0 + timedelta(hours=5)
         # The event the good rows describe was opened: the future row blinded nothing.
-        assert any(e["segment_id"] == "cm-thap" for e in app.store.list_events())
+        assert any(e["segment_id"] == "cm-thap" for e in app.store.events.listing())
     finally:
         app.close()
 
@@ -399,7 +399,7 @@ def test_a_peak_between_grid_steps_opens_and_peaks_the_event_at_its_time(
     app = App.open(config, with_sources=False)
     try:
         live_cycles(app, quarter_hours(peak_at), every_minutes=60)
-        [event] = [e for e in app.store.list_events() if e["segment_id"] == "cm-thap"]
+        [event] = [e for e in app.store.events.listing() if e["segment_id"] == "cm-thap"]
         bodies = [a.body for a in app.store.outbox.pending_alerts()]
     finally:
         app.close()
@@ -426,7 +426,7 @@ def test_the_same_peak_read_every_15_minutes_gives_the_same_event(tmp_path, data
             live_cycles(app, quarter_hours(T0 + timedelta(minutes=30)), every_minutes=every)
             results.append(
                 [(e["opened_at"], e["peak_at"], e["peak_depth_m"], e["max_level"])
-                 for e in app.store.list_events() if e["kind"] == "observed"]
+                 for e in app.store.events.listing() if e["kind"] == "observed"]
             )  # fmt: skip
         finally:
             app.close()
@@ -443,7 +443,7 @@ def test_a_gauge_going_quiet_mid_event_never_sends_an_all_clear(tmp_path, databa
         # The gauge stops; rain keeps arriving for six hours (its depth part: 0).
         later = [rain("tp_ca_mau", T0 + timedelta(hours=h), 0.0) for h in range(3, 9)]
         live_cycles(app, later, every_minutes=60)
-        changes = [c.change for e in app.store.list_events() for c in _changes(app, e["id"])]
+        changes = [c.change for e in app.store.events.listing() for c in _changes(app, e["id"])]
     finally:
         app.close()
     assert "opened" in changes
@@ -451,9 +451,7 @@ def test_a_gauge_going_quiet_mid_event_never_sends_an_all_clear(tmp_path, databa
 
 
 def _changes(app: App, event_id: int):
-    from floodwatch.web.queries import changes
-
-    return changes(app.store.engine, event_id)
+    return app.store.events.changes(event_id)
 
 
 # --- 6. looking back ------------------------------------------------------------------------
@@ -470,7 +468,7 @@ def test_looking_back_shows_the_events_levels_and_silences_of_then(tmp_path, dat
             readings.append(level("tp_ca_mau", when, 1.20 if 0 <= h <= 2 else 0.5))
             readings.append(rain("tp_ca_mau", when, 0.0))
         replay(app, readings)
-        app.store.add_silence("segment", "cm-thap", T0, T0 + timedelta(hours=2), "thi công", "cli")
+        app.store.silences.add("segment", "cm-thap", T0, T0 + timedelta(hours=2), "thi công", "cli")
         with TestClient(create_app(app, secret_key="k")) as client:
             then = client.get("/", params={"at": (flood + timedelta(hours=1)).isoformat()}).text
             later = client.get("/", params={"at": (T0 + timedelta(hours=8)).isoformat()}).text
@@ -505,7 +503,7 @@ def test_a_shrunken_segment_file_keeps_the_log_of_removed_roads(tmp_path, databa
     app = App.open(config, with_sources=False)
     try:
         replay(app, [level("song_doc", T0 + timedelta(hours=3), 0.5)])
-        [event] = [e for e in app.store.list_events() if e["segment_id"] == "cm-thap"]
+        [event] = [e for e in app.store.events.listing() if e["segment_id"] == "cm-thap"]
     finally:
         app.close()
     assert event["segment_name"] == "Đường cm-thap"  # its row was kept: the log names it

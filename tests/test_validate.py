@@ -5,9 +5,8 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime, timedelta
 
-from floodwatch.readings import Kind, Reading, Variable
-from floodwatch.source_settings import ValidationSettings, VariableLimits
-from floodwatch.validate import Verdict, validate
+from floodwatch.core.readings import Kind, Reading, Variable
+from floodwatch.core.validate import ValidationSettings, VariableLimits, Verdict, validate
 
 NOW = datetime(2025, 10, 20, 12, 0, tzinfo=UTC)
 HORIZON = timedelta(days=3)

@@ -14,14 +14,14 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from floodwatch.cli import Context
-from floodwatch.readings import Kind, Reading, Variable
-from floodwatch.service import App, replay
+from floodwatch.cli.commands import Context
+from floodwatch.cli.web import read_secret, user, web
+from floodwatch.core.readings import Kind, Reading, Variable
+from floodwatch.db.store import Store
+from floodwatch.service.app import App, replay
 from floodwatch.sources.csvfile import read_csv
-from floodwatch.store import Store
 from floodwatch.web.app import create_app
 from floodwatch.web.auth import add_user, hash_password, verify_password
-from floodwatch.web.cli import read_secret, user, web
 from tests.conftest import DATA
 
 REPLAY = DATA / "replay" / "spring_tide_dec2024.csv"
@@ -55,7 +55,7 @@ def fw_app(project):
         for h in range(1, 24)
     ]  # fmt: skip
     replay(app, readings)
-    add_user(app.store.engine, "lan", PASSWORD, "Nguyễn Thị Lan")
+    add_user(app.store, "lan", PASSWORD, "Nguyễn Thị Lan")
     yield app
     app.close()
 
@@ -285,7 +285,7 @@ def test_operator_notes_acknowledges_marks_false_alarm_and_silences(client, fw_a
     # The web acknowledgement also stops the escalation of the Telegram alerts naming it.
     from sqlalchemy import select
 
-    from floodwatch.models import AlertRow
+    from floodwatch.db.models import AlertRow
 
     with fw_app.store.engine.connect() as conn:
         naming = [
@@ -315,7 +315,7 @@ def test_operator_notes_acknowledges_marks_false_alarm_and_silences(client, fw_a
     assert "Đang thi công cống" in road[road.index('id="tam-tat"') :]
     post("/silences", target_kind="unit", target_id="tide-low", hours="2", next="/")
     now = datetime.now(UTC)
-    assert {("segment", "tide-low"), ("unit", "ubnd_an_xuyen")} <= fw_app.store.active_silences(now)
+    assert {("segment", "tide-low"), ("unit", "ubnd_an_xuyen")} <= fw_app.store.silences.active(now)
     bad = client.post("/silences", data={"csrf": token, "target_kind": "unit",
                                          "target_id": "nobody", "hours": "2"})  # fmt: skip
     assert bad.status_code == 400
@@ -452,7 +452,7 @@ def test_password_hashes_are_salted():
 def test_cap_atom_feed_holds_schema_valid_alerts(client):
     from lxml import etree
 
-    from floodwatch.cap import SCHEMA_PATH
+    from floodwatch.exports.cap import SCHEMA_PATH
 
     response = client.get("/api/v1/cap.atom", params={"since": "2024-12-01"})
     assert response.status_code == 200

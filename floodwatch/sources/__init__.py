@@ -1,6 +1,8 @@
 """Data sources: each turns a time window into normalized readings.
 
-Adding a source means adding one module here and one line in `REGISTRY`. Every
+Adding a source means adding one module here (its settings class, `type`
+included, and its adapter), one line in `REGISTRY` and one in the config's
+`SourceSettings` union. Every
 source has the same shape: build the request (pure), fetch (the only IO, with
 the shared session, timeout and retry policy), parse and normalize (pure) into
 `Reading`s, with every value it could not use accounted for as a `Rejection`.
@@ -13,15 +15,30 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
-import requests
+from pydantic import Field
 
-from floodwatch.config import Settings
+from floodwatch.core.geo import Geodata
+from floodwatch.core.readings import Reading, Rejection
+from floodwatch.core.settings import (
+    MAX_INTERVAL_MINUTES,
+    MAX_STALE_MINUTES,
+    MAX_TIMEOUT_S,
+    StrictBase,
+)
 from floodwatch.errors import ConfigError
-from floodwatch.geo import Geodata
-from floodwatch.http import RetryPolicy
-from floodwatch.readings import Reading, Rejection
+
+
+class SourceSettingsBase(StrictBase):
+    """Keys every source has."""
+
+    enabled: bool = True
+    interval_minutes: int = Field(60, ge=1, le=MAX_INTERVAL_MINUTES)
+    # The source is "stale" (and its stations blind) when its newest reading is
+    # older than this; unset means it never goes stale.
+    stale_after_minutes: int | None = Field(None, ge=1, le=MAX_STALE_MINUTES)
+    timeout_s: float = Field(20.0, gt=0, le=MAX_TIMEOUT_S)
 
 
 @dataclass
@@ -36,12 +53,16 @@ class FetchResult:
 
 @dataclass
 class SourceContext:
-    """What sources share: config, geodata, one HTTP session and retry policy, environment."""
+    """What sources share: config, geodata, one HTTP session and retry policy, environment.
 
-    settings: Settings
+    `settings` is the whole configuration (`floodwatch.config.Settings`); sources read
+    only its `resolve()` (paths relative to the config file) and `http`.
+    """
+
+    settings: Any
     geodata: Geodata
-    session: requests.Session
-    policy: RetryPolicy
+    session: Any  # a requests.Session
+    policy: Any  # a floodwatch.sources._http.RetryPolicy
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
 
 
@@ -80,14 +101,18 @@ def _factory(kind: str):
     return target
 
 
-def make_context(settings: Settings, geodata: Geodata) -> SourceContext:
+def make_context(settings: Any, geodata: Geodata) -> SourceContext:
     """A context with a fresh HTTP session and the configured retry policy."""
+    import requests  # only a command that polls pays for it
+
+    from floodwatch.sources._http import RetryPolicy
+
     return SourceContext(
         settings, geodata, requests.Session(), RetryPolicy.from_settings(settings.http)
     )
 
 
-def build_sources(settings: Settings, geodata: Geodata, context: SourceContext | None = None):
+def build_sources(settings: Any, geodata: Geodata, context: SourceContext | None = None):
     """Instantiate every enabled source of the config."""
     context = context or make_context(settings, geodata)
     sources, problems = [], []

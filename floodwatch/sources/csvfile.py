@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
+from floodwatch.core.readings import Kind, Reading, Variable
 from floodwatch.errors import InputError
-from floodwatch.readings import Kind, Reading, Variable
 
 REQUIRED = ("time", "station", "variable", "value")
 OPTIONAL = ("kind", "issued")

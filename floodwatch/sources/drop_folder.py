@@ -32,14 +32,26 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
 
+from pydantic import Field
+
+from floodwatch.core.settings import MAX_INTERVAL_MINUTES
+from floodwatch.core.validate import Verdict
 from floodwatch.errors import ConfigError, InputError, SourceError
-from floodwatch.source_settings import DropFolderSettings
-from floodwatch.sources import FetchResult, Rejection, SourceContext
+from floodwatch.sources import FetchResult, Rejection, SourceContext, SourceSettingsBase
 from floodwatch.sources.csvfile import decode_text, parse_csv
-from floodwatch.validate import Verdict
 
 logger = logging.getLogger(__name__)
+
+
+class DropFolderSettings(SourceSettingsBase):
+    """CSV files (DESIGN.md format) dropped into a folder."""
+
+    type: Literal["drop_folder"]
+    path: Path = Path("../var/drop")
+    interval_minutes: int = Field(5, ge=1, le=MAX_INTERVAL_MINUTES)
+
 
 ARCHIVE = "archive"
 QUARANTINE = "quarantine"

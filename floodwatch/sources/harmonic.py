@@ -6,14 +6,23 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Literal
 
+from floodwatch.core.readings import Kind, Reading, Variable
+from floodwatch.core.tides import ConstituentTable, load_constituents, predict_levels
 from floodwatch.errors import ConfigError, InputError
-from floodwatch.readings import Kind, Reading, Variable
-from floodwatch.source_settings import HarmonicSourceSettings
-from floodwatch.sources import FetchResult, SourceContext
-from floodwatch.tides import ConstituentTable, load_constituents, predict_levels
+from floodwatch.sources import FetchResult, SourceContext, SourceSettingsBase
 
 logger = logging.getLogger(__name__)
+
+
+class HarmonicSourceSettings(SourceSettingsBase):
+    """Offline tide prediction from per-station constituent tables."""
+
+    type: Literal["harmonic"]
+    # Folder with one `<station_id>.csv` constituent table per tide station.
+    constituents: Path = Path("tides")
+
 
 STEP = timedelta(minutes=15)
 

@@ -63,18 +63,61 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import requests
+from pydantic import Field, field_validator
 
+from floodwatch.core.readings import Kind, Reading, Variable
+from floodwatch.core.settings import MAX_INTERVAL_MINUTES, MAX_STALE_MINUTES
 from floodwatch.errors import ConfigError, SourceError
-from floodwatch.http import RetryPolicy, get_json
-from floodwatch.readings import Kind, Reading, Variable
-from floodwatch.source_settings import HttpJsonSettings
-from floodwatch.sources import FetchResult, Rejection, SourceContext
+from floodwatch.sources import FetchResult, Rejection, SourceContext, SourceSettingsBase
+from floodwatch.sources._http import RetryPolicy, get_json
 
 logger = logging.getLogger(__name__)
+
+
+class HttpJsonSettings(SourceSettingsBase):
+    """A generic JSON gauge API, mapped to readings by configuration alone."""
+
+    type: Literal["http_json"]
+    # `{station}` in the URL is replaced by each remote station id (one request each).
+    url: str
+    preset: Literal["vndms", "flat"] | None = None
+    # Remote station id -> our station id.
+    stations: dict[str, str] = {}
+    variable: Literal["water_level", "rainfall"] = "water_level"
+    kind: Literal["observed", "forecast"] = "observed"
+    headers: dict[str, str] = {}
+    # Environment variable holding a token, sent as `<auth_header>: <auth_scheme> <token>`.
+    auth_env: str | None = None
+    auth_header: str = "Authorization"
+    auth_scheme: str = "Bearer"
+    # Dotted path to the list of records ("" = the document itself).
+    records: str = ""
+    station_field: str | None = "station"
+    time_field: str = "time"
+    # "iso", "epoch_s", "epoch_ms" or a strptime format such as "%Y-%m-%d %H:%M".
+    time_format: str = "iso"
+    # Zone of times that carry no offset.
+    time_zone: str = "Asia/Ho_Chi_Minh"
+    value_field: str = "value"
+    # Multiply values by this to get metres (or mm); 0.01 turns cm into m.
+    scale: float = 1.0
+    missing: list[float] = [-9999.0, -999.0]
+    interval_minutes: int = Field(15, ge=1, le=MAX_INTERVAL_MINUTES)
+    stale_after_minutes: int | None = Field(60, ge=1, le=MAX_STALE_MINUTES)
+
+    @field_validator("scale")
+    @classmethod
+    def _sane_scale(cls, value: float) -> float:
+        # 0.001 (mm to m) .. 1000 (m to mm); 0 would turn every value into 0.
+        if not 1e-6 <= abs(value) <= 1e6:
+            raise ValueError(f"scale {value:g} must be non-zero, between 1e-6 and 1e6 in size")
+        return value
+
 
 STATION_PLACEHOLDER = "{station}"
 TIME_FORMATS = ("iso", "epoch_s", "epoch_ms", "vndms")

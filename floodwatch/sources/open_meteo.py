@@ -22,16 +22,35 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Literal
 
 import numpy as np
+from pydantic import Field
 
+from floodwatch.core.readings import Kind, Reading, Variable
+from floodwatch.core.settings import MAX_STALE_MINUTES
 from floodwatch.errors import ConfigError, SourceError
-from floodwatch.http import get_json
-from floodwatch.readings import Kind, Reading, Variable
-from floodwatch.source_settings import OpenMeteoRainSettings
-from floodwatch.sources import FetchResult, Rejection, SourceContext
+from floodwatch.sources import FetchResult, Rejection, SourceContext, SourceSettingsBase
+from floodwatch.sources._http import get_json
 
 logger = logging.getLogger(__name__)
+
+
+class OpenMeteoRainSettings(SourceSettingsBase):
+    """Open-Meteo hourly precipitation (past = observed, future = forecast)."""
+
+    type: Literal["open_meteo_rain"]
+    base_url: str = "https://api.open-meteo.com/v1/forecast"
+    # Station ids to ask for; default: every station that measures rainfall.
+    stations: list[str] | None = None
+    past_days: int = Field(2, ge=0, le=92)
+    forecast_days: int = Field(3, ge=1, le=16)
+    models: str | None = None
+    # Name of the environment variable holding a commercial API key (sent as `apikey`).
+    apikey_env: str | None = None
+    max_points_per_request: int = Field(100, ge=1, le=1000)
+    stale_after_minutes: int | None = Field(180, ge=1, le=MAX_STALE_MINUTES)
+
 
 HOURLY_VARIABLE = "precipitation"
 UNIT = "mm"

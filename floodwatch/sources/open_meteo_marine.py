@@ -18,15 +18,23 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from typing import Literal
 
 import numpy as np
 import requests
+from pydantic import Field
 
+from floodwatch.core.readings import Kind, Reading, Variable
+from floodwatch.core.settings import (
+    DATUM_MAX_M,
+    DATUM_MIN_M,
+    MAX_INTERVAL_MINUTES,
+    MAX_STALE_MINUTES,
+    StrictBase,
+)
 from floodwatch.errors import ConfigError, InputError, SourceError
-from floodwatch.http import RetryPolicy, get_json
-from floodwatch.readings import Kind, Reading, Variable
-from floodwatch.source_settings import MarinePoint, OpenMeteoSeaLevelSettings
-from floodwatch.sources import FetchResult, Rejection, SourceContext
+from floodwatch.sources import FetchResult, Rejection, SourceContext, SourceSettingsBase
+from floodwatch.sources._http import RetryPolicy, get_json
 from floodwatch.sources.open_meteo import (
     coordinates,
     floor_hour,
@@ -37,6 +45,32 @@ from floodwatch.sources.open_meteo import (
 )
 
 logger = logging.getLogger(__name__)
+
+
+class MarinePoint(StrictBase):
+    """A coastal model point for one tide station, and the transfer to its gauge."""
+
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+    # station level = offset_m + gain x sea_level_height_msl(t - lag)
+    offset_m: float = Field(0.0, ge=DATUM_MIN_M, le=DATUM_MAX_M)
+    gain: float = Field(1.0, gt=0, le=10)
+    # `tide calibrate` searches -6 h..+6 h; a day either way is the outer bound.
+    lag_minutes: int = Field(0, ge=-24 * 60, le=24 * 60)
+
+
+class OpenMeteoSeaLevelSettings(SourceSettingsBase):
+    """Open-Meteo Marine modelled sea level, transferred to each tide station."""
+
+    type: Literal["open_meteo_sea_level"]
+    base_url: str = "https://marine-api.open-meteo.com/v1/marine"
+    stations: dict[str, MarinePoint] = {}
+    past_days: int = Field(1, ge=0, le=92)
+    forecast_days: int = Field(3, ge=1, le=16)
+    apikey_env: str | None = None
+    interval_minutes: int = Field(180, ge=1, le=MAX_INTERVAL_MINUTES)
+    stale_after_minutes: int | None = Field(720, ge=1, le=MAX_STALE_MINUTES)
+
 
 HOURLY_VARIABLE = "sea_level_height_msl"
 UNIT = "m"

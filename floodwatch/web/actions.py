@@ -8,8 +8,8 @@ from datetime import timedelta
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import RedirectResponse
 
-from floodwatch.pipeline import utcnow
-from floodwatch.web import auth, queries
+from floodwatch.service.cycle import utcnow
+from floodwatch.web import auth
 from floodwatch.web.context import WebContext, check_csrf, operator, render, safe_next, web
 from floodwatch.web.pages import event_or_404
 
@@ -41,7 +41,7 @@ def login(
 ):
     """Check the password; on success put the operator in the session."""
     check_csrf(request, csrf)
-    user = auth.authenticate(ctx.app.store.engine, username, password)
+    user = auth.authenticate(ctx.app.store, username, password)
     if user is None:
         logger.warning("web: failed login for %r", username[:64])
         return render(
@@ -79,7 +79,7 @@ def add_note(
     event_or_404(ctx, event_id)
     text = text.strip()[:MAX_NOTE_CHARS]
     if text:
-        queries.add_note(ctx.app.store.engine, event_id, utcnow(), _author(user), "note", text)
+        ctx.app.store.events.add_note(event_id, utcnow(), _author(user), "note", text)
     return back(f"/events/{event_id}#ghi-chu")
 
 
@@ -95,7 +95,7 @@ def acknowledge(
     """Acknowledge an event (the first acknowledgement is kept on the event)."""
     check_csrf(request, csrf)
     event_or_404(ctx, event_id)
-    queries.add_note(ctx.app.store.engine, event_id, utcnow(), _author(user), "ack",
+    ctx.app.store.events.add_note(event_id, utcnow(), _author(user), "ack",
                      text.strip()[:MAX_NOTE_CHARS])  # fmt: skip
     logger.info("web: event %d acknowledged by %s", event_id, user["username"])
     return back(f"/events/{event_id}")
@@ -115,7 +115,7 @@ def false_alarm(
     check_csrf(request, csrf)
     event_or_404(ctx, event_id)
     kind = "false_alarm_cleared" if value == "off" else "false_alarm"
-    queries.add_note(ctx.app.store.engine, event_id, utcnow(), _author(user), kind,
+    ctx.app.store.events.add_note(event_id, utcnow(), _author(user), kind,
                      text.strip()[:MAX_NOTE_CHARS])  # fmt: skip
     logger.info("web: event %d %s by %s", event_id, kind, user["username"])
     return back(f"/events/{event_id}")
@@ -148,7 +148,7 @@ def add_silence(
     if not 1 <= hours <= MAX_SILENCE_HOURS:
         raise HTTPException(status_code=400, detail="Số giờ tạm tắt phải từ 1 đến 168.")
     now = utcnow()
-    ctx.app.store.add_silence(target_kind, target_id, now, now + timedelta(hours=hours),
+    ctx.app.store.silences.add(target_kind, target_id, now, now + timedelta(hours=hours),
                               reason.strip()[:MAX_NOTE_CHARS], _author(user))  # fmt: skip
     logger.info("web: %s %s muted for %d h by %s", target_kind, target_id, hours, user["username"])
     return back(safe_next(next))

@@ -9,12 +9,11 @@ import shapely
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, PlainSerializer, WithJsonSchema
 
-from floodwatch.cap import cap_alerts, cap_atom
-from floodwatch.events import OBSERVED
-from floodwatch.pipeline import utcnow
-from floodwatch.polling import health_view
-from floodwatch.store import EventFilter
-from floodwatch.web import queries
+from floodwatch.core.events import OBSERVED
+from floodwatch.db.events import EventFilter
+from floodwatch.exports.cap import cap_alerts, cap_atom
+from floodwatch.service.cycle import utcnow
+from floodwatch.service.polling import health_view
 from floodwatch.web.context import (
     WebContext,
     filter_params,
@@ -263,18 +262,17 @@ def list_events(
     """Events with the log's filters, newest first."""
     flt = log_filter(filter_params(request), ctx.zone)
     key, descending = sort_params(request)
-    rows = ctx.app.store.list_events(
+    rows = ctx.app.store.events.listing(
         flt, sort=key, descending=descending, limit=limit, offset=offset
     )
-    return {"total": ctx.app.store.count_events(flt), "limit": limit, "offset": offset,
+    return {"total": ctx.app.store.events.count(flt), "limit": limit, "offset": offset,
             "events": rows}  # fmt: skip
 
 
 @router.get("/events/{event_id}", response_model=EventDetail)
 def get_event(event_id: int, ctx: WebContext = Depends(reader)):
     """One event with its timeline, alerts (and deliveries) and notes."""
-    engine = ctx.app.store.engine
-    ev = queries.event(engine, event_id)
+    ev = ctx.app.store.events.get(event_id)
     if ev is None:
         raise HTTPException(status_code=404, detail=f"no event {event_id}")
     alerts = [
@@ -286,19 +284,19 @@ def get_event(event_id: int, ctx: WebContext = Depends(reader)):
                 {"chat_id": d.chat_id, "status": d.status, "sent_at": d.sent_at} for d in ds
             ],
         }
-        for a, ds in queries.alerts_naming(engine, event_id)
+        for a, ds in ctx.app.store.events.alerts_naming(event_id)
     ]  # fmt: skip
     return {
         **ev,
         "changes": [
             {"at": c.at, "change": c.change, "status": c.status, "level": c.level,
              "depth_m": round(c.depth_m, 3), "note": c.note}
-            for c in queries.changes(engine, event_id)
+            for c in ctx.app.store.events.changes(event_id)
         ],
         "alerts": alerts,
         "notes": [
             {"at": n.at, "author": n.author, "kind": n.kind, "text": n.text}
-            for n in queries.notes(engine, event_id)
+            for n in ctx.app.store.events.notes(event_id)
         ],
     }  # fmt: skip
 
@@ -316,7 +314,7 @@ def get_segment(segment_id: str, ctx: WebContext = Depends(reader)):
     if segment is None:
         raise HTTPException(status_code=404, detail=f"no segment {segment_id}")
     geometry = shapely.geometry.mapping(segment.geometry) if segment.geometry is not None else None
-    open_events = ctx.app.store.list_events(EventFilter(segment=segment_id, open_only=True))
+    open_events = ctx.app.store.events.listing(EventFilter(segment=segment_id, open_only=True))
     return {**_segment(segment), "geometry": geometry, "open_events": open_events}
 
 
@@ -352,8 +350,8 @@ def list_readings(
     ctx: WebContext = Depends(reader),
 ):
     """Stored readings, oldest first."""
-    rows = queries.readings(
-        ctx.app.store.engine, station, variable, parse_day(from_, ctx.zone, field="from"),
+    rows = ctx.app.store.readings.listing(
+        station, variable, parse_day(from_, ctx.zone, field="from"),
         parse_day(to, ctx.zone, end_of_day=True, field="to"), limit,
     )  # fmt: skip
     return [
@@ -369,15 +367,15 @@ def get_status(ctx: WebContext = Depends(reader)):
     now = utcnow()
     health = health_view(ctx.app, now)
     sources = source_rows(ctx, health)
-    cycle = queries.last_cycle(ctx.app.store.engine)
-    open_events = ctx.app.store.open_events()
+    cycle = ctx.app.store.events.last_cycle()
+    open_events = ctx.app.store.events.open()
     situation = ctx.app.pipeline.situation(now, health)
     return {
         "now": now,
         "last_cycle": None if cycle is None else {
             name: getattr(cycle, name) for name in CycleOut.model_fields
         },
-        "counts": ctx.app.store.counts(),
+        "counts": ctx.app.store.stats.counts(),
         "sources": [{k: s[k] for k in SourceOut.model_fields} for s in sources],
         "flooded": sum(1 for e in open_events if e.kind == OBSERVED),
         "expected": sum(1 for e in open_events if e.kind != OBSERVED),

@@ -12,13 +12,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import generate_latest
-from sqlalchemy import text
-from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
-from floodwatch.metrics import metrics_registry
-from floodwatch.service import App
+from floodwatch.errors import StorageError
+from floodwatch.service.app import App
+from floodwatch.service.metrics import metrics_registry
 from floodwatch.web import actions, api, pages, planning
 from floodwatch.web.context import (
     HERE,
@@ -84,11 +83,11 @@ def create_app(app: App, *, secret_key: str, open_reads: bool = True) -> FastAPI
     def healthz() -> JSONResponse:
         """200 with the last cycle time when the database answers, 503 otherwise."""
         try:
-            with app.store.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            last = app.store.last_cycle_at()
-        except SQLAlchemyError as exc:
-            logger.error("healthz: database: %s", type(exc).__name__)
+            if not app.store.ping():
+                raise StorageError("database does not answer")
+            last = app.store.events.last_cycle_at()
+        except StorageError as exc:
+            logger.error("healthz: %s", exc)
             return JSONResponse({"ok": False, "error": "database"}, status_code=503)
         return JSONResponse({"ok": True, "last_cycle_at": last.isoformat() if last else None})
 

@@ -9,10 +9,9 @@ import logging
 import secrets
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, insert, select, update
-
+from floodwatch.db.models import UserRow
+from floodwatch.db.store import Store
 from floodwatch.errors import FloodwatchError
-from floodwatch.models import UserRow
 
 logger = logging.getLogger(__name__)
 
@@ -57,38 +56,21 @@ def verify_password(password: str, stored: str) -> bool:
 _DUMMY_HASH = hash_password("", salt=b"\0" * SALT_BYTES)
 
 
-def add_user(store_engine: Engine, username: str, password: str, display_name: str = "") -> bool:
+def add_user(store: Store, username: str, password: str, display_name: str = "") -> bool:
     """Create an operator, or set a new password if the name exists; True when created."""
     username = username.strip()
     if not username or any(ch.isspace() for ch in username):
         raise FloodwatchError("username must be one word without spaces")
     if len(password) < MIN_PASSWORD_CHARS:
         raise FloodwatchError(f"password must have at least {MIN_PASSWORD_CHARS} characters")
-    password_hash = hash_password(password)
-    with store_engine.begin() as conn:
-        exists = conn.execute(select(UserRow.username).where(UserRow.username == username)).first()
-        if exists:
-            values = {"password_hash": password_hash}
-            if display_name:
-                values["display_name"] = display_name
-            conn.execute(update(UserRow).where(UserRow.username == username).values(**values))
-        else:
-            conn.execute(
-                insert(UserRow).values(
-                    username=username,
-                    password_hash=password_hash,
-                    display_name=display_name or username,
-                    created_at=datetime.now(UTC),
-                )
-            )
-    logger.info("web user %s %s", username, "updated" if exists else "created")
-    return not exists
+    created = store.users.save(username, hash_password(password), display_name, datetime.now(UTC))
+    logger.info("web user %s %s", username, "created" if created else "updated")
+    return created
 
 
-def authenticate(store_engine: Engine, username: str, password: str) -> UserRow | None:
+def authenticate(store: Store, username: str, password: str) -> UserRow | None:
     """The user if the password is right, else None (never says which part was wrong)."""
-    with store_engine.connect() as conn:
-        user = conn.execute(select(UserRow).where(UserRow.username == username.strip())).first()
+    user = store.users.get(username.strip())
     if user is None:
         verify_password(password, _DUMMY_HASH)
         return None

@@ -11,10 +11,18 @@ from urllib.parse import urlencode
 from fastapi import HTTPException, Request
 from fastapi.templating import Jinja2Templates
 
-from floodwatch.pipeline import utcnow
-from floodwatch.service import App
-from floodwatch.store import SORTS, EventFilter
-from floodwatch.text import ALARM_VI, CAUSE_VI, KIND_VI, STATUS_VI, centimetres, local_time, metres
+from floodwatch.core.text import (
+    ALARM_VI,
+    CAUSE_VI,
+    KIND_VI,
+    STATUS_VI,
+    centimetres,
+    local_time,
+    metres,
+)
+from floodwatch.db.events import SORTS, EventFilter
+from floodwatch.service.app import App
+from floodwatch.service.cycle import utcnow
 from floodwatch.web import auth
 from floodwatch.web.maps import Basemap, basemap
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 import shapely
 
-from floodwatch.events import OBSERVED
-from floodwatch.geo import Geodata, project_utm
+from floodwatch.core.events import OBSERVED
+from floodwatch.core.geo import Geodata, project_utm
 
 WIDTH = 1000.0
 MARGIN = 20.0

@@ -12,15 +12,14 @@ from datetime import datetime, timedelta
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
 
-from floodwatch.charts import station_hydrograph
-from floodwatch.events import OBSERVED
-from floodwatch.exports import EVENT_HEADERS, TIME_FMT, event_values
-from floodwatch.health import HealthView
-from floodwatch.pipeline import Situation, utcnow
-from floodwatch.polling import health_view
-from floodwatch.store import EventFilter
-from floodwatch.text import CAUSE_VI, KIND_VI, STATUS_VI
-from floodwatch.web import queries
+from floodwatch.core.events import OBSERVED
+from floodwatch.core.health import HealthView
+from floodwatch.core.text import CAUSE_VI, KIND_VI, STATUS_VI
+from floodwatch.db.events import EventFilter
+from floodwatch.exports.tables import EVENT_HEADERS, TIME_FMT, event_values
+from floodwatch.service.charts import station_hydrograph
+from floodwatch.service.cycle import Situation, utcnow
+from floodwatch.service.polling import health_view
 from floodwatch.web.context import (
     MAX_PAGE_SIZE,
     PAGE_SIZE,
@@ -42,7 +41,7 @@ _URL_QUERY = re.compile(r"\?\S*")
 
 def source_rows(ctx: WebContext, health: HealthView) -> list[dict]:
     """Source health for the table (errors without URL query strings: they may hold keys)."""
-    states = ctx.app.store.source_states()
+    states = ctx.app.store.health.source_states()
     rows = []
     for source in ctx.app.sources:
         state = states.get(source.name)
@@ -83,7 +82,7 @@ def stale_rows(ctx: WebContext, health: HealthView) -> list[dict]:
 def station_rows(ctx: WebContext, situation: Situation) -> list[dict]:
     """Each station's level at the situation's time against BĐ I/II/III, and its latest
     observation known by then."""
-    latest = queries.latest_levels(ctx.app.store.engine, situation.at)
+    latest = ctx.app.store.readings.latest_levels(situation.at)
     rows = []
     for st in situation.stations:
         station = ctx.app.geodata.stations[st.station]
@@ -129,7 +128,7 @@ def now_page(request: Request, ctx: WebContext = Depends(reader)):
     wall = utcnow()
     health, looking_back = health_at(ctx, now)
     situation = ctx.app.pipeline.situation(now, health)
-    open_events = ctx.app.store.events_at(now)
+    open_events = ctx.app.store.events.at(now)
     blind = ctx.app.pipeline.blind_segments(health)
     unknown_ids = {u.segment.id for u in situation.unknown}
     base = ctx.basemap
@@ -146,7 +145,7 @@ def now_page(request: Request, ctx: WebContext = Depends(reader)):
     flooded = [e for e in open_events if e["kind"] == OBSERVED]
     expected = [e for e in open_events if e["kind"] != OBSERVED]
     names = {s.id: s.name for s in ctx.app.geodata.segments}
-    last_cycle = ctx.app.store.last_cycle_at()
+    last_cycle = ctx.app.store.events.last_cycle_at()
     step = timedelta(minutes=ctx.app.settings.assessment.step_minutes)
     cycle_stale = not looking_back and (last_cycle is None or wall - last_cycle > 2 * step)
     return render(
@@ -165,7 +164,7 @@ def now_page(request: Request, ctx: WebContext = Depends(reader)):
         blind=blind,
         unknown=situation.unknown,
         names=names,
-        silences=ctx.app.store.silences(now, active_only=looking_back),
+        silences=ctx.app.store.silences.listing(now, active_only=looking_back),
         last_cycle=last_cycle,
         cycle_stale=cycle_stale,
         level_names=ctx.app.settings.levels.names,
@@ -178,13 +177,13 @@ def log_page(request: Request, ctx: WebContext = Depends(reader)):
     params = filter_params(request)
     flt = log_filter(params, ctx.zone)
     sort, descending = sort_params(request)
-    total = ctx.app.store.count_events(flt)
+    total = ctx.app.store.events.count(flt)
     per_arg = request.query_params.get("per", "")
     per_page = min(int(per_arg), MAX_PAGE_SIZE) if per_arg.isdigit() and int(per_arg) else PAGE_SIZE
     pages = max(1, math.ceil(total / per_page))
     page_arg = request.query_params.get("page", "1")
     page = min(max(int(page_arg) if page_arg.isdigit() else 1, 1), pages)
-    rows = ctx.app.store.list_events(
+    rows = ctx.app.store.events.listing(
         flt, sort=sort, descending=descending, limit=per_page, offset=(page - 1) * per_page
     )
     current = {**params, "sort": sort, "desc": "1" if descending else "0"}
@@ -232,7 +231,7 @@ def csv_lines(ctx: WebContext, flt: EventFilter) -> Iterator[str]:
     writer = csv.writer(buffer)
     writer.writerow(EVENT_HEADERS)
     yield "\ufeff" + buffer.getvalue()
-    for ev in ctx.app.store.iter_events(flt):
+    for ev in ctx.app.store.events.stream(flt):
         buffer.seek(0)
         buffer.truncate()
         writer.writerow(
@@ -257,7 +256,7 @@ def log_csv(request: Request, ctx: WebContext = Depends(reader)):
 
 def event_or_404(ctx: WebContext, event_id: int) -> dict:
     """The event, or a Vietnamese 404."""
-    ev = queries.event(ctx.app.store.engine, event_id)
+    ev = ctx.app.store.events.get(event_id)
     if ev is None:
         raise HTTPException(status_code=404, detail=f"Không có sự kiện số {event_id}.")
     return ev
@@ -267,17 +266,16 @@ def event_or_404(ctx: WebContext, event_id: int) -> dict:
 def event_page(request: Request, event_id: int, ctx: WebContext = Depends(reader)):
     """One event: details, timeline, alerts and deliveries, reports, notes, hydrograph."""
     ev = event_or_404(ctx, event_id)
-    engine = ctx.app.store.engine
     segment = ctx.app.geodata.segment(ev["segment_id"])
     return render(
         request,
         "event.html",
         ev=ev,
         segment=segment,
-        changes=queries.changes(engine, event_id),
-        alerts=queries.alerts_naming(engine, event_id),
-        reports=ctx.app.store.field_reports(event_id),
-        notes=queries.notes(engine, event_id),
+        changes=ctx.app.store.events.changes(event_id),
+        alerts=ctx.app.store.events.alerts_naming(event_id),
+        reports=ctx.app.store.reports.listing(event_id),
+        notes=ctx.app.store.events.notes(event_id),
         has_hydrograph=segment is not None and segment.tide_station in ctx.app.geodata.stations,
     )
 
@@ -318,7 +316,7 @@ def road_page(request: Request, segment_id: str, ctx: WebContext = Depends(reade
     segment = ctx.app.geodata.segment(segment_id)
     if segment is None:
         raise HTTPException(status_code=404, detail=f"Không có đoạn đường {segment_id}.")
-    events = ctx.app.store.list_events(EventFilter(segment=segment_id))
+    events = ctx.app.store.events.listing(EventFilter(segment=segment_id))
     stations = ctx.app.geodata.stations
     return render(
         request,
@@ -329,7 +327,7 @@ def road_page(request: Request, segment_id: str, ctx: WebContext = Depends(reade
         tide_station=stations.get(segment.tide_station),
         rain_station=stations.get(segment.rain_station),
         silences=[
-            s for s in ctx.app.store.silences(utcnow())
+            s for s in ctx.app.store.silences.listing(utcnow())
             if (s.target_kind, s.target_id) in {("segment", segment.id), ("unit", segment.unit)}
         ],
     )  # fmt: skip

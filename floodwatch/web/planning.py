@@ -8,8 +8,8 @@ from datetime import datetime, time, timedelta
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response
 
-from floodwatch import exports
-from floodwatch.pipeline import utcnow
+from floodwatch.exports import tables as exports
+from floodwatch.service.cycle import utcnow
 from floodwatch.web.context import WebContext, parse_day, reader, render
 
 router = APIRouter()
@@ -66,7 +66,7 @@ def maintenance_download(request: Request, fmt: str, ctx: WebContext = Depends(r
     elif fmt == "geojson":
         exports.write_maintenance_geojson(rows, app.geodata, out)
     else:
-        events = app.store.iter_events(exports.maintenance_events_filter(start, end))
+        events = app.store.events.stream(exports.maintenance_events_filter(start, end))
         notes = exports.maintenance_notes(start, end, ctx.zone, "floodwatch web", utcnow())
         exports.write_maintenance_xlsx(rows, events, out, notes, zone=ctx.zone)
     media_type, suffix = FORMATS[fmt]

@@ -1,0 +1,744 @@
+"""The `floodwatch` command line: a thin layer over the library.
+
+User mistakes end in one clear line per problem on stderr and exit code 1,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import json
+import logging
+import signal
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+
+from floodwatch import __version__
+from floodwatch.core.events import CLOSED
+from floodwatch.core.text import ALARM_VI, STATUS_VI, centimetres, local_time
+from floodwatch.db.leader import Leadership
+from floodwatch.errors import ConfigError, FloodwatchError
+from floodwatch.service.app import (
+    App,
+    ConsoleNotifier,
+    load_checked,
+    poll_once,
+    replay,
+    run_forever,
+    wait_for_leadership,
+)
+from floodwatch.service.cycle import CycleResult, FutureCycleError, utcnow
+from floodwatch.sources import build_sources
+
+logger = logging.getLogger("floodwatch")
+
+# Exit code of `replay` when the file had rows that were rejected (others went through).
+EXIT_REJECTED = 3
+EVENT_COLUMNS = (
+    "id", "segment_id", "segment_name", "unit", "kind", "status", "opened_at", "closed_at",
+    "peak_depth_m", "peak_at", "max_level", "cause",
+)  # fmt: skip
+
+
+def fail(problems: list[str] | str) -> None:
+    """Print problems, one per line, and exit 1."""
+    for line in [problems] if isinstance(problems, str) else problems:
+        click.echo(f"error: {line}", err=True)
+    sys.exit(1)
+
+
+def handles_errors(func):
+    """Turn floodwatch errors into clear lines and exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            fail(exc.problems)
+        except FloodwatchError as exc:
+            fail(str(exc))
+
+    return wrapper
+
+
+# Times a command may be asked about: from the start of the epoch to well past any forecast.
+EARLIEST_YEAR, LATEST_YEAR = 1970, 2200
+
+
+def parse_when(value: str | None, zone) -> datetime | None:
+    """A CLI time: ISO 8601, with the display zone assumed when no offset is given."""
+    if value is None:
+        return None
+    try:
+        when = datetime.fromisoformat(value.strip())
+        when = (when if when.tzinfo else when.replace(tzinfo=zone)).astimezone(UTC)
+    except (ValueError, OverflowError):
+        raise click.BadParameter(f"{value[:40]!r} is not an ISO 8601 date or time") from None
+    if not EARLIEST_YEAR <= when.year <= LATEST_YEAR:
+        raise click.BadParameter(
+            f"{value[:40]!r} is outside {EARLIEST_YEAR}-{LATEST_YEAR}: a mistyped year?"
+        )
+    return when
+
+
+class Context:
+    """Options shared by every command."""
+
+    def __init__(self, config: Path | None):
+        self.config = config
+
+    def open(self, *, with_sources: bool = True, writes: bool = True) -> App:
+        """Open the application for this config."""
+        return App.open(self.config, with_sources=with_sources, writes=writes)
+
+
+pass_ctx = click.make_pass_decorator(Context)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "-c",
+    type=click.Path(path_type=Path),
+    envvar="FLOODWATCH_CONFIG",
+    help="Config file [default: config/floodwatch.toml; env FLOODWATCH_CONFIG].",
+)
+@click.option("--verbose", "-v", count=True, help="More log output (-vv for debug).")
+@click.version_option(__version__, prog_name="floodwatch")
+@click.pass_context
+def main(ctx: click.Context, config: Path | None, verbose: int) -> None:
+    """Flood and tide alerts for Cà Mau province.
+
+    \b
+    Example:
+      floodwatch check
+      floodwatch --config /etc/floodwatch/floodwatch.toml run
+    """
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(
+        level=max(level, logging.DEBUG),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    ctx.obj = Context(config)
+
+
+@main.command()
+@pass_ctx
+@handles_errors
+def check(ctx: Context) -> None:
+    """Validate the config and geodata; exit 1 with one line per problem.
+
+    \b
+    Example:
+      floodwatch --config config/floodwatch.toml check
+    """
+    settings, geodata = load_checked(ctx.config)
+
+    sources = build_sources(settings, geodata)
+    click.echo(
+        f"ok: {len(geodata.segments)} segments, {len(geodata.stations)} stations, "
+        f"{len(settings.units)} units, {len(sources)} sources"
+    )
+
+
+def print_cycle(result: CycleResult, zone) -> None:
+    """One line per event change of a cycle."""
+    for change in result.changes:
+        if change.change:
+            ev = change.event
+            click.echo(
+                f"{local_time(change.at, zone)}  {ev.segment_id:<24} {ev.kind:<8} "
+                f"{change.change:<16} {change.note}"
+            )
+
+
+def print_outlook(app: App, now: datetime, hours: int = 48) -> None:
+    """The next tide peaks per station and the roads expected to flood."""
+    from floodwatch.service.outlook import alarm_reached, next_high_waters
+
+    zone = app.settings.zone
+    highs = next_high_waters(app, now, hours)
+    if highs:
+        click.echo(f"Next high waters (predicted, {app.settings.timezone}):")
+    for station, extremes in highs:
+        peaks = "  ".join(
+            f"{local_time(e.time, zone)} {e.level_m:.2f} m"
+            + (f" ({ALARM_VI[alarm]})" if (alarm := alarm_reached(station, e.level_m)) else "")
+            for e in extremes
+        )
+        click.echo(f"  {station.name:<12} {peaks}")
+    flooding = [e for e in app.store.events.listing() if e["status"] != CLOSED]
+    click.echo(f"Roads flooded or expected to flood: {len(flooding)}")
+    for ev in sorted(flooding, key=lambda e: e["expected_onset_at"] or e["opened_at"]):
+        onset = ev["expected_onset_at"] or ev["opened_at"]
+        click.echo(
+            f"  {ev['segment_name'] or ev['segment_id']:<28} {STATUS_VI[ev['status']]:<10} "
+            f"from {local_time(datetime.fromisoformat(onset), zone)}  "
+            f"peak {centimetres(ev['peak_depth_m'])} at "
+            f"{local_time(datetime.fromisoformat(ev['peak_at']), zone)}  ({ev['cause']})"
+        )
+    print_unknown(app, now)
+
+
+def print_unknown(app: App, now: datetime) -> None:
+    """The roads whose state nobody knows, and what is missing: never left to read as dry."""
+    from floodwatch.service.polling import health_view
+
+    situation = app.pipeline.situation(now, health_view(app, now))
+    if not situation.unknown:
+        return
+    names = {sid: st.name for sid, st in app.geodata.stations.items()}
+    missing = sorted(
+        {
+            f"{variable} at {names[station]}"
+            for u in situation.unknown
+            for variable, station in (
+                ("water_level", u.segment.tide_station),
+                ("rainfall", u.segment.rain_station),
+            )
+            if variable in u.missing
+        }
+    )
+    click.echo(
+        f"Roads without data ({NO_DATA}): {len(situation.unknown)} of "
+        f"{len(app.geodata.segments)}; their state is unknown, not dry"
+    )
+    click.echo(f"  missing: {', '.join(missing)}")
+
+
+@main.command()
+@pass_ctx
+@handles_errors
+def run(ctx: Context) -> None:
+    """Run the service: poll every source on its interval, assess, record, alert.
+
+    Without a Telegram token, alerts are printed to standard output.
+
+    \b
+    Example:
+      floodwatch run
+    """
+    from floodwatch.telegram.sender import TelegramNotifier, TelegramThread, read_token
+
+    def terminate(_signum, _frame):
+        raise KeyboardInterrupt  # until the scheduler installs its own graceful handler
+
+    signal.signal(signal.SIGTERM, terminate)
+    app = ctx.open()
+    leadership = Leadership(app.store)
+    telegram = None
+    kept = True
+    try:
+        wait_for_leadership(
+            app,
+            leadership,
+            lambda: click.echo("Standby: another instance is active; taking over if it stops."),
+        )
+        click.echo("Active instance.")
+        token = read_token()
+        if token:
+            telegram = TelegramThread(TelegramNotifier(app, token))
+            telegram.start()
+            click.echo("Telegram delivery on.")
+
+            def deliver() -> int:
+                return 0  # the sender thread drains the outbox itself
+        else:
+            click.echo("No FLOODWATCH_TELEGRAM_TOKEN: alerts are printed here.")
+            deliver = ConsoleNotifier(app, click.echo).drain
+        step = app.settings.assessment.step_minutes
+        now = utcnow()
+        try:
+            result = poll_once(app, now)
+            logger.info("first cycle: %d changes", len(result.changes))
+        except FutureCycleError as exc:
+            # Keep running: delivery, the bot and the heartbeat's alarm to operators work.
+            click.echo(f"error: {exc}", err=True)
+        deliver()
+        print_outlook(app, now)
+        kept = run_forever(
+            app,
+            deliver,
+            lambda r: print_cycle(r, app.settings.zone),
+            lambda: click.echo(f"Running; cycle every {step} min. Ctrl-C or SIGTERM stops."),
+            leadership,
+        )
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if telegram is not None:
+            telegram.stop()
+        leadership.release()
+        app.close()
+    if not kept:
+        fail("lost the active role (database connection dropped); exiting so systemd restarts")
+
+
+@main.command()
+@click.option("--at", "at_text", help="Assess as if it were this time (ISO 8601).")
+@pass_ctx
+@handles_errors
+def poll(ctx: Context, at_text: str | None) -> None:
+    """Poll every source once, run one cycle, print alerts, and exit.
+
+    \b
+    Example:
+      floodwatch poll
+      floodwatch poll --at 2025-11-05T18:00+07:00
+    """
+    app = ctx.open()
+    try:
+        now = parse_when(at_text, app.settings.zone) or utcnow()
+        result = poll_once(app, now)
+        print_cycle(result, app.settings.zone)
+        ConsoleNotifier(app, click.echo).drain()
+        print_outlook(app, now)
+    finally:
+        app.close()
+
+
+@main.command(name="replay")
+@click.argument("csv_file", type=click.Path(path_type=Path))
+@click.option("--quiet", "-q", is_flag=True, help="Do not print alerts and changes.")
+@pass_ctx
+@handles_errors
+def replay_command(ctx: Context, csv_file: Path, quiet: bool) -> None:
+    """Feed recorded readings through the whole pipeline in time order, as if live.
+
+    CSV columns: time,station,variable,value[,kind,issued]. Rejected rows are
+    listed with their line numbers; the good rows still go through. Exit code
+    3 means some rows were rejected.
+
+    \b
+    Example:
+      floodwatch replay tests/data/replay/spring_tide_dec2024.csv
+    """
+    from floodwatch.sources.csvfile import read_csv
+
+    app = ctx.open(with_sources=False)
+    try:
+        parsed = read_csv(csv_file, app.geodata.stations)
+        for problem in parsed.problems:
+            click.echo(f"rejected: {problem}", err=True)
+        # Console delivery is the only one a replay uses; --quiet delivers to nowhere.
+        notifier = ConsoleNotifier(app, (lambda _text: None) if quiet else click.echo)
+
+        def after(result: CycleResult) -> None:
+            if not quiet:
+                print_cycle(result, app.settings.zone)
+            notifier.drain()
+
+        done = replay(app, parsed.readings, after)
+        if done.skipped:
+            click.echo(
+                f"note: {done.skipped} cycles were already assessed in this database and "
+                "were skipped; replay drills into a fresh database (FLOODWATCH_DATABASE_URL)",
+                err=True,
+            )
+        line_of: dict[tuple, int] = {}
+        for r, line in zip(parsed.readings, parsed.lines, strict=True):
+            line_of.setdefault((r.station, r.variable, r.time, r.kind), line)
+        for rejection in done.rejected:
+            r = rejection.reading
+            line = line_of.get((r.station, r.variable, r.time, r.kind)) if r else None
+            where = f"{csv_file}: line {line}: " if line is not None else ""
+            click.echo(f"rejected: {where}{rejection.detail}", err=True)
+        rejected = parsed.rejected + len(done.rejected)
+        click.echo(
+            f"replay: {parsed.rows} rows, {parsed.rows - rejected} accepted "
+            f"({done.flagged} flagged as doubtful), {rejected} rejected; "
+            f"{done.cycles} cycles run, {done.skipped} already assessed"
+        )
+    finally:
+        app.close()
+    if rejected:
+        sys.exit(EXIT_REJECTED)
+
+
+NO_DATA = "không có dữ liệu"
+
+
+def _station_line(st: dict, measures: frozenset) -> str:
+    """One station of `status`: level against BĐ, 24-hour rain; unknown said as such."""
+    parts = [f"  {st['name']:<12}"]
+    if "water_level" in measures:
+        if st["level_blind"]:
+            parts.append(f"{NO_DATA + ' (source quiet)':<30}")
+        elif st["level_m"] is None:
+            parts.append(f"{NO_DATA:<30}")
+        else:
+            source = "observed" if st["level_observed"] else "predicted"
+            parts.append(f"{st['level_m']:5.2f} m {source:<9} {ALARM_VI[st['alarm']]:<9}")
+    if "rainfall" in measures:
+        hours = st["rain_24h_hours_with_data"] or 0
+        if st["rain_24h_mm"] is None:
+            quiet = " (source quiet)" if st["rain_blind"] else ""
+            parts.append(f"rain 24 h: {NO_DATA}{quiet}")
+        else:
+            category = st["rain_category"] or "—"
+            window = "24 h" if hours >= 24 else f"{hours:g} of the last 24 h with data"
+            parts.append(f"rain {window}: {st['rain_24h_mm']:5.1f} mm ({category})")
+    return " ".join(parts)
+
+
+@main.command()
+@click.option("--at", "at_text", help="Show the state as of this time (ISO 8601) [default: now].")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object for scripts (times in UTC).")
+@pass_ctx
+@handles_errors
+def status(ctx: Context, at_text: str | None, as_json: bool) -> None:
+    """Show the last cycle, stations, roads flooded or expected to flood, and what is unknown.
+
+    With --at, the events open then, the levels known by then.
+    A level or rain nobody knows is shown as "không có dữ liệu" (null in JSON), never 0.
+
+    \b
+    Example:
+      floodwatch status
+      floodwatch status --at 2024-12-16T18:00+07:00
+      floodwatch status --json | jq .outbox_pending
+    """
+    import json
+
+    from floodwatch.service.metrics import status_document
+
+    app = ctx.open(writes=False)
+    try:
+        zone = app.settings.zone
+        now = parse_when(at_text, zone) or utcnow()
+        doc = status_document(app, now)
+        if as_json:
+            click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
+            return
+        last = doc["last_cycle"]
+        when = local_time(datetime.fromisoformat(last["at"]), zone) if last else "never"
+        click.echo(f"Last cycle: {when}")
+        click.echo(f"Stations at {local_time(now, zone)}:")
+        for st in doc["stations"]:
+            measures = app.geodata.stations[st["id"]].measures
+            click.echo(_station_line(st, measures))
+        if doc["stale_inputs"]:
+            click.echo(f"Inputs without fresh data (mất tín hiệu): {len(doc['stale_inputs'])}")
+            for item in doc["stale_inputs"]:
+                newest = item["newest_at"]
+                since = local_time(datetime.fromisoformat(newest), zone) if newest else "start-up"
+                click.echo(
+                    f"  {item['station_name']:<12} {item['variable']:<12} from "
+                    f"{item['source']:<12} nothing new since {since}"
+                )
+        if doc["blind_segments"]:
+            click.echo(f"Blind (no fresh data, state unknown): {len(doc['blind_segments'])}")
+            for segment in doc["blind_segments"]:
+                click.echo(f"  {segment['name']} ({segment['id']})")
+        unknown = doc["unknown_segments"]
+        click.echo(f"Roads without data ({NO_DATA}): {len(unknown)}")
+        for item in unknown:
+            click.echo(f"  {item['name']:<28} missing {', '.join(item['missing'])}")
+        click.echo(f"Flooded now: {len(doc['flooded'])}")
+        for ev in doc["flooded"]:
+            click.echo(
+                f"  {ev['segment_name']:<28} {STATUS_VI[ev['status']]:<10} level "
+                f"{ev['max_level']} peak {centimetres(ev['peak_depth_m'])} ({ev['cause']})"
+            )
+        click.echo(f"Expected to flood: {len(doc['expected'])}")
+        for ev in doc["expected"]:
+            onset = datetime.fromisoformat(ev["expected_onset_at"])
+            click.echo(
+                f"  {ev['segment_name']:<28} from {local_time(onset, zone)} peak "
+                f"{centimetres(ev['peak_depth_m'])} ({ev['cause']})"
+            )
+    finally:
+        app.close()
+
+
+def sources_document(app: App, health) -> list[dict]:
+    """Each source's health, its inputs and what its last poll refused (for `sources`)."""
+    states = app.store.health.source_states()
+    runs = app.store.health.last_source_runs()
+    names = {sid: st.name for sid, st in app.geodata.stations.items()}
+
+    def iso(when: datetime | None) -> str | None:
+        return when.isoformat() if when is not None else None
+
+    out = []
+    for source in app.sources:
+        state, run = states.get(source.name), runs.get(source.name)
+        item = {
+            "name": source.name,
+            "type": app.settings.sources[source.name].type,
+            "status": health.statuses.get(source.name, "never"),
+            "stale_after_minutes": source.stale_after_minutes,
+            "last_success_at": iso(state.last_success_at) if state else None,
+            "consecutive_failures": state.consecutive_failures if state else 0,
+            "newest_at": iso(state.newest_at) if state else None,
+            "last_error": state.last_error if state else None,
+            "last_poll": None,
+            "inputs": [
+                {
+                    "station": i.health.station,
+                    "station_name": names.get(i.health.station, i.health.station),
+                    "variable": i.health.variable,
+                    "status": "stale" if i.stale else "ok",
+                    "newest_at": iso(i.health.newest_at),
+                    "stale_since": iso(i.health.stale_since),
+                    "reference": i.reference,
+                }
+                for i in health.inputs
+                if i.health.source == source.name
+            ],
+        }
+        if run is not None:
+            item["last_poll"] = {
+                "at": iso(run.at),
+                "ok": run.ok,
+                "stored": run.accepted,
+                "flagged": run.flagged,
+                "rejected": run.rejected,
+                "reasons": json.loads(run.reasons or "{}"),
+                "details": [line for line in (run.details or "").splitlines() if line],
+            }
+        out.append(item)
+    return out
+
+
+@main.command()
+@click.option("--at", "at_text", help="Judge health as of this time (ISO 8601) [default: now].")
+@click.option(
+    "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
+)
+@pass_ctx
+@handles_errors
+def sources(ctx: Context, at_text: str | None, fmt: str) -> None:
+    """Show each source's health, each station's newest data, and what the last poll refused.
+
+    Status: ok, degraded (a failed poll, over a tenth of a poll doubted, or some
+    stations quiet), failing (3 failed polls in a row), stale (no new data within
+    its stale_after_minutes for any of its stations). Each station of a source
+    goes stale on its own ("mất tín hiệu"): its roads are then blind.
+
+    \b
+    Example:
+      floodwatch sources
+      floodwatch sources --format json | jq '.[].inputs[] | select(.status=="stale")'
+    """
+    app = ctx.open(writes=False)
+    try:
+        zone = app.settings.zone
+        now = parse_when(at_text, zone) or utcnow()
+        from floodwatch.core.known import blind_segments
+        from floodwatch.service.polling import health_view
+
+        health = health_view(app, now)
+        document = sources_document(app, health)
+        if fmt == "json":
+            click.echo(json.dumps(document, ensure_ascii=False, indent=2))
+            return
+
+        def when(text: str | None) -> str:
+            return local_time(datetime.fromisoformat(text), zone) if text else "—"
+
+        click.echo(
+            f"{'source':<14} {'type':<21} {'status':<9} {'last success':<17} {'fails':>5} "
+            f"{'newest data':<17} {'stored':>7} {'flagged':>7} {'rejected':>8}  last error"
+        )
+        for item in document:
+            if item["status"] == "never":
+                click.echo(f"{item['name']:<14} {item['type']:<21} {'not polled yet'}")
+                continue
+            poll = item["last_poll"] or {"stored": 0, "flagged": 0, "rejected": 0}
+            click.echo(
+                f"{item['name']:<14} {item['type']:<21} {item['status']:<9} "
+                f"{when(item['last_success_at']):<17} {item['consecutive_failures']:>5} "
+                f"{when(item['newest_at']):<17} {poll['stored']:>7} {poll['flagged']:>7} "
+                f"{poll['rejected']:>8}  {item['last_error'] or ''}"
+            )
+            for inp in item["inputs"]:
+                if inp["status"] == "stale":
+                    click.echo(
+                        f"{'':<14} STALE {inp['station_name']} {inp['variable']}: nothing new "
+                        f"since {when(inp['newest_at']) if inp['newest_at'] else 'start-up'}"
+                    )
+            if item["last_poll"] and item["last_poll"]["reasons"]:
+                reasons = ", ".join(f"{k} {v}" for k, v in item["last_poll"]["reasons"].items())
+                click.echo(f"{'':<14} last poll: {reasons}")
+                for line in item["last_poll"]["details"]:
+                    click.echo(f"{'':<16} {line}")
+        blind = blind_segments(app.geodata.segments, health.blind)
+        if blind:
+            click.echo(f"Blind segments (no fresh data for a needed input): {len(blind)}")
+            for segment in blind:
+                click.echo(f"  {segment.id:<26} {segment.name}")
+    finally:
+        app.close()
+
+
+@main.command()
+@click.option("--at", "at_text", help="Compose as of this time (ISO 8601) [default: now].")
+@click.option("--send", is_flag=True, help="Queue it for every configured chat as well.")
+@pass_ctx
+@handles_errors
+def bulletin(ctx: Context, at_text: str | None, send: bool) -> None:
+    """Print the daily bulletin ("Tin cảnh báo ngập lụt do triều cường").
+
+    `run` queues it every day at [alerts] daily_bulletin_at (local time).
+
+    \b
+    Example:
+      floodwatch bulletin
+      floodwatch bulletin --send
+    """
+    from floodwatch.messages.bulletin import html_to_plain
+    from floodwatch.service.daily import bulletin_alert
+
+    app = ctx.open(with_sources=False, writes=send)
+    try:
+        now = parse_when(at_text, app.settings.zone) or utcnow()
+        alert = bulletin_alert(app, now)
+        click.echo(html_to_plain(alert.body))
+        if send:
+            app.store.outbox.add([alert])
+            click.echo(f"queued for {len(alert.targets)} chats", err=True)
+    finally:
+        app.close()
+
+
+def _filter(**kwargs):
+    from floodwatch.db.events import EventFilter
+
+    return EventFilter(**kwargs)
+
+
+@main.command()
+@click.option("--from", "start", help="Events ongoing at or after this time (ISO 8601).")
+@click.option("--to", "end", help="Events opened at or before this time (ISO 8601).")
+@click.option("--segment", help="Only this segment id.")
+@click.option("--unit", help="Only this unit id.")
+@click.option("--kind", type=click.Choice(["observed", "forecast"]), help="Only this kind.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@pass_ctx
+@handles_errors
+def events(ctx, start, end, segment, unit, kind, fmt) -> None:
+    """List flood events, newest first.
+
+    Times without an offset are taken in the configured time zone.
+
+    \b
+    Example:
+      floodwatch events --from 2024-12-01 --to 2024-12-31 --format csv
+      floodwatch events --unit so_xay_dung --format json
+    """
+    from floodwatch.db.events import dumps
+
+    app = ctx.open(with_sources=False, writes=False)
+    try:
+        zone = app.settings.zone
+        rows = app.store.events.listing(
+            _filter(
+                start=parse_when(start, zone),
+                end=parse_when(end, zone),
+                segment=segment,
+                unit=unit,
+                kind=kind,
+            )
+        )
+    finally:
+        app.close()
+    if fmt == "json":
+        click.echo(dumps(rows))
+    elif fmt == "csv":
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=EVENT_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+        click.echo(out.getvalue(), nl=False)
+    else:
+        click.echo(f"{'id':>5} {'segment':<26} {'kind':<8} {'status':<9} {'opened':<16} "
+                   f"{'closed':<16} {'peak':>6} lvl cause")  # fmt: skip
+        for ev in rows:
+            opened = local_time(datetime.fromisoformat(ev["opened_at"]), zone)
+            closed = ev["closed_at"] and local_time(datetime.fromisoformat(ev["closed_at"]), zone)
+            click.echo(
+                f"{ev['id']:>5} {ev['segment_id']:<26} {ev['kind']:<8} {ev['status']:<9} "
+                f"{opened:<16} {closed or '':<16} {centimetres(ev['peak_depth_m']):>6} "
+                f"{ev['max_level']:>3} {ev['cause'] or ''}"
+            )
+
+
+@main.command()
+@click.argument("target", required=False)
+@click.option("--hours", type=click.IntRange(1, 168), help="How long to mute, 1-168 hours.")
+@click.option("--reason", default="", help="Why (works under repair, known closure...).")
+@click.option("--list", "list_only", is_flag=True, help="List running and coming silences.")
+@pass_ctx
+@handles_errors
+def mute(ctx: Context, target: str | None, hours: int | None, reason: str, list_only: bool) -> None:
+    """Mute alerts for a segment or a unit for some hours; they are still logged.
+
+    TARGET is a segment id, a unit id, or a road name (diacritics optional).
+
+    \b
+    Example:
+      floodwatch mute cm-de-tham --hours 12 --reason "thi công cống"
+      floodwatch mute ubnd_nam_can --hours 24
+      floodwatch mute --list
+    """
+    from floodwatch.service.outlook import mute_target
+
+    app = ctx.open(with_sources=False, writes=False)
+    try:
+        zone = app.settings.zone
+        now = utcnow()
+        if list_only or target is None:
+            if target is None and not list_only:
+                fail("give a segment or unit to mute (with --hours), or --list")
+            rows = app.store.silences.listing(now)
+            click.echo(f"Silences: {len(rows)}")
+            for row in rows:
+                click.echo(
+                    f"  {row.target_kind:<8} {row.target_id:<26} {local_time(row.starts_at, zone)}"
+                    f" → {local_time(row.until, zone)}  {row.created_by}  {row.reason}"
+                )
+            return
+        if hours is None:
+            fail("--hours is required to mute (1-168)")
+        found, candidates = mute_target(app.settings, app.geodata, target)
+        if found is None:
+            ids = ", ".join(s.id for s in candidates[:5])
+            hint = f"; did you mean: {ids}" if candidates else ""
+            what = "is ambiguous" if candidates else "is not a segment or unit"
+            fail(f"{target!r} {what}{hint}")
+        kind, target_id, name = found
+        until = now + timedelta(hours=hours)
+        app.store.silences.add(kind, target_id, now, until, reason, "cli")
+        click.echo(f"muted {kind} {target_id} ({name}) until {local_time(until, zone)}")
+    finally:
+        app.close()
+
+
+from floodwatch.cli.tide import tide  # noqa: E402  (registers the `tide` group)
+
+main.add_command(tide)
+
+from floodwatch.cli.db import db  # noqa: E402
+from floodwatch.cli.export import export  # noqa: E402
+
+main.add_command(db)
+main.add_command(export)
+
+from floodwatch.cli.web import user, web  # noqa: E402  (registers `user` and `web`)
+
+main.add_command(user)
+main.add_command(web)

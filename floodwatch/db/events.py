@@ -1,0 +1,417 @@
+"""Flood events: the open ones for a cycle, the cycle's commit (events, changes, alerts
+in one transaction), and the log with its filters, history and notes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, fields, replace
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, bindparam, func, insert, literal, select, update
+
+from floodwatch.core.events import CLOSED, FORECAST, Change, EventState
+from floodwatch.db.models import (
+    AlertRow,
+    CycleRow,
+    DeliveryRow,
+    EventChangeRow,
+    EventNoteRow,
+    EventRow,
+    SegmentRow,
+)
+from floodwatch.db.outbox import NewAlert, acknowledge_alerts_of_event, insert_alerts
+
+_EVENT_FIELDS = [f.name for f in fields(EventState)]
+# Ids beyond a 64-bit integer cannot be in any table (and would not bind).
+MAX_ID = 2**63 - 1
+
+
+@dataclass(frozen=True)
+class EventFilter:
+    """Filters of the event log (CLI, web and exports share them)."""
+
+    start: datetime | None = None  # events still open at or closed after this
+    end: datetime | None = None  # events opened at or before this
+    segment: str | None = None  # segment id
+    road: str | None = None  # part of the road name
+    ward: str | None = None
+    unit: str | None = None
+    kind: str | None = None  # observed or forecast
+    status: str | None = None  # forecast, flooded, receding, closed
+    open_only: bool = False
+    min_level: int | None = None
+    cause: str | None = None
+    acknowledged: bool | None = None
+    false_alarm: bool | None = None
+
+
+SORTS = {
+    "opened": EventRow.opened_at,
+    "closed": EventRow.closed_at,
+    "peak": EventRow.peak_depth_m,
+    "level": EventRow.max_level,
+    "road": SegmentRow.name,
+    "unit": EventRow.unit,
+}
+
+
+def event_query(flt: EventFilter, sort: str = "opened", descending: bool = True):
+    """The SELECT of events (with segment name and ward) matching a filter, sorted."""
+    query = select(
+        EventRow, SegmentRow.name.label("segment_name"), SegmentRow.ward.label("ward")
+    ).join(SegmentRow, SegmentRow.id == EventRow.segment_id, isouter=True)
+    conditions = []
+    if flt.start is not None:
+        conditions.append((EventRow.closed_at.is_(None)) | (EventRow.closed_at >= flt.start))
+    if flt.end is not None:
+        conditions.append(EventRow.opened_at <= flt.end)
+    for column, value in (
+        (EventRow.segment_id, flt.segment), (SegmentRow.ward, flt.ward),
+        (EventRow.unit, flt.unit), (EventRow.kind, flt.kind), (EventRow.status, flt.status),
+        (EventRow.cause, flt.cause), (EventRow.false_alarm, flt.false_alarm),
+    ):  # fmt: skip
+        if value is not None and value != "":
+            conditions.append(column == value)
+    if flt.road:
+        conditions.append(SegmentRow.name.ilike(f"%{flt.road}%"))
+    if flt.open_only:
+        conditions.append(EventRow.status != CLOSED)
+    if flt.min_level is not None:
+        conditions.append(EventRow.max_level >= flt.min_level)
+    if flt.acknowledged is not None:
+        acked = EventRow.ack_at.is_not(None)
+        conditions.append(acked if flt.acknowledged else ~acked)
+    order = SORTS.get(sort, EventRow.opened_at)
+    order = order.desc() if descending else order.asc()
+    return query.where(*conditions).order_by(order, EventRow.id.desc())
+
+
+def _state_values(state: EventState, at: datetime) -> dict:
+    """Column values of an event row for a state."""
+    values = {name: getattr(state, name) for name in _EVENT_FIELDS if name != "id"}
+    values["cause"] = state.cause
+    values["updated_at"] = at
+    return values
+
+
+class Events:
+    """The `event`, `event_change`, `event_note` and `cycle` tables."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def open(self) -> list[EventState]:
+        """Every event that is not closed."""
+        # Only the state fields, positionally: building states attribute by
+        # attribute from full rows dominated this call with thousands of events.
+        columns = [getattr(EventRow, name) for name in _EVENT_FIELDS]
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(*columns).where(EventRow.status != CLOSED))
+            return [EventState(*row) for row in rows]
+
+    def last_cycle_at(self) -> datetime | None:
+        """The `at` time of the latest completed cycle."""
+        with self.engine.connect() as conn:
+            return conn.execute(select(func.max(CycleRow.at))).scalar()
+
+    def last_cycle(self) -> CycleRow | None:
+        """The latest completed cycle."""
+        query = select(CycleRow).order_by(CycleRow.at.desc(), CycleRow.id.desc()).limit(1)
+        with self.engine.connect() as conn:
+            return conn.execute(query).first()
+
+    def record_cycle(
+        self,
+        at: datetime,
+        changes: Sequence[Change],
+        alerts: Sequence[dict],
+        stats: dict,
+    ) -> None:
+        """Write event changes, their alerts and the cycle row in one transaction."""
+        # Resolve every change to an existing event id or to a new event (by
+        # first appearance), then write with one executemany per statement:
+        # per-row statements cost about 1 ms each. A row touched several times
+        # ends with its last values, as successive full-row updates would.
+        ids: dict[tuple[str, str], int | tuple[int]] = {}
+        targets: list[int | tuple[int]] = []
+        new_values: list[dict] = []
+        updates: dict[int, dict] = {}
+        for change in changes:
+            state = change.event
+            key = (state.segment_id, state.kind)
+            target = state.id or ids.get(key)
+            values = _state_values(state, at)
+            if target is None:
+                target = (len(new_values),)
+                new_values.append(values)
+            elif isinstance(target, tuple):
+                new_values[target[0]] = values
+            else:
+                updates[target] = values
+            ids[key] = target
+            targets.append(target)
+            if state.status == CLOSED:
+                ids.pop(key, None)
+        with self.engine.begin() as conn:
+            new_ids: list[int] = []
+            if new_values:
+                # A plain executemany, then the ids read back: RETURNING in
+                # parameter order falls back to one statement per row. Only the
+                # active instance writes events, so every id above the largest
+                # before the insert is one of ours; a segment opens at most one
+                # event of a kind at one moment.
+                before = conn.execute(select(func.max(EventRow.id))).scalar() or 0
+                conn.execute(insert(EventRow), new_values)
+                fresh = conn.execute(
+                    select(
+                        EventRow.id, EventRow.segment_id, EventRow.kind, EventRow.opened_at
+                    ).where(EventRow.id > before)
+                )
+                by_key = {(row.segment_id, row.kind, row.opened_at): row.id for row in fresh}
+                new_ids = [by_key[(v["segment_id"], v["kind"], v["opened_at"])] for v in new_values]
+
+            def real(target: int | tuple[int]) -> int:
+                return new_ids[target[0]] if isinstance(target, tuple) else target
+
+            if updates:
+                stmt = (
+                    update(EventRow)
+                    .where(EventRow.id == bindparam("event_id"))
+                    .values({name: bindparam(f"v_{name}") for name in next(iter(updates.values()))})
+                )
+                rows = [
+                    {"event_id": i, **{f"v_{k}": x for k, x in v.items()}}
+                    for i, v in updates.items()
+                ]
+                conn.execute(stmt, rows)
+            change_rows = [
+                {
+                    "event_id": real(target),
+                    "at": change.at,
+                    "change": change.change,
+                    "status": change.event.status,
+                    "level": change.event.level,
+                    "depth_m": change.event.peak_depth_m
+                    if change.event.kind == FORECAST
+                    else change.event.depth_m,
+                    "note": change.note,
+                }
+                for change, target in zip(changes, targets, strict=True)
+                if change.change
+            ]
+            if change_rows:
+                conn.execute(insert(EventChangeRow), change_rows)
+            final_ids = {key: real(target) for key, target in ids.items()}
+            insert_alerts(
+                conn,
+                [
+                    NewAlert(
+                        at=at,
+                        unit=alert["unit"],
+                        kinds=alert["kinds"],
+                        body=alert["body"],
+                        targets=alert.get("targets", ()),
+                        event_ids=[
+                            c.event.id or final_ids[(c.event.segment_id, c.event.kind)]
+                            for c in alert["changes"]
+                            if c.event.id or (c.event.segment_id, c.event.kind) in final_ids
+                        ],
+                        muted=alert.get("muted", False),
+                    )
+                    for alert in alerts
+                ],
+            )
+            conn.execute(insert(CycleRow).values(at=at, finished_at=datetime.now(UTC), **stats))
+
+    def listing(
+        self,
+        flt: EventFilter = EventFilter(),
+        *,
+        sort: str = "opened",
+        descending: bool = True,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[dict]:
+        """Events matching the filter, newest first unless sorted otherwise."""
+        query = event_query(flt, sort, descending).offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [event_dict(row) for row in conn.execute(query)]
+
+    def at(self, at: datetime, flt: EventFilter = EventFilter()) -> list[dict]:
+        """Events open at `at`, each with its status, level and depth as of then.
+
+        At or after the latest cycle that is simply the open events; before it,
+        the state comes from each event's last recorded change at or before `at`
+        (peak: the deepest change recorded by then).
+        """
+        last = self.last_cycle_at()
+        if last is None or at >= last:
+            return self.listing(replace(flt, open_only=True, end=flt.end or at))
+        query = event_query(replace(flt, end=at)).where(
+            (EventRow.status != CLOSED) | (EventRow.updated_at >= at)
+        )
+        with self.engine.connect() as conn:
+            candidates = {row.id: event_dict(row) for row in conn.execute(query)}
+            if not candidates:
+                return []
+            latest = (
+                select(func.max(EventChangeRow.id))
+                .where(EventChangeRow.event_id.in_(candidates), EventChangeRow.at <= at)
+                .group_by(EventChangeRow.event_id)
+            )
+            then = {
+                row.event_id: row
+                for row in conn.execute(select(EventChangeRow).where(EventChangeRow.id.in_(latest)))
+            }
+            peaks = dict(
+                conn.execute(
+                    select(EventChangeRow.event_id, func.max(EventChangeRow.depth_m))
+                    .where(EventChangeRow.event_id.in_(candidates), EventChangeRow.at <= at)
+                    .group_by(EventChangeRow.event_id)
+                ).all()
+            )
+        found = []
+        for event_id, ev in candidates.items():
+            change = then.get(event_id)
+            if change is None or change.status == CLOSED:
+                continue
+            found.append(
+                {
+                    **ev,
+                    "status": change.status,
+                    "level": change.level,
+                    "max_level": max(
+                        ev["max_level"] if ev["kind"] == FORECAST else 0, change.level
+                    ),  # fmt: skip
+                    "peak_depth_m": round(peaks.get(event_id, change.depth_m), 3),
+                    "closed_at": None,
+                    "close_reason": None,
+                }
+            )
+        return found
+
+    def count(self, flt: EventFilter = EventFilter()) -> int:
+        """How many events match the filter."""
+        query = select(func.count()).select_from(event_query(flt).order_by(None).subquery())
+        with self.engine.connect() as conn:
+            return conn.execute(query).scalar_one()
+
+    def stream(self, flt: EventFilter = EventFilter(), batch: int = 2000) -> Iterator[dict]:
+        """Stream matching events (oldest first) without loading them all."""
+        query = event_query(flt, "opened", descending=False)
+        with self.engine.connect() as conn:
+            result = conn.execution_options(stream_results=True, yield_per=batch).execute(query)
+            for row in result:
+                yield event_dict(row)
+
+    def get(self, event_id: int) -> dict | None:
+        """One event in the public JSON shape, with its current level; None if unknown."""
+        if not 0 < event_id <= MAX_ID:
+            return None
+        query = event_query(EventFilter()).where(EventRow.id == event_id)
+        with self.engine.connect() as conn:
+            row = conn.execute(query).first()
+        if row is None:
+            return None
+        return event_dict(row)
+
+    def changes(self, event_id: int) -> list[EventChangeRow]:
+        """The recorded changes of an event, oldest first."""
+        query = (
+            select(EventChangeRow)
+            .where(EventChangeRow.event_id == event_id)
+            .order_by(EventChangeRow.at, EventChangeRow.id)
+        )
+        with self.engine.connect() as conn:
+            return list(conn.execute(query))
+
+    def alerts_naming(self, event_id: int) -> list[tuple[AlertRow, list[DeliveryRow]]]:
+        """Alerts whose `event_ids` list holds this event, each with its deliveries."""
+        # event_ids is comma-separated: wrap it in commas so 1 does not match 11.
+        wrapped = literal(",") + AlertRow.event_ids + literal(",")
+        query = select(AlertRow).where(wrapped.like(f"%,{int(event_id)},%")).order_by(AlertRow.id)
+        with self.engine.connect() as conn:
+            alerts = list(conn.execute(query))
+            ids = [a.id for a in alerts]
+            deliveries: dict[int, list] = {i: [] for i in ids}
+            if ids:
+                rows = conn.execute(
+                    select(DeliveryRow)
+                    .where(DeliveryRow.alert_id.in_(ids))
+                    .order_by(DeliveryRow.id)
+                )
+                for row in rows:
+                    deliveries[row.alert_id].append(row)
+        return [(a, deliveries[a.id]) for a in alerts]
+
+    def notes(self, event_id: int) -> list[EventNoteRow]:
+        """Operator notes (and acknowledgement / false-alarm marks) of an event, oldest first."""
+        query = (
+            select(EventNoteRow)
+            .where(EventNoteRow.event_id == event_id)
+            .order_by(EventNoteRow.at, EventNoteRow.id)
+        )
+        with self.engine.connect() as conn:
+            return list(conn.execute(query))
+
+    def add_note(self, event_id: int, at: datetime, author: str, kind: str, text: str):
+        """Record an operator note; `ack` and `false_alarm*` also update the event row."""
+        values: dict = {}
+        if kind == "ack":
+            values = {"ack_by": author, "ack_at": at}
+        elif kind == "false_alarm":
+            values = {"false_alarm": True}
+        elif kind == "false_alarm_cleared":
+            values = {"false_alarm": False}
+        with self.engine.begin() as conn:
+            if values:
+                query = update(EventRow).where(EventRow.id == event_id).values(**values)
+                if kind == "ack":  # the first acknowledgement stands
+                    query = query.where(EventRow.ack_at.is_(None))
+                    acknowledge_alerts_of_event(conn, event_id, author, at)
+                conn.execute(query)
+            conn.execute(
+                insert(EventNoteRow).values(
+                    event_id=event_id, at=at, author=author, kind=kind, text=text
+                )
+            )
+
+
+def _iso(when: datetime | None) -> str | None:
+    """ISO 8601 with offset, or None."""
+    return when.isoformat() if when is not None else None
+
+
+def event_dict(row) -> dict:
+    """The public JSON shape of an event (DESIGN.md contract)."""
+    return {
+        "id": row.id,
+        "segment_id": row.segment_id,
+        "segment_name": row.segment_name,
+        "unit": row.unit,
+        "kind": row.kind,
+        "status": row.status,
+        "opened_at": _iso(row.opened_at),
+        "closed_at": _iso(row.closed_at),
+        "peak_depth_m": round(row.peak_depth_m, 3),
+        "peak_at": _iso(row.peak_at),
+        "max_level": row.max_level,
+        "cause": row.cause,
+        "expected_onset_at": _iso(row.expected_onset_at),
+        "expected_end_at": _iso(row.expected_end_at),
+        "close_reason": row.close_reason,
+        "forecast_event_id": row.forecast_event_id,
+        "ward": row.ward,
+        "ack_by": row.ack_by,
+        "ack_at": _iso(row.ack_at),
+        "false_alarm": bool(row.false_alarm),
+        "level": row.level,
+    }
+
+
+def dumps(events: list[dict]) -> str:
+    """Events as a JSON array (UTF-8, Vietnamese kept readable)."""
+    return json.dumps(events, ensure_ascii=False, indent=2)

@@ -1,0 +1,132 @@
+"""The durable store: one database, and one repository per concern.
+
+`Store(url)` opens the engine (SQLite with WAL by default, any SQLAlchemy URL
+otherwise), runs the Alembic migrations when the schema is behind, and gives
+each table group its repository: `readings`, `events`, `outbox`, `health`,
+`silences`, `reports`, `stats` and `users`. Every SQL statement of floodwatch
+lives in this package.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import shapely
+from sqlalchemy import delete, insert, select, text
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+
+from floodwatch.core.geo import Geodata
+from floodwatch.db.engine import make_engine, migrate, redact
+from floodwatch.db.events import Events
+from floodwatch.db.health import SourceHealth
+from floodwatch.db.models import EventRow, SegmentRow, StationRow
+from floodwatch.db.outbox import Outbox
+from floodwatch.db.readings import Readings
+from floodwatch.db.reports import FieldReports
+from floodwatch.db.silences import Silences
+from floodwatch.db.stats import Stats
+from floodwatch.db.users import Users
+from floodwatch.errors import StorageError
+
+logger = logging.getLogger(__name__)
+
+
+class Store:
+    """One database and its repositories; one instance per process."""
+
+    def __init__(self, url: str, *, run_migrations: bool = True):
+        self.url = url
+        self.engine = make_engine(url)
+        self.readings = Readings(self.engine)
+        self.events = Events(self.engine)
+        self.outbox = Outbox(self.engine)
+        self.health = SourceHealth(self.engine)
+        self.silences = Silences(self.engine)
+        self.reports = FieldReports(self.engine)
+        self.stats = Stats(self.engine)
+        self.users = Users(self.engine)
+        if run_migrations:
+            try:
+                migrate(self.engine)
+            except OperationalError as exc:
+                raise StorageError(
+                    f"cannot open database {redact(url)}: {exc.orig or exc}"
+                ) from None
+
+    def close(self) -> None:
+        """Release all connections."""
+        self.engine.dispose()
+
+    def ping(self) -> bool:
+        """Whether the database answers."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("SELECT 1"))
+        except SQLAlchemyError as exc:
+            logger.error("database: %s", type(exc).__name__)
+            return False
+        return True
+
+    def sync_geodata(self, geodata: Geodata, *, prune: bool = False) -> list[str]:
+        """Replace the station and segment tables with the loaded geodata.
+
+        A segment that has events but is no longer in the geodata keeps its row
+        (the log and the exports still name it) unless `prune` says to remove it;
+        returns the ids of such segments kept or pruned.
+        """
+        station_rows = [
+            {
+                "id": s.id,
+                "name": s.name,
+                "river": s.river,
+                "measures": ",".join(sorted(s.measures)),
+                "lon": s.lon,
+                "lat": s.lat,
+                "alarm1_m": s.alarm_m[0],
+                "alarm2_m": s.alarm_m[1],
+                "alarm3_m": s.alarm_m[2],
+            }
+            for s in geodata.stations.values()
+        ]
+        segment_rows = [
+            {
+                "id": s.id,
+                "name": s.name,
+                "ward": s.ward,
+                "unit": s.unit,
+                "crest_m": s.crest_m,
+                "tide_station": s.tide_station,
+                "rain_station": s.rain_station,
+                "drain_mm_h": s.drain_mm_h,
+                "outfall_m": s.outfall_m,
+                "priority": s.priority,
+                "length_m": s.length_m,
+                "geometry": shapely.to_geojson(s.geometry) if s.geometry is not None else "",
+            }
+            for s in geodata.segments
+        ]
+        current = {row["id"] for row in segment_rows}
+        with self.engine.begin() as conn:
+            with_events = set(
+                conn.execute(
+                    select(SegmentRow.id).where(
+                        SegmentRow.id.in_(select(EventRow.segment_id).distinct())
+                    )
+                ).scalars()
+            )
+            gone = sorted(with_events - current)
+            keep = set() if prune else set(gone)
+            conn.execute(delete(SegmentRow).where(SegmentRow.id.not_in(keep)))
+            conn.execute(delete(StationRow))
+            if station_rows:
+                conn.execute(insert(StationRow), station_rows)
+            if segment_rows:
+                conn.execute(insert(SegmentRow), segment_rows)
+        if gone:
+            logger.warning(
+                "geodata: %d segments with events are no longer in the segment file (%s%s); "
+                "%s", len(gone), ", ".join(gone[:5]), " …" if len(gone) > 5 else "",
+                "their rows were removed (--prune)" if prune
+                else "their rows are kept for the log; `floodwatch db prune-segments` removes them",
+            )  # fmt: skip
+        return gone

@@ -1,0 +1,189 @@
+"""Hydrograph PNG for a station: observed and predicted water level against its alarm levels.
+
+Pure: draws with matplotlib's object API (`Figure` + `FigureCanvasAgg`), never pyplot, so
+no global figure state is touched and renders may run in threads. Labels are Vietnamese
+and use matplotlib's bundled DejaVu Sans, which carries every Vietnamese diacritic.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.dates import DateFormatter, DayLocator, HourLocator
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
+
+from floodwatch.core.text import metres
+
+logger = logging.getLogger(__name__)
+
+DPI = 100
+OBSERVED_COLOUR = "#0b3d91"  # dark blue
+PREDICTED_COLOUR = "#3a78c9"
+# Risk-level colours of DESIGN.md for BĐ I, II, III. Light yellow is invisible on
+# white, so BĐ II uses gold, its darker shade.
+ALARM_COLOURS = ("#6cb4ee", "#e0b000", "#ff8c00")
+ALARM_NAMES = ("BĐ I", "BĐ II", "BĐ III")
+CREST_COLOUR = "#8b5a2b"  # brown, like a road embankment
+NOW_COLOUR = "#c0392b"
+MARGIN_PX = {"left": 78, "right": 20, "top": 40, "bottom": 115}
+
+
+@dataclass(frozen=True)
+class HydrographData:
+    """What one hydrograph shows; times are aware UTC, levels in m on the national datum."""
+
+    station_name: str
+    times: Sequence[datetime]
+    observed_m: Sequence[float]  # NaN where there is no observation
+    predicted_m: Sequence[float]  # NaN where there is no prediction
+    alarm_m: tuple[float | None, float | None, float | None]  # BĐ I, II, III
+    crest_m: float | None  # crest of the worst affected road
+    crest_label: str | None  # that road's name
+    now: datetime
+
+
+def _finite(values: Sequence[float | None]) -> list[float]:
+    """The finite numbers among `values`."""
+    return [float(v) for v in values if v is not None and math.isfinite(v)]
+
+
+def _y_limits(data: HydrographData) -> tuple[float, float]:
+    """A y range that shows both series and every reference line, with a margin."""
+    values = _finite(data.observed_m) + _finite(data.predicted_m)
+    values += _finite([*data.alarm_m, data.crest_m])
+    if not values:
+        return 0.0, 1.0
+    low, high = min(values), max(values)
+    margin = max(0.1, 0.08 * (high - low))
+    return low - margin, high + margin
+
+
+def _time_locator(span: timedelta, width_px: int, zone: ZoneInfo) -> HourLocator | DayLocator:
+    """Ticks at round local hours (or midnights), as many as the width has room for."""
+    max_ticks = max(2, width_px // 150)  # a "dd/mm HH:MM" label needs ~110 px
+    span_h = span.total_seconds() / 3600
+    for step_h in (1, 2, 3, 6, 12):
+        if span_h / step_h <= max_ticks:
+            return HourLocator(byhour=range(0, 24, step_h), tz=zone)
+    step_d = 1
+    while span_h / (24 * step_d) > max_ticks:
+        step_d += 1
+    return DayLocator(interval=step_d, tz=zone)
+
+
+def _decimal_comma(value: float, _pos: int) -> str:
+    """Tick label with a Vietnamese decimal comma."""
+    return f"{value:.2f}".replace(".", ",")
+
+
+def render_hydrograph(
+    data: HydrographData, zone: ZoneInfo, width_px: int = 1000, height_px: int = 560
+) -> bytes:
+    """Draw the hydrograph and return it as PNG bytes of exactly `width_px` x `height_px`."""
+    n = len(data.times)
+    if len(data.observed_m) != n or len(data.predicted_m) != n:
+        raise ValueError(
+            f"hydrograph {data.station_name}: {n} times, {len(data.observed_m)} observed, "
+            f"{len(data.predicted_m)} predicted values"
+        )
+    fig = Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI)
+    # Fixed margins in pixels: a layout engine would double the render time.
+    fig.subplots_adjust(
+        left=MARGIN_PX["left"] / width_px,
+        right=1 - MARGIN_PX["right"] / width_px,
+        top=1 - MARGIN_PX["top"] / height_px,
+        bottom=MARGIN_PX["bottom"] / height_px,
+    )
+    canvas = FigureCanvasAgg(fig)
+    try:
+        ax = fig.add_subplot()
+        times = list(data.times)
+        ax.plot(
+            times,
+            [math.nan if v is None else v for v in data.predicted_m],
+            color=PREDICTED_COLOUR,
+            linestyle="--",
+            linewidth=1.6,
+            label="Dự báo",
+        )
+        ax.plot(
+            times,
+            [math.nan if v is None else v for v in data.observed_m],
+            color=OBSERVED_COLOUR,
+            linewidth=2.2,
+            label="Quan trắc",
+        )
+        for name, level_m, colour in zip(ALARM_NAMES, data.alarm_m, ALARM_COLOURS, strict=True):
+            if level_m is not None:
+                ax.axhline(
+                    level_m, color=colour, linewidth=1.6, label=f"{name} ({metres(level_m)})"
+                )
+        if data.crest_m is not None:
+            road = f": {data.crest_label}" if data.crest_label else ""
+            ax.axhline(
+                data.crest_m,
+                color=CREST_COLOUR,
+                linestyle="-.",
+                linewidth=1.6,
+                label=f"Cao độ mặt đường{road} ({metres(data.crest_m)})",
+            )
+        ax.axvline(data.now, color=NOW_COLOUR, linewidth=1.2, linestyle=":")
+        # The label sits right of the line, or left of it when "now" is near the right edge.
+        near_right_edge = False
+        if times:
+            start, end = min(times[0], data.now), max(times[-1], data.now)
+            ax.set_xlim(start, end)
+            near_right_edge = end > start and (data.now - start) / (end - start) > 0.9
+        ax.annotate(
+            "Bây giờ",
+            xy=(data.now, 1.0),
+            xycoords=("data", "axes fraction"),
+            xytext=(-4 if near_right_edge else 4, -4),
+            textcoords="offset points",
+            ha="right" if near_right_edge else "left",
+            va="top",
+            color=NOW_COLOUR,
+            fontsize=10,
+        )
+        ax.set_ylim(*_y_limits(data))
+
+        if times:
+            span = max(times[-1], data.now) - min(times[0], data.now)
+            ax.xaxis.set_major_locator(_time_locator(span, width_px, zone))
+        ax.xaxis.set_major_formatter(DateFormatter("%d/%m %H:%M", tz=zone))
+        ax.yaxis.set_major_formatter(FuncFormatter(_decimal_comma))
+        ax.grid(True, color="#dddddd", linewidth=0.8)
+        ax.set_axisbelow(True)
+
+        offset = data.now.astimezone(zone).strftime("%z")  # "+0700"
+        utc = f"UTC{offset[0]}{int(offset[1:3])}" + (f":{offset[3:]}" if offset[3:] != "00" else "")
+        ax.set_title(f"Mực nước trạm {data.station_name}", fontsize=14, fontweight="bold")
+        ax.set_ylabel("Mực nước (m, hệ cao độ quốc gia)")
+        ax.set_xlabel(f"Thời gian (giờ địa phương, {utc})")
+        handles, labels = ax.get_legend_handles_labels()
+        # Observed is drawn last (on top) but listed first.
+        order = [1, 0, *range(2, len(handles))]
+        fig.legend(
+            [handles[i] for i in order],
+            [labels[i] for i in order],
+            loc="lower center",
+            bbox_to_anchor=(0.5, 0.0),
+            ncol=4,
+            fontsize=9,
+            frameon=False,
+        )
+
+        buffer = io.BytesIO()
+        canvas.print_png(buffer)
+        return buffer.getvalue()
+    finally:
+        # Not registered with pyplot, so nothing to close; drop the artists now anyway.
+        fig.clear()

@@ -1,0 +1,323 @@
+"""What the service reports about itself: Prometheus metrics and the `status --json` document.
+
+Every figure is read from the database when it is asked for, not counted in
+the process: the web (which may run on both machines) then reports the active
+instance's work, and a restart loses no count. Counters are sums over stored
+rows; retention deletes source runs older than `[storage] keep_readings_days`,
+which Prometheus sees as a counter reset once a day.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from floodwatch.core.events import FORECAST, OBSERVED
+from floodwatch.core.health import DEGRADED, FAILING, OK, STALE
+from floodwatch.db.engine import database_errors
+from floodwatch.db.outbox import SENT
+from floodwatch.errors import StorageError
+from floodwatch.service.cycle import utcnow
+from floodwatch.service.polling import health_view
+
+if TYPE_CHECKING:  # the service module imports the pipeline this one reads
+    from floodwatch.service.app import App
+
+logger = logging.getLogger(__name__)
+
+NEVER = "never"  # a configured source not polled yet
+SOURCE_STATUSES = (OK, DEGRADED, FAILING, STALE, NEVER)
+OUTCOMES = ("accepted", "flagged", "rejected")
+
+
+class FloodwatchCollector(Collector):
+    """Reads the service's figures from the database at every scrape."""
+
+    def __init__(self, app: App, clock: Callable[[], datetime] = utcnow):
+        self.app = app
+        self.clock = clock
+
+    def describe(self) -> list[Metric]:
+        """Nothing up front: registering must not query the database."""
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """Every metric, or only `floodwatch_database_up 0` when the database does not answer."""
+        up = GaugeMetricFamily("floodwatch_database_up", "1 if the database answered this scrape.")
+        try:
+            with database_errors(self.app.store.url, any_error=True):
+                metrics = list(self._metrics(self.clock()))
+        except StorageError as exc:
+            logger.error("metrics: %s", exc)
+            up.add_metric([], 0)
+            yield up
+            return
+        up.add_metric([], 1)
+        yield up
+        yield from metrics
+
+    def _metrics(self, now: datetime) -> Iterator[Metric]:
+        """The figures at `now`."""
+        yield from self._sources(now)
+        yield from self._cycle(now)
+        yield from self._events()
+        yield from self._outbox(now)
+        yield from self._deliveries()
+
+    def _sources(self, now: datetime) -> Iterator[Metric]:
+        """Per source: last poll's counts, totals, newest data age, status."""
+        store = self.app.store
+        runs = store.health.last_source_runs()
+        last = GaugeMetricFamily(
+            "floodwatch_source_last_poll_readings",
+            "Readings of the source's latest poll: accepted, flagged (doubtful) or rejected.",
+            labels=["source", "outcome"],
+        )
+        ok = GaugeMetricFamily(
+            "floodwatch_source_last_poll_ok", "1 if the source's latest poll succeeded.",
+            labels=["source"],
+        )  # fmt: skip
+        for name, run in sorted(runs.items()):
+            for outcome in OUTCOMES:
+                last.add_metric([name, outcome], getattr(run, outcome))
+            ok.add_metric([name], 1 if run.ok else 0)
+        yield last
+        yield ok
+
+        totals = CounterMetricFamily(
+            "floodwatch_source_readings",
+            "Readings per source and outcome, summed over the stored polls.",
+            labels=["source", "outcome"],
+        )
+        polls = CounterMetricFamily(
+            "floodwatch_source_polls", "Stored polls per source, by result.",
+            labels=["source", "result"],
+        )  # fmt: skip
+        for name, accepted, flagged, rejected, succeeded, count in store.stats.source_totals():
+            for outcome, value in zip(OUTCOMES, (accepted, flagged, rejected), strict=True):
+                totals.add_metric([name, outcome], value or 0)
+            polls.add_metric([name, "ok"], succeeded or 0)
+            polls.add_metric([name, "failed"], count - (succeeded or 0))
+        yield totals
+        yield polls
+
+        states = store.health.source_states()
+        age = GaugeMetricFamily(
+            "floodwatch_source_newest_data_age_seconds",
+            "Seconds since the newest data the source delivered became known.",
+            labels=["source"],
+        )
+        failures = GaugeMetricFamily(
+            "floodwatch_source_consecutive_failures", "Failed polls in a row.", labels=["source"]
+        )
+        for name, state in sorted(states.items()):
+            if state.newest_at is not None:
+                age.add_metric([name], (now - state.newest_at).total_seconds())
+            failures.add_metric([name], state.consecutive_failures)
+        yield age
+        yield failures
+
+        health = health_view(self.app, now)
+        statuses = health.statuses
+        status = GaugeMetricFamily(
+            "floodwatch_source_status",
+            "1 for the source's current status (ok, degraded, failing, stale, never), 0 others.",
+            labels=["source", "status"],
+        )
+        for source in self.app.sources:
+            current = statuses.get(source.name, NEVER)
+            for name in SOURCE_STATUSES:
+                status.add_metric([source.name, name], 1 if name == current else 0)
+        yield status
+        stale = GaugeMetricFamily(
+            "floodwatch_input_stale",
+            "1 while the source has delivered nothing new for the station's variable "
+            "for longer than its stale_after_minutes (mất tín hiệu), else 0.",
+            labels=["source", "station", "variable"],
+        )
+        input_age = GaugeMetricFamily(
+            "floodwatch_input_newest_data_age_seconds",
+            "Seconds since the newest data of the station's variable from the source.",
+            labels=["source", "station", "variable"],
+        )
+        for item in health.inputs:
+            labels = [item.health.source, item.health.station, item.health.variable]
+            stale.add_metric(labels, 1 if item.stale else 0)
+            if item.health.newest_at is not None:
+                input_age.add_metric(labels, (now - item.health.newest_at).total_seconds())
+        yield stale
+        yield input_age
+        yield GaugeMetricFamily(
+            "floodwatch_blind_segments",
+            "Segments whose every source for a needed input is stale (state unknown).",
+            value=len(self.app.pipeline.blind_segments(health)),
+        )
+        situation = self.app.pipeline.situation(now, health)
+        yield GaugeMetricFamily(
+            "floodwatch_unknown_segments",
+            "Segments without usable data now (không có dữ liệu): a level or rain is missing.",
+            value=len(situation.unknown),
+        )
+
+    def _cycle(self, now: datetime) -> Iterator[Metric]:
+        """The latest cycle's duration and age."""
+        cycle = self.app.store.events.last_cycle()
+        duration = GaugeMetricFamily(
+            "floodwatch_cycle_duration_seconds", "How long the latest cycle took."
+        )
+        age = GaugeMetricFamily(
+            "floodwatch_cycle_age_seconds", "Seconds since the time the latest cycle assessed."
+        )
+        if cycle is not None:
+            duration.add_metric([], cycle.duration_s)
+            age.add_metric([], (now - cycle.at).total_seconds())
+        yield duration
+        yield age
+
+    def _events(self) -> Iterator[Metric]:
+        """Open events by kind and current level (0 for every level none is at)."""
+        counts = self.app.store.stats.open_events_by_level()
+        levels = range(len(self.app.settings.levels.thresholds_m) + 1)
+        for kind in (OBSERVED, FORECAST):
+            for level in levels:
+                counts.setdefault((kind, level), 0)
+        family = GaugeMetricFamily(
+            "floodwatch_open_events",
+            "Events not closed, by kind (observed, forecast) and current level.",
+            labels=["kind", "level"],
+        )
+        for (kind, level), n in sorted(counts.items()):
+            family.add_metric([kind, str(level)], n)
+        yield family
+
+    def _outbox(self, now: datetime) -> Iterator[Metric]:
+        """Outbox depth and the age of its oldest pending alert."""
+        deliveries, alerts, oldest = self.app.store.stats.outbox_figures()
+        yield GaugeMetricFamily(
+            "floodwatch_outbox_pending", "Deliveries (one alert to one chat) not yet sent.",
+            value=deliveries,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "floodwatch_outbox_pending_alerts", "Alerts with a delivery (or the console) pending.",
+            value=alerts,
+        )  # fmt: skip
+        yield GaugeMetricFamily(
+            "floodwatch_outbox_oldest_pending_seconds",
+            "Age of the oldest pending alert (0 when nothing is pending).",
+            value=(now - oldest).total_seconds() if oldest is not None else 0.0,
+        )
+
+    def _deliveries(self) -> Iterator[Metric]:
+        """Deliveries per chat and status, and failed attempts per chat."""
+        rows = self.app.store.stats.deliveries_by_chat()
+        deliveries = CounterMetricFamily(
+            "floodwatch_deliveries",
+            "Deliveries per chat by status (pending, sent, console, broken, failed).",
+            labels=["chat", "status"],
+        )
+        failed: dict[int, int] = {}
+        for chat, status, n, attempts in rows:
+            deliveries.add_metric([str(chat), status], n)
+            # Every try counts an attempt; only the successful one of a sent delivery is not
+            # a failure (console deliveries are not tries).
+            failed[chat] = failed.get(chat, 0) + (attempts or 0) - (n if status == SENT else 0)
+        yield deliveries
+        attempts = CounterMetricFamily(
+            "floodwatch_delivery_failed_attempts",
+            "Tries to send to a chat that failed (retried later or given up).",
+            labels=["chat"],
+        )
+        for chat, n in sorted(failed.items()):
+            attempts.add_metric([str(chat)], max(n, 0))
+        yield attempts
+
+
+def metrics_registry(app: App, clock: Callable[[], datetime] = utcnow) -> CollectorRegistry:
+    """A registry of its own (no global state) with the floodwatch collector."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(FloodwatchCollector(app, clock))
+    return registry
+
+
+def _iso(when: datetime | None) -> str | None:
+    """ISO 8601 with offset, or None."""
+    return when.isoformat() if when is not None else None
+
+
+def status_document(app: App, now: datetime) -> dict:
+    """What `floodwatch status` shows, as one JSON-ready object for scripts.
+
+    Unknown is its own state (floodwatch.known): a level or rain total nobody
+    knows is `null`, never 0, and `unknown_segments` lists the roads without
+    usable data with what they miss.
+    """
+    cycle = app.store.events.last_cycle()
+    health = health_view(app, now)
+    situation = app.pipeline.situation(now, health)
+    rain_names = app.settings.rain.names
+    names = {sid: st.name for sid, st in app.geodata.stations.items()}
+    stations = []
+    for st in situation.stations:
+        category = rain_names[st.rain_category - 1] if st.rain_category else None
+        stations.append(
+            {
+                "id": st.station,
+                "name": names[st.station],
+                "level_m": st.level_m,
+                "level_observed": st.level_observed,
+                "alarm": st.alarm,
+                "level_blind": st.level_blind,
+                "rain_24h_mm": st.rain_24h_mm,
+                "rain_24h_hours_with_data": st.rain_hours if st.measures_rain else None,
+                "rain_category": category if st.rain_24h_mm is not None else None,
+                "rain_blind": st.rain_blind,
+            }
+        )
+    open_events = app.store.events.at(now)
+    event_keys = (
+        "id", "segment_id", "segment_name", "status", "opened_at", "max_level",
+        "peak_depth_m", "peak_at", "expected_onset_at", "expected_end_at", "cause",
+    )  # fmt: skip
+    deliveries, alerts, oldest = app.store.stats.outbox_figures()
+    return {
+        "at": _iso(now),
+        "last_cycle": None
+        if cycle is None
+        else {
+            "at": _iso(cycle.at),
+            "finished_at": _iso(cycle.finished_at),
+            "duration_s": round(cycle.duration_s, 3),
+        },
+        "stations": stations,
+        "flooded": [{k: e[k] for k in event_keys} for e in open_events if e["kind"] == OBSERVED],
+        "expected": [{k: e[k] for k in event_keys} for e in open_events if e["kind"] == FORECAST],
+        "sources": {source.name: health.statuses.get(source.name, NEVER) for source in app.sources},
+        "stale_inputs": [
+            {
+                "source": i.health.source,
+                "station": i.health.station,
+                "station_name": names.get(i.health.station, i.health.station),
+                "variable": i.health.variable,
+                "newest_at": _iso(i.health.newest_at),
+                "stale_since": _iso(i.health.stale_since),
+            }
+            for i in health.stale_inputs()
+        ],
+        "blind_segments": [
+            {"id": segment.id, "name": segment.name}
+            for segment in app.pipeline.blind_segments(health)
+        ],
+        "unknown_segments": [
+            {"id": u.segment.id, "name": u.segment.name, "missing": list(u.missing)}
+            for u in situation.unknown
+        ],
+        "outbox_pending": deliveries,
+        "outbox_pending_alerts": alerts,
+        "outbox_oldest_pending_at": _iso(oldest),
+    }

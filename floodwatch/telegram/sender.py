@@ -1,0 +1,440 @@
+"""Telegram delivery: drain the outbox under Telegram's limits, acknowledge, escalate.
+
+The sender keeps per-chat order (a chat's next delivery waits for the one
+before it), spaces messages (1 s per chat, 20 a minute per group, 30 a second
+overall), honours `RetryAfter`, backs off on network errors and 5xx, marks
+gone chats broken without holding up the others, follows migrated groups, and
+falls back to plain text when Telegram rejects the HTML. Each sent part is
+recorded at once, so a retry continues where it stopped. The token comes only
+from FLOODWATCH_TELEGRAM_TOKEN (or the systemd credential `telegram-token`) and
+is never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import threading
+import time
+import warnings
+from collections import deque
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Update
+from telegram.constants import ParseMode
+from telegram.error import (
+    BadRequest,
+    ChatMigrated,
+    Forbidden,
+    NetworkError,
+    RetryAfter,
+    TelegramError,
+)
+from telegram.ext import Application, CallbackQueryHandler, ContextTypes
+from telegram.request import HTTPXRequest
+
+from floodwatch.core.text import local_time
+from floodwatch.db.outbox import BROKEN, FAILED, NewAlert, backoff
+from floodwatch.messages.alerts import NEEDS_ACK
+from floodwatch.messages.bulletin import html_to_plain, split_html
+from floodwatch.service.charts import alert_hydrographs
+from floodwatch.service.cycle import utcnow
+from floodwatch.service.routing import known_chats, operator_targets, targets
+from floodwatch.telegram.commands import register
+
+if TYPE_CHECKING:
+    from floodwatch.db.models import AlertRow, DeliveryRow
+    from floodwatch.service.app import App
+
+logger = logging.getLogger(__name__)
+
+TOKEN_ENV = "FLOODWATCH_TELEGRAM_TOKEN"
+CREDENTIAL = "telegram-token"
+ACK_PREFIX = "ack:"
+
+
+def read_token(environ: Mapping[str, str] | None = None) -> str | None:
+    """The bot token from the environment, or from systemd's credentials directory."""
+    environ = os.environ if environ is None else environ
+    if token := environ.get(TOKEN_ENV, "").strip():
+        return token
+    folder = environ.get("CREDENTIALS_DIRECTORY")
+    if folder:
+        path = Path(folder) / CREDENTIAL
+        if path.is_file():
+            return path.read_text(encoding="utf-8").strip() or None
+    return None
+
+
+class Limiter:
+    """Telegram's flood limits: per chat, per group per minute, and overall per second."""
+
+    # A little slower than Telegram's figures: clocks and network delays differ.
+    def __init__(self, per_chat_s: float = 1.1, group_per_minute: int = 19, per_second: int = 28):
+        self.per_chat_s = per_chat_s
+        self.group_per_minute = group_per_minute
+        self.per_second = per_second
+        self.last: dict[int, float] = {}
+        self.group_sends: dict[int, deque[float]] = {}
+        self.sends: deque[float] = deque()
+        self.paused_until: dict[int, float] = {}
+
+    def wait_s(self, chat_id: int, now: float) -> float:
+        """Seconds to wait before the next message to `chat_id` may go."""
+        waits = [self.paused_until.get(chat_id, 0.0) - now]
+        if chat_id in self.last:
+            waits.append(self.last[chat_id] + self.per_chat_s - now)
+        group = self.group_sends.get(chat_id)
+        if chat_id < 0 and group and len(group) >= self.group_per_minute:
+            waits.append(group[0] + 60.0 - now)
+        if len(self.sends) >= self.per_second:
+            waits.append(self.sends[0] + 1.0 - now)
+        return max(0.0, *waits)
+
+    def record(self, chat_id: int, now: float) -> None:
+        """Count one message sent to `chat_id`."""
+        self.last[chat_id] = now
+        self.sends.append(now)
+        while self.sends and self.sends[0] <= now - 1.0:
+            self.sends.popleft()
+        group = self.group_sends.setdefault(chat_id, deque())
+        group.append(now)
+        while group and group[0] <= now - 60.0:
+            group.popleft()
+
+    def pause(self, chat_id: int, seconds: float, now: float) -> None:
+        """Hold a chat back (after Telegram's RetryAfter)."""
+        self.paused_until[chat_id] = now + seconds
+
+    async def wait(self, chat_id: int) -> None:
+        """Sleep until a message to `chat_id` may go, then count it."""
+        while (delay := self.wait_s(chat_id, time.monotonic())) > 0:
+            await asyncio.sleep(delay)
+        self.record(chat_id, time.monotonic())
+
+
+def retry_after_s(exc: RetryAfter) -> float:
+    """RetryAfter's wait in seconds (PTB 22 gives an int or, opted in, a timedelta)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        value = exc.retry_after
+    return value.total_seconds() if isinstance(value, timedelta) else float(value)
+
+
+def ack_markup(alert: AlertRow) -> InlineKeyboardMarkup | None:
+    """The "Đã nhận" button for alerts that need an acknowledgement."""
+    if not set(alert.kinds.split(",")) & NEEDS_ACK:
+        return None
+    target = alert.escalation_of or alert.id
+    button = InlineKeyboardButton("✅ Đã nhận", callback_data=f"{ACK_PREFIX}{target}")
+    return InlineKeyboardMarkup([[button]])
+
+
+class TelegramNotifier:
+    """Sends outbox deliveries, handles "Đã nhận" presses, escalates what nobody took."""
+
+    def __init__(
+        self,
+        app: App,
+        token: str,
+        clock: Callable[[], datetime] = utcnow,
+        limiter: Limiter | None = None,
+    ):
+        self.app = app
+        self.settings = app.settings
+        self.clock = clock
+        timeout = self.settings.telegram.timeout_s
+        self.bot = Bot(
+            token,
+            base_url=self.settings.telegram.base_url,
+            request=HTTPXRequest(read_timeout=timeout, connect_timeout=timeout,
+                                 write_timeout=timeout, media_write_timeout=timeout * 2),
+            get_updates_request=HTTPXRequest(read_timeout=timeout + 30, connect_timeout=timeout),
+        )  # fmt: skip
+        self.limiter = limiter or Limiter()
+        self._broken_chats: set[int] = set()
+        self._pictures_of: dict[int, asyncio.Future] = {}
+        self.outbox = app.store.outbox
+
+    # --- sending ----------------------------------------------------------------
+
+    async def send_due(self) -> int:
+        """One pass over the outbox: each chat's next due delivery, in order; returns sent."""
+        chats = await asyncio.to_thread(self.outbox.chats)
+        self._broken_chats = {c for c, row in chats.items() if row.status == BROKEN}
+        if any(row.migrated_to for row in chats.values()):
+            # Groups known to have migrated: send to the new id without asking again.
+            await asyncio.to_thread(self.outbox.follow_migrations)
+        due = await asyncio.to_thread(self.outbox.next_per_chat, self.clock())
+        # A chat held back by its flood limit waits for a later pass instead of
+        # stalling this one (and every other chat's alerts with it).
+        ready = [(d, a) for d, a in due if self.limiter.wait_s(d.chat_id, time.monotonic()) < 2]
+        self._pictures_of = {}
+        results = await asyncio.gather(*(self._deliver(d, a) for d, a in ready))
+        return sum(results)
+
+    async def _deliver(self, delivery: DeliveryRow, alert: AlertRow) -> bool:
+        """Send one delivery (all its parts); record the outcome. True when sent."""
+        chat = delivery.chat_id
+        parts = split_html(alert.body)
+        ids = [int(i) for i in delivery.message_ids.split(",") if i]
+        markup = ack_markup(alert)
+        try:
+            for index in range(len(ids), len(parts)):
+                await self.limiter.wait(chat)
+                message_id = await self._send_part(
+                    chat, delivery.thread_id, parts[index],
+                    markup if index == len(parts) - 1 else None,
+                )  # fmt: skip
+                ids.append(message_id)
+                await asyncio.to_thread(self.outbox.progress, delivery.id, ids)
+            if self.settings.telegram.hydrographs and len(ids) == len(parts):
+                for caption, png in await self._pictures(alert):
+                    await self.limiter.wait(chat)
+                    message = await self.bot.send_photo(
+                        chat, png, caption=caption, message_thread_id=delivery.thread_id
+                    )
+                    ids.append(message.message_id)
+                    await asyncio.to_thread(self.outbox.progress, delivery.id, ids)
+            await asyncio.to_thread(self.outbox.delivered, delivery.id, self.clock(), ids)
+            if chat in self._broken_chats:  # the bot is back in a chat it had lost
+                await asyncio.to_thread(self.outbox.chat_ok, chat, self.clock())
+                self._broken_chats.discard(chat)
+            logger.info("telegram: alert #%d → chat %d: %d part(s)", alert.id, chat, len(parts))
+            return True
+        except RetryAfter as exc:
+            wait_s = retry_after_s(exc)
+            self.limiter.pause(chat, wait_s, time.monotonic())
+            when = self.clock() + timedelta(seconds=wait_s)
+            logger.warning("telegram: chat %d: flood limit, retry in %.0f s", chat, wait_s)
+            await asyncio.to_thread(self.outbox.retry_later, delivery.id, when, "retry_after")
+        except ChatMigrated as exc:
+            logger.error("telegram: chat %d became %d; update the config", chat, exc.new_chat_id)
+            await asyncio.to_thread(self.outbox.redirect, chat, exc.new_chat_id, self.clock())
+            await self._tell_operators(
+                "chat_migrated",
+                f"⚠️ Nhóm Telegram {chat} đã được nâng cấp thành siêu nhóm "
+                f"{exc.new_chat_id}. Cảnh báo đã được chuyển sang nhóm mới; đề nghị cập "
+                "nhật cấu hình (telegram_chats).",
+                chat,
+            )
+        except Forbidden as exc:
+            await self._broken(chat, f"forbidden: {exc.message}")
+        except BadRequest as exc:
+            if "chat not found" in exc.message.lower():
+                await self._broken(chat, "chat not found")
+            else:
+                logger.error("telegram: alert #%d → chat %d rejected: %s", alert.id, chat,
+                             exc.message)  # fmt: skip
+                await asyncio.to_thread(
+                    self.outbox.give_up, delivery.id, FAILED, exc.message, self.clock()
+                )
+        except (NetworkError, TelegramError) as exc:  # timeouts, refused, 5xx, garbled replies
+            when = self.clock() + backoff(delivery.attempts)
+            logger.warning("telegram: chat %d: %s; retry at %s", chat, exc.message,
+                           when.isoformat())  # fmt: skip
+            await asyncio.to_thread(self.outbox.retry_later, delivery.id, when, exc.message)
+        return False
+
+    async def _pictures(self, alert: AlertRow) -> list[tuple[str, bytes]]:
+        """The alert's hydrographs, drawn once per pass for all its chats.
+
+        A drawing failure costs the pictures, never the alert.
+        """
+        if alert.id not in self._pictures_of:
+            self._pictures_of[alert.id] = asyncio.ensure_future(
+                asyncio.to_thread(alert_hydrographs, self.app, alert, self.clock())
+            )
+        try:
+            return await self._pictures_of[alert.id]
+        except Exception:
+            logger.exception("telegram: alert #%d: hydrograph failed; sent without it", alert.id)
+            return []
+
+    async def _send_part(self, chat: int, thread: int | None, html: str, markup) -> int:
+        """Send one part as HTML, or as plain text if Telegram cannot parse it."""
+        try:
+            message = await self.bot.send_message(
+                chat, html, parse_mode=ParseMode.HTML, message_thread_id=thread,
+                reply_markup=markup, disable_web_page_preview=True,
+            )  # fmt: skip
+        except BadRequest as exc:
+            if "parse entities" not in exc.message.lower():
+                raise
+            logger.warning("telegram: chat %d: HTML refused (%s); sending plain text", chat,
+                           exc.message)  # fmt: skip
+            message = await self.bot.send_message(
+                chat, html_to_plain(html), message_thread_id=thread, reply_markup=markup
+            )
+        return message.message_id
+
+    async def _broken(self, chat: int, reason: str) -> None:
+        """A chat is gone: stop sending there and tell the operators (once)."""
+        count, new = await asyncio.to_thread(self.outbox.break_chat, chat, reason, self.clock())
+        logger.error("telegram: chat %d is broken (%s); %d deliveries dropped", chat, reason, count)
+        if not new:
+            return
+        await self._tell_operators(
+            "chat_broken",
+            f"⚠️ Không gửi được cảnh báo tới nhóm Telegram {chat} ({reason}); "
+            f"{count} tin chưa gửi được. Đề nghị kiểm tra bot còn trong nhóm và cấu hình.",
+            chat,
+        )
+
+    async def _tell_operators(self, kind: str, body: str, about_chat: int) -> None:
+        """Queue a note for the operators (not to the chat it is about)."""
+        chats = [
+            (t.chat_id, t.thread_id)
+            for t in operator_targets(self.settings)
+            if t.chat_id != about_chat
+        ]
+        note = NewAlert(self.clock(), self.settings.operators_unit, [kind], body, chats)
+        await asyncio.to_thread(self.outbox.add, [note])
+
+    # --- acknowledgement and escalation -----------------------------------------
+
+    async def on_callback(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A "Đã nhận" press: record the first, show it on every copy, stop escalation."""
+        query = update.callback_query
+        if query is None or not (query.data or "").startswith(ACK_PREFIX):
+            return
+        chat = query.message.chat.id if query.message else None
+        user = query.from_user
+        if (
+            chat not in known_chats(self.settings)
+            and user.id not in self.settings.telegram.allowed_users
+        ):
+            await query.answer("Nhóm này chưa được cấp quyền.", show_alert=True)
+            return
+        alert_id = int(query.data.removeprefix(ACK_PREFIX))
+        who = user.full_name or user.username or str(user.id)
+        now = self.clock()
+        alert = await asyncio.to_thread(self.outbox.acknowledge, alert_id, who, now)
+        if alert is None:
+            await query.answer("Không tìm thấy cảnh báo này.")
+            return
+        first = alert.ack_by == who and alert.ack_at == now
+        when = local_time(alert.ack_at, self.settings.zone)
+        await query.answer(
+            "Đã ghi nhận. Cảm ơn!" if first else f"Đã được {alert.ack_by} nhận lúc {when}."
+        )
+        if first:
+            logger.info("telegram: alert #%d acknowledged by user %d", alert_id, user.id)
+            await self._show_ack(alert, when)
+
+    async def _show_ack(self, alert: AlertRow, when: str) -> None:
+        """Edit every sent copy of an alert (and its escalations) to show who took it."""
+        stamp = f"\n\n✅ <b>Đã nhận:</b> {escape(alert.ack_by, quote=False)} lúc {when}"
+        copies = await asyncio.to_thread(self.outbox.sent_copies, alert.id)
+        for chat, message_ids, body in copies:
+            parts = split_html(body)
+            if len(message_ids) < len(parts):
+                continue
+            # The last text part carries the button; pictures come after it.
+            message_id = message_ids[len(parts) - 1]
+            try:
+                await self.bot.edit_message_text(
+                    parts[-1] + stamp, chat_id=chat, message_id=message_id,
+                    parse_mode=ParseMode.HTML,
+                )  # fmt: skip
+            except (BadRequest, Forbidden, NetworkError) as exc:
+                logger.warning("telegram: cannot mark ack in chat %d: %s", chat, exc.message)
+
+    async def escalate_due(self) -> int:
+        """Re-send unacknowledged onset and level-up alerts to each unit's escalation target."""
+        now = self.clock()
+        units = {u.id: u for u in self.settings.units if u.escalate_to}
+        if not units:
+            return 0
+        shortest = min(u.escalate_after_minutes for u in units.values())
+        waiting = await asyncio.to_thread(
+            self.outbox.unacknowledged, NEEDS_ACK, now - timedelta(minutes=shortest)
+        )
+        done = 0
+        for alert in waiting:
+            unit = units.get(alert.unit)
+            if (
+                unit is None
+                or alert.created_at + timedelta(minutes=unit.escalate_after_minutes) > now
+            ):
+                continue
+            target_name = next((u.name for u in self.settings.units if u.id == unit.escalate_to),
+                               "Văn phòng thường trực")  # fmt: skip
+            body = (
+                f"⏫ <b>CHƯA CÓ XÁC NHẬN sau {unit.escalate_after_minutes} phút</b> — "
+                f"chuyển {target_name}\n\n{alert.body}"
+            )
+            chats = [(t.chat_id, t.thread_id) for t in targets(self.settings, unit.escalate_to)]
+            escalation = NewAlert(now, unit.escalate_to, alert.kinds.split(","), body, chats,
+                                  escalation_of=alert.id)  # fmt: skip
+            if await asyncio.to_thread(self.outbox.escalate, alert.id, escalation, now):
+                logger.warning("telegram: alert #%d unacknowledged; escalated to %s", alert.id,
+                               unit.escalate_to)  # fmt: skip
+                done += 1
+        return done
+
+    # --- running ------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event, every_s: float = 1.0, with_updates: bool = True):
+        """Send, escalate and answer updates until `stop` is set."""
+        application = None
+        if with_updates:
+            application = Application.builder().bot(self.bot).build()
+            application.add_handler(CallbackQueryHandler(self.on_callback))
+            register(application, self.app, self.clock)
+            await application.initialize()
+            await application.start()
+            await application.updater.start_polling(poll_interval=0.5, timeout=20,
+                                                    drop_pending_updates=False)  # fmt: skip
+        else:
+            await self.bot.initialize()
+        try:
+            while not stop.is_set():
+                try:
+                    await self.send_due()
+                    await self.escalate_due()
+                except Exception:  # a bad pass must not stop delivery; the next one retries
+                    logger.exception("telegram: delivery pass failed")
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=every_s)
+        finally:
+            if application is not None:
+                await application.updater.stop()
+                await application.stop()
+                await application.shutdown()
+            else:
+                await self.bot.shutdown()
+
+
+class TelegramThread:
+    """Runs a TelegramNotifier's loop in a background thread beside the scheduler."""
+
+    def __init__(self, notifier: TelegramNotifier):
+        self.notifier = notifier
+        self.loop = asyncio.new_event_loop()
+        self.stop_event: asyncio.Event | None = None
+        self.thread = threading.Thread(target=self._main, name="telegram", daemon=True)
+        self.ready = threading.Event()
+
+    def _main(self) -> None:
+        asyncio.set_event_loop(self.loop)
+        self.stop_event = asyncio.Event()
+        self.ready.set()
+        self.loop.run_until_complete(self.notifier.run(self.stop_event))
+
+    def start(self) -> None:
+        """Start the thread."""
+        self.thread.start()
+        self.ready.wait()
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Ask the loop to finish its pass and wait for it."""
+        if self.stop_event is not None:
+            self.loop.call_soon_threadsafe(self.stop_event.set)
+        self.thread.join(timeout_s)
