@@ -1,5 +1,5 @@
 """`python -m floodwatch` is the `floodwatch` command."""
 
-from floodwatch.cli.commands import main
+from floodwatch.cli import main
 
 main()

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from click.testing import CliRunner, Result
 
-from floodwatch.cli.commands import main
+from floodwatch.cli import main
 from tests.conftest import ROOT
 
 SEGMENTS = ROOT / "geodata" / "segments.geojson"

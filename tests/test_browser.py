@@ -29,7 +29,7 @@ sync_api = pytest.importorskip(
 
 import uvicorn  # noqa: E402
 
-from floodwatch.cli.commands import main  # noqa: E402
+from floodwatch.cli import main  # noqa: E402
 from floodwatch.web.app import create_app  # noqa: E402
 from tests import test_web  # noqa: E402
 

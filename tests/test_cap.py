@@ -12,7 +12,7 @@ import shapely
 from click.testing import CliRunner
 from lxml import etree
 
-from floodwatch.cli.commands import main
+from floodwatch.cli import main
 from floodwatch.core.events import Forecast, Rules, SegmentNow, step
 from floodwatch.core.geo import load_geodata, project_utm
 from floodwatch.db.store import Store
@@ -320,7 +320,7 @@ def test_export_cap_command_writes_a_valid_feed(project, tmp_path):
     from click.testing import CliRunner
     from lxml import etree
 
-    from floodwatch.cli.commands import main
+    from floodwatch.cli import main
     from floodwatch.exports.cap import SCHEMA_PATH
     from tests.test_replay import REPLAY
 

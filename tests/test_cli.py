@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from floodwatch.cli.commands import EVENT_COLUMNS, main
+from floodwatch.cli import main
+from floodwatch.cli.service import EVENT_COLUMNS
 from floodwatch.core.tides import (
     ConstituentTable,
     high_low_waters,

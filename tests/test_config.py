@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from floodwatch.cli.commands import main
+from floodwatch.cli import main
 from floodwatch.config import (
     AssessmentSettings,
     EventSettings,

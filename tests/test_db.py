@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from click.testing import CliRunner
 
-from floodwatch.cli.commands import main
+from floodwatch.cli import main
 from floodwatch.config import load_settings
 from floodwatch.db.store import Store
 from floodwatch.db.upkeep import apply_retention

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from shapely.geometry import shape
 from sqlalchemy import create_engine, text
 
-from floodwatch.cli.commands import main
+from floodwatch.cli import main
 from tests.conftest import DATA
 from tests.test_replay import REPLAY, replay_config  # noqa: F401  (fixture)
 

@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from floodwatch.cli.commands import main
+from floodwatch.cli import main
 from floodwatch.core.readings import Kind, Reading, Variable
 from floodwatch.core.text import fold
 from floodwatch.db.events import EventFilter

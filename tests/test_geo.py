@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from floodwatch.cli.commands import main
+from floodwatch.cli import main
 from floodwatch.core.geo import load_geodata
 from floodwatch.errors import GeodataError
 

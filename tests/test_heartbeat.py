@@ -6,7 +6,9 @@ import socket
 import time
 from datetime import UTC, datetime, timedelta
 
-from floodwatch.service.app import MAX_CYCLE_S, App, Heartbeat, poll_once
+from floodwatch.service.app import App
+from floodwatch.service.polling import poll_once
+from floodwatch.service.scheduler import MAX_CYCLE_S, Heartbeat
 
 
 def test_heartbeat_alarms_once_when_cycles_stop_and_starves_a_stuck_cycle(

@@ -11,13 +11,14 @@ from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import func, select, text
 
-from floodwatch.cli.commands import main
+from floodwatch.cli import main
 from floodwatch.core.events import CLOSED
 from floodwatch.db.models import AlertRow, CycleRow, DeliveryRow, EventRow, SourceRunRow
 from floodwatch.db.outbox import NewAlert
-from floodwatch.service.app import App, replay
+from floodwatch.service.app import App
 from floodwatch.service.cycle import utcnow
 from floodwatch.service.polling import source_statuses
+from floodwatch.service.replay import replay
 from floodwatch.sources.csvfile import read_csv
 from floodwatch.web.app import create_app
 from tests.test_web import CHAT, CUT, REPLAY

@@ -14,7 +14,7 @@ import pytest
 import requests
 from click.testing import CliRunner
 
-from floodwatch.cli.commands import main
+from floodwatch.cli import main
 from floodwatch.config import parse_settings
 from floodwatch.core.geo import load_geodata
 from floodwatch.core.readings import Kind, Variable

@@ -29,12 +29,15 @@ from click.testing import CliRunner
 from sqlalchemy import event, select
 from sqlalchemy.engine import make_url
 
-from floodwatch.cli.commands import main
+from floodwatch.cli import main
 from floodwatch.config import load_settings
 from floodwatch.db.models import AlertRow, EventChangeRow, EventRow
 from floodwatch.db.outbox import NewAlert
 from floodwatch.errors import StorageError
-from floodwatch.service.app import App, Heartbeat, poll_once, replay
+from floodwatch.service.app import App
+from floodwatch.service.polling import poll_once
+from floodwatch.service.replay import replay
+from floodwatch.service.scheduler import Heartbeat
 from floodwatch.sources.csvfile import read_csv
 from floodwatch.telegram.sender import Limiter, TelegramNotifier
 from tests.conftest import DATA, ROOT

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from click.testing import CliRunner
 
-from floodwatch.cli.commands import EXIT_REJECTED, main
+from floodwatch.cli import main
+from floodwatch.cli.base import EXIT_REJECTED
 from tests.conftest import DATA
 
 REPLAY = DATA / "replay" / "spring_tide_dec2024.csv"

@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from click.testing import CliRunner
 
-from floodwatch.cli.commands import main
+from floodwatch.cli import main
 from floodwatch.core.health import DEGRADED, FAILING, OK, STALE, Health, blind_inputs, status
 from floodwatch.core.known import blind_segments
-from floodwatch.service.app import App, ConsoleNotifier, poll_once
-from floodwatch.service.polling import health_view
+from floodwatch.service.app import App, ConsoleNotifier
+from floodwatch.service.polling import health_view, poll_once
 from tests.fakeserver import Reply
 
 NOW = datetime(2025, 11, 5, 5, 0, tzinfo=UTC)

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from floodwatch.cli.commands import main
+from floodwatch.cli import main
 from floodwatch.db.models import AlertRow, DeliveryRow
 from floodwatch.service.app import App
 from floodwatch.telegram.sender import Limiter, TelegramNotifier, read_token
@@ -98,7 +98,7 @@ def alerts(app: App) -> dict[int, AlertRow]:
 
 def replay_quietly(config) -> None:
     """Replay the spring tide; alerts stay in the outbox for Telegram."""
-    from floodwatch.service.app import replay
+    from floodwatch.service.replay import replay
     from floodwatch.sources.csvfile import read_csv
 
     app = App.open(config, with_sources=False)

@@ -16,12 +16,14 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 from sqlalchemy import func, insert, select
 
-from floodwatch.cli.commands import main
+from floodwatch.cli import main
 from floodwatch.core.readings import Reading, Variable
 from floodwatch.db.models import CycleRow
-from floodwatch.service.app import App, ConsoleNotifier, Heartbeat, poll_once, replay
+from floodwatch.service.app import App, ConsoleNotifier
 from floodwatch.service.cycle import utcnow
-from floodwatch.service.polling import health_view
+from floodwatch.service.polling import health_view, poll_once
+from floodwatch.service.replay import replay
+from floodwatch.service.scheduler import Heartbeat
 from floodwatch.web.app import create_app
 from tests.conftest import ROOT
 from tests.fakeserver import Reply

@@ -14,11 +14,12 @@ import pytest
 from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
-from floodwatch.cli.commands import Context
+from floodwatch.cli.base import Context
 from floodwatch.cli.web import read_secret, user, web
 from floodwatch.core.readings import Kind, Reading, Variable
 from floodwatch.db.store import Store
-from floodwatch.service.app import App, replay
+from floodwatch.service.app import App
+from floodwatch.service.replay import replay
 from floodwatch.sources.csvfile import read_csv
 from floodwatch.web.app import create_app
 from floodwatch.web.auth import add_user, hash_password, verify_password

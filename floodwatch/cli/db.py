@@ -7,12 +7,7 @@ from pathlib import Path
 
 import click
 
-
-def _cli():
-    """The CLI helpers (imported late: cli imports this module)."""
-    from floodwatch.cli import commands as cli
-
-    return cli
+from floodwatch.cli import base as cli
 
 
 @contextlib.contextmanager
@@ -45,7 +40,6 @@ def upgrade(ctx) -> None:
     Example:
       floodwatch db upgrade
     """
-    cli = _cli()
 
     @cli.handles_errors
     def go():
@@ -72,7 +66,6 @@ def backup(ctx, target: Path) -> None:
     Example:
       floodwatch db backup /var/backups/floodwatch/floodwatch-$(date +%F).db
     """
-    cli = _cli()
 
     @cli.handles_errors
     def go():
@@ -114,7 +107,6 @@ def retention(ctx, days: int | None) -> None:
     Example:
       floodwatch db retention --days 400
     """
-    cli = _cli()
 
     @cli.handles_errors
     def go():
@@ -148,7 +140,6 @@ def future(ctx, delete_them: bool) -> None:
       floodwatch db future
       floodwatch db future --delete
     """
-    cli = _cli()
 
     @cli.handles_errors
     def go():
@@ -189,7 +180,6 @@ def prune_segments(ctx) -> None:
     Example:
       floodwatch db prune-segments
     """
-    cli = _cli()
 
     @cli.handles_errors
     def go():

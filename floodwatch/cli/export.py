@@ -11,21 +11,12 @@ from pathlib import Path
 import click
 
 from floodwatch import __version__
-
-
-def _cli():
-    """The CLI helpers (imported late: cli imports this module)."""
-    from floodwatch.cli import commands as cli
-
-    return cli
+from floodwatch.cli import base as cli
 
 
 def _when(value: str | None, zone, *, end_of_day: bool = False) -> datetime | None:
-    """A CLI time; a date alone means its start, or with `end_of_day` the next midnight."""
-    when = _cli().parse_when(value, zone)
-    if when is not None and end_of_day and len(value.strip()) == 10:  # YYYY-MM-DD
-        when += timedelta(days=1)
-    return when
+    """A CLI time; a date alone means its start, or with `end_of_day` its last instant."""
+    return cli.parse_when(value, zone, end_of_day=end_of_day)
 
 
 def _show_progress(flag: bool | None) -> bool:
@@ -63,7 +54,7 @@ def _output(path: Path | None):
             yield stream
         os.replace(partial, path)
     except OSError as exc:
-        _cli().fail(f"cannot write {path}: {exc.strerror or exc}")
+        cli.fail(f"cannot write {path}: {exc.strerror or exc}")
     finally:
         with contextlib.suppress(FileNotFoundError):
             partial.unlink()
@@ -121,7 +112,6 @@ def maintenance(ctx, start, end, fmt, output, progress) -> None:
       floodwatch export maintenance --from 2024-09-01 --format geojson -o ngap.geojson
       floodwatch export maintenance --from 2024-09-01 > ngap.csv
     """
-    cli = _cli()
 
     @cli.handles_errors
     def body() -> None:
@@ -220,7 +210,6 @@ def events(ctx, start, end, fmt, output, progress, **filters) -> None:
           --format xlsx --output dot-ngap-12-2024.xlsx
       floodwatch export events --ward "Phường An Xuyên" --level 2 --format json
     """
-    cli = _cli()
 
     @cli.handles_errors
     def body() -> None:
@@ -277,11 +266,9 @@ def cap(ctx, since, status, output) -> None:
     Example:
       floodwatch export cap --since 2024-12-14 --status Exercise --output drill.atom
     """
-    cli = _cli()
 
     @cli.handles_errors
     def body() -> None:
-        from datetime import timedelta
 
         from floodwatch.exports.cap import cap_alerts, write_cap
         from floodwatch.service.cycle import utcnow

@@ -6,30 +6,27 @@ import os
 import sys
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
-import numpy as np
-import requests
 
-from floodwatch.config import Settings
-from floodwatch.core.geo import Geodata
-from floodwatch.core.readings import Reading
+from floodwatch.cli import base as cli
 from floodwatch.core.text import local_time
 from floodwatch.errors import ConfigError, InputError, SourceError
-from floodwatch.sources._http import RetryPolicy
-from floodwatch.sources.harmonic import HarmonicSourceSettings
-from floodwatch.sources.open_meteo_marine import MarinePoint, OpenMeteoSeaLevelSettings
 
+if TYPE_CHECKING:
+    import numpy as np
 
-def _cli():
-    """The CLI helpers (imported late: cli imports this module)."""
-    from floodwatch.cli import commands as cli
-
-    return cli
+    from floodwatch.config import Settings
+    from floodwatch.core.geo import Geodata
+    from floodwatch.core.readings import Reading
+    from floodwatch.sources.open_meteo_marine import MarinePoint, OpenMeteoSeaLevelSettings
 
 
 def _tide_folder(settings: Settings) -> Path:
     """The constituent folder of the first harmonic source (default `tides`)."""
+    from floodwatch.sources.harmonic import HarmonicSourceSettings
+
     for source in settings.sources.values():
         if isinstance(source, HarmonicSourceSettings):
             return settings.resolve(source.constituents)
@@ -58,14 +55,16 @@ def predict(ctx, station, start, end, step_minutes, extremes_only) -> None:
     Example:
       floodwatch tide predict tp_ca_mau --from 2025-11-04 --to 2025-11-07
     """
-    cli = _cli()
+    from floodwatch.service.app import load_checked
+    from floodwatch.service.cycle import utcnow
+
     try:
-        settings, geodata = cli.load_checked(ctx.obj.config)
+        settings, geodata = load_checked(ctx.obj.config)
         from floodwatch.core.tides import high_low_waters, predict_levels
         from floodwatch.sources.harmonic import load_tables
 
         zone = settings.zone
-        first = cli.parse_when(start, zone) or cli.utcnow().replace(second=0, microsecond=0)
+        first = cli.parse_when(start, zone) or utcnow().replace(second=0, microsecond=0)
         last = cli.parse_when(end, zone) or first + timedelta(days=2)
         if last <= first:
             raise click.BadParameter("--to must be after --from")
@@ -146,11 +145,13 @@ def fit(ctx, station, observations, out) -> None:
     Example:
       floodwatch tide fit tp_ca_mau obs_2024.csv --out config/tides/tp_ca_mau.csv
     """
-    cli = _cli()
+    import numpy as np
+
     from floodwatch.core.tides import fit_constituents, write_constituents
+    from floodwatch.service.app import load_checked
 
     try:
-        settings, geodata = cli.load_checked(ctx.obj.config)
+        settings, geodata = load_checked(ctx.obj.config)
         rows = _observed_levels(observations, station, geodata)
         table, rms_m = fit_constituents(
             station,
@@ -176,6 +177,8 @@ def _marine_point(
     settings: Settings, station: str
 ) -> tuple[str, OpenMeteoSeaLevelSettings, MarinePoint] | None:
     """The first open_meteo_sea_level source with a point for STATION: (name, settings, point)."""
+    from floodwatch.sources.open_meteo_marine import OpenMeteoSeaLevelSettings
+
     for name, source in settings.sources.items():
         if isinstance(source, OpenMeteoSeaLevelSettings) and station in source.stations:
             return name, source, source.stations[station]
@@ -184,6 +187,8 @@ def _marine_point(
 
 def _model_from_csv(path: Path) -> tuple[list, np.ndarray]:
     """Times and raw sea levels of a readings CSV (its station column is ignored)."""
+    import numpy as np
+
     from floodwatch.sources.csvfile import read_csv
 
     parsed = read_csv(path)
@@ -225,9 +230,13 @@ def calibrate(ctx, station, observations, model_csv) -> None:
       floodwatch tide calibrate tp_ca_mau obs_dec2024.csv --model sea_level_dec2024.csv
       floodwatch tide calibrate ganh_hao obs_dec2024.csv
     """
-    cli = _cli()
+    import requests
+
+    from floodwatch.service.app import load_checked
+    from floodwatch.sources._http import RetryPolicy
+
     try:
-        settings, geodata = cli.load_checked(ctx.obj.config)
+        settings, geodata = load_checked(ctx.obj.config)
         rows = _observed_levels(observations, station, geodata)
         from floodwatch.sources.open_meteo_marine import fetch_model_series, fit_transfer
 

@@ -11,19 +11,13 @@ from pathlib import Path
 
 import click
 
+from floodwatch.cli import base as cli
 from floodwatch.errors import ConfigError, FloodwatchError
 
 logger = logging.getLogger(__name__)
 
 SECRET_ENV = "FLOODWATCH_WEB_SECRET"
 SECRET_CREDENTIAL = "web-secret"
-
-
-def _cli():
-    """The CLI helpers (imported late: cli imports this module)."""
-    from floodwatch.cli import commands as cli
-
-    return cli
 
 
 def read_secret(environ: Mapping[str, str] | None = None) -> str | None:
@@ -59,7 +53,6 @@ def add(ctx: click.Context, username: str, display_name: str, password_stdin: bo
     """
     from floodwatch.web.auth import add_user
 
-    cli = _cli()
     if password_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
     else:
@@ -99,7 +92,6 @@ def web(ctx: click.Context, host: str, port: int, login_required: bool) -> None:
 
     from floodwatch.web.app import create_app
 
-    cli = _cli()
     secret = read_secret()
     if not secret:
         logger.warning(

@@ -22,12 +22,9 @@ instead of being silently treated as dry.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
-
-from floodwatch.core.text import duration, local_time
 
 FAILING_AFTER = 3
 OK, DEGRADED, FAILING, STALE = "ok", "degraded", "failing", "stale"
@@ -152,71 +149,3 @@ def blind_inputs(
             statuses.get(source) == STALE or (source, *pair) in stale_inputs for source in sources
         )
     }
-
-
-VARIABLE_VI = {"water_level": "mực nước", "rainfall": "mưa"}
-
-
-def _since(newest_at: datetime | None, now: datetime, zone: ZoneInfo) -> str:
-    """`từ 05/11/2025 06:00 (3 giờ trước)`, or since start-up when nothing ever came."""
-    if newest_at is None:
-        return "từ khi khởi động (chưa nhận được số liệu nào)"
-    return f"từ {local_time(newest_at, zone)} ({duration(now - newest_at)} trước)"
-
-
-def no_data_alert(
-    source: str,
-    newest_at: datetime | None,
-    now: datetime,
-    station_names: Iterable[str],
-    blind_roads: Iterable[str],
-    zone: ZoneInfo,
-    inputs: Sequence[tuple[str, str, datetime | None]] = (),
-) -> str:
-    """The Vietnamese "mất tín hiệu" alarm for operators.
-
-    `inputs` lists (station name, variable, newest data time) of each input that
-    has gone quiet; without it the source as a whole has.
-    """
-    lines = [f"📡 MẤT TÍN HIỆU — nguồn dữ liệu «{source}»"]
-    if inputs:
-        lines.append("Không có dữ liệu mới:")
-        for name, variable, newest in sorted(inputs, key=lambda i: (i[0], i[1])):
-            lines.append(
-                f"• {name} ({VARIABLE_VI.get(variable, variable)}) {_since(newest, now, zone)}"
-            )
-    else:
-        lines.append(f"Không có dữ liệu mới {_since(newest_at, now, zone)}.")
-        stations = sorted(station_names)
-        if stations:
-            lines.append(f"Trạm bị ảnh hưởng: {', '.join(stations)}.")
-    roads = sorted(blind_roads)
-    if roads:
-        lines.append(
-            f"{len(roads)} tuyến đường không còn được theo dõi (không rõ tình trạng ngập): "
-            + ", ".join(roads[:20])
-            + (" …" if len(roads) > 20 else "")
-        )
-    lines.append("Đề nghị kiểm tra thiết bị, đường truyền hoặc nhà cung cấp dữ liệu.")
-    return "\n".join(lines)
-
-
-def recovered_alert(
-    source: str,
-    stale_since: datetime,
-    now: datetime,
-    zone: ZoneInfo,
-    inputs: Sequence[tuple[str, str]] = (),
-) -> str:
-    """The Vietnamese notice that a source (or some of its inputs, `inputs`) delivers again."""
-    text = (
-        f"✅ CÓ TÍN HIỆU TRỞ LẠI — nguồn dữ liệu «{source}»\n"
-        f"Dữ liệu đã được cập nhật lúc {local_time(now, zone)} "
-        f"(gián đoạn {duration(now - stale_since)})."
-    )
-    if inputs:
-        names = ", ".join(
-            f"{name} ({VARIABLE_VI.get(variable, variable)})" for name, variable in sorted(inputs)
-        )
-        text += f"\nTrạm: {names}."
-    return text

@@ -18,6 +18,7 @@ STATUS_VI = {
     "closed": "đã kết thúc",
 }
 KIND_VI = {"observed": "quan trắc", "forecast": "dự báo"}
+VARIABLE_VI = {"water_level": "mực nước", "rainfall": "mưa"}
 # Risk-level colours of Decision 18/2021 (DESIGN.md): 1 light blue, 2 light yellow,
 # 3 orange, 4 red, 5 purple.
 LEVEL_MARK = {0: "🟢", 1: "🔵", 2: "🟡", 3: "🟠", 4: "🔴", 5: "🟣"}

@@ -75,6 +75,7 @@ from floodwatch.core.validate import OBSERVED_CLOCK_SLACK, Verdict, validate
 from floodwatch.db.engine import database_errors
 from floodwatch.db.store import Store
 from floodwatch.errors import FloodwatchError
+from floodwatch.messages.alarms import segments_removed_alarm
 from floodwatch.messages.alerts import compose
 from floodwatch.service.routing import operator_targets, targets
 
@@ -635,12 +636,7 @@ class Pipeline:
         if retired:
             names = sorted({f"{c.event.segment_id} ({KIND_VI.get(c.event.kind, c.event.kind)})"
                             for c in retired})  # fmt: skip
-            body = (
-                "🗺️ <b>ĐOẠN ĐƯỜNG KHÔNG CÒN TRONG DỮ LIỆU ĐỊA LÝ</b>\n"
-                f"{len(names)} sự kiện ngập đang mở của các đoạn đường đã bị xoá khỏi tệp đoạn "
-                f"đường được đóng lại; các đoạn này không còn được theo dõi: {', '.join(names)}. "
-                "Nếu là nhầm lẫn, khôi phục tệp đoạn đường rồi khởi động lại dịch vụ."
-            )
+            body = segments_removed_alarm(names)
             messages.append({
                 "unit": self.settings.operators_unit, "kinds": ["segment_removed"],
                 "changes": retired, "body": body, "muted": False,

@@ -8,10 +8,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from floodwatch.core.events import CLOSED
-from floodwatch.core.health import VARIABLE_VI, HealthView
+from floodwatch.core.health import HealthView
 from floodwatch.core.readings import Variable
 from floodwatch.core.series import level_series, make_grid
-from floodwatch.core.text import local_time
+from floodwatch.core.text import VARIABLE_VI, local_time
 from floodwatch.core.tides import find_extremes
 from floodwatch.db.outbox import NewAlert
 from floodwatch.messages.bulletin import RoadLine, StationLine, compose_bulletin

@@ -24,12 +24,13 @@ from floodwatch.core.health import (
     InputStatus,
     blind_inputs,
     input_stale,
-    no_data_alert,
-    recovered_alert,
     status,
 )
+from floodwatch.db.engine import database_errors
 from floodwatch.db.outbox import NewAlert
 from floodwatch.errors import SourceError
+from floodwatch.messages.alarms import no_data_alert, recovered_alert
+from floodwatch.service.cycle import CycleResult, utcnow
 from floodwatch.service.routing import operator_targets
 from floodwatch.sources import Source
 
@@ -247,3 +248,17 @@ def _gap_changes(app: App, view: HealthView):
     opened = {pair: newest.get(pair, view.at) for pair in view.blind - open_gaps}
     closed = dict.fromkeys(open_gaps - view.blind, view.at)
     return opened, closed
+
+
+def poll_once(app: App, now: datetime | None = None) -> CycleResult:
+    """Poll every source once, bring source health up to date, then run one cycle.
+
+    Raises StorageError when the database cannot be reached or written.
+    """
+    now = now or utcnow()
+    with database_errors(app.store.url):
+        app.pipeline.check_clock(now)  # before polling: a wrong --at stores nothing
+        for source in app.sources:
+            poll_source(app, source, now)
+        health = refresh_health(app, now)
+        return app.pipeline.cycle(now, health)

@@ -15,12 +15,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import requests
 from pydantic import Field
 
 from floodwatch.core.settings import MAX_TIMEOUT_S, StrictBase
 from floodwatch.errors import SourceError
+
+if TYPE_CHECKING:
+    import requests
 
 logger = logging.getLogger(__name__)
 
@@ -132,6 +135,8 @@ def get_json(
     `name` prefixes every log line; URLs are logged without their query string
     so an API key in it never reaches the logs.
     """
+    import requests
+
     policy = policy or RetryPolicy()
     where = url.split("?")[0]
     headers = {"User-Agent": policy.user_agent, **(headers or {})}

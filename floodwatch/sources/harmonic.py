@@ -6,12 +6,14 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from floodwatch.core.readings import Kind, Reading, Variable
-from floodwatch.core.tides import ConstituentTable, load_constituents, predict_levels
 from floodwatch.errors import ConfigError, InputError
 from floodwatch.sources import FetchResult, SourceContext, SourceSettingsBase
+
+if TYPE_CHECKING:
+    from floodwatch.core.tides import ConstituentTable
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +33,8 @@ def load_tables(
     folder: Path, station_ids: list[str]
 ) -> tuple[dict[str, ConstituentTable], list[str]]:
     """Constituent tables for the stations that have a `<id>.csv`; problems of broken ones."""
+    from floodwatch.core.tides import load_constituents  # uptide: only when tides are read
+
     tables: dict[str, ConstituentTable] = {}
     problems: list[str] = []
     for station in station_ids:
@@ -92,6 +96,8 @@ class HarmonicTideSource:
         while t <= end:
             times.append(t)
             t += STEP
+        from floodwatch.core.tides import predict_levels
+
         readings = []
         for station, table in self.tables.items():
             levels = predict_levels(table, times)

@@ -63,11 +63,10 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import quote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-import requests
 from pydantic import Field, field_validator
 
 from floodwatch.core.readings import Kind, Reading, Variable
@@ -75,6 +74,9 @@ from floodwatch.core.settings import MAX_INTERVAL_MINUTES, MAX_STALE_MINUTES
 from floodwatch.errors import ConfigError, SourceError
 from floodwatch.sources import FetchResult, Rejection, SourceContext, SourceSettingsBase
 from floodwatch.sources._http import RetryPolicy, get_json
+
+if TYPE_CHECKING:
+    import requests
 
 logger = logging.getLogger(__name__)
 
@@ -515,6 +517,13 @@ def parse_records(
     return result
 
 
+def _new_session() -> requests.Session:
+    """An HTTP session of its own (the service passes a shared one)."""
+    import requests
+
+    return requests.Session()
+
+
 @dataclass
 class HttpJsonSource:
     """Readings from a JSON gauge API, mapped by the `[sources.NAME]` settings."""
@@ -527,7 +536,7 @@ class HttpJsonSource:
     timeout_s: float
     # repr=False: the headers carry the auth token, which must never reach a log.
     headers: dict[str, str] = field(default_factory=dict, repr=False)
-    session: requests.Session = field(default_factory=requests.Session, repr=False)
+    session: requests.Session = field(default_factory=_new_session, repr=False)
     policy: RetryPolicy = field(default_factory=RetryPolicy, repr=False)
 
     @classmethod

@@ -22,9 +22,8 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
 from pydantic import Field
 
 from floodwatch.core.readings import Kind, Reading, Variable
@@ -32,6 +31,9 @@ from floodwatch.core.settings import MAX_STALE_MINUTES
 from floodwatch.errors import ConfigError, SourceError
 from floodwatch.sources import FetchResult, Rejection, SourceContext, SourceSettingsBase
 from floodwatch.sources._http import get_json
+
+if TYPE_CHECKING:
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -111,6 +113,8 @@ def locations_of(payload: object, n_points: int, source: str) -> list[dict]:
     array in request order (each item carrying `location_id` in newer
     versions). A 200 body can still be `{"error": true, "reason": "..."}`.
     """
+    import numpy as np
+
     if isinstance(payload, dict) and payload.get("error"):
         raise SourceError(f"{source}: Open-Meteo error: {payload.get('reason') or 'no reason'}")
     items = [payload] if isinstance(payload, dict) else payload
@@ -131,6 +135,8 @@ def locations_of(payload: object, n_points: int, source: str) -> list[dict]:
 
 def _first_bad_time(texts: list) -> object:
     """The first time numpy cannot parse (only looked for once parsing failed)."""
+    import numpy as np
+
     for text in texts:
         try:
             np.datetime64(text, "s")
@@ -141,6 +147,8 @@ def _first_bad_time(texts: list) -> object:
 
 def utc_times(texts: list, offset_s: int, source: str) -> list[datetime]:
     """Open-Meteo's local wall-clock times as aware UTC datetimes (vectorized)."""
+    import numpy as np
+
     # Times come without an offset, local to `utc_offset_seconds`: with
     # timezone=Asia/Bangkok a reply reads {"utc_offset_seconds": 25200,
     # "hourly": {"time": ["2024-12-16T17:00", ...]}}, and 17:00 there is 10:00 UTC.

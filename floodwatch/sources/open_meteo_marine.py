@@ -18,10 +18,8 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import numpy as np
-import requests
 from pydantic import Field
 
 from floodwatch.core.readings import Kind, Reading, Variable
@@ -43,6 +41,10 @@ from floodwatch.sources.open_meteo import (
     read_apikey,
     unit_rejections,
 )
+
+if TYPE_CHECKING:
+    import numpy as np
+    import requests
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +147,8 @@ def parse_model_series(
     payload: object, source: str = "open_meteo_sea_level"
 ) -> tuple[list[datetime], np.ndarray]:
     """The raw sea level of a one-point reply (UTC times, metres); unusable values dropped."""
+    import numpy as np
+
     (series,) = hourly_series(payload, ["point"], HOURLY_VARIABLE, source)
     if series.unit != UNIT:
         raise SourceError(f"{source}: sea level in {series.unit!r}, expected {UNIT!r}")
@@ -189,6 +193,8 @@ class TransferFit:
 
 def _epoch_s(times) -> np.ndarray:
     """Seconds since the epoch of aware datetimes or datetime64 values."""
+    import numpy as np
+
     array = np.asarray(times)
     if np.issubdtype(array.dtype, np.datetime64):
         return array.astype("datetime64[ms]").astype(np.int64) / 1000.0
@@ -202,6 +208,7 @@ def interpolator(model_t: np.ndarray, model_v: np.ndarray, max_gap_s: float = 3 
     3 % at half-hour lags, for the M2 tide), which the fit would wrongly take
     for a larger gain.
     """
+    import numpy as np
     from scipy.interpolate import CubicSpline  # scipy comes with utide
 
     spline = CubicSpline(model_t, model_v) if model_t.size >= 4 else None
@@ -232,6 +239,8 @@ def fit_transfer(
     only observations inside the model period count. Raises InputError when
     fewer than 24 observations overlap the model at every lag.
     """
+    import numpy as np
+
     obs_t, obs_v = _epoch_s(obs_times), np.asarray(obs_levels_m, dtype=float)
     model_t, model_v = _epoch_s(model_times), np.asarray(model_levels_m, dtype=float)
     keep = np.isfinite(model_v)

@@ -21,12 +21,12 @@ from telegram import Message, Update
 from telegram.constants import ChatType, ParseMode
 from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandler, filters
 
-from floodwatch.core.health import VARIABLE_VI
 from floodwatch.core.known import Unknown
 from floodwatch.core.text import (
     ALARM_VI,
     CAUSE_VI,
     LEVEL_MARK,
+    VARIABLE_VI,
     centimetres,
     fold,
     local_time,

@@ -1,135 +1,45 @@
-"""The `floodwatch` command line: a thin layer over the library.
+"""The service's commands: check, run, poll, replay, status, sources, bulletin, events, mute.
 
-User mistakes end in one clear line per problem on stderr and exit code 1,
-never a traceback.
+Each imports what it needs when it runs, so `floodwatch --help` stays fast.
 """
 
 from __future__ import annotations
 
 import csv
-import functools
 import io
 import json
 import logging
 import signal
 import sys
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
-from floodwatch import __version__
-from floodwatch.core.events import CLOSED
-from floodwatch.core.text import ALARM_VI, STATUS_VI, centimetres, local_time
-from floodwatch.db.leader import Leadership
-from floodwatch.errors import ConfigError, FloodwatchError
-from floodwatch.service.app import (
-    App,
-    ConsoleNotifier,
-    load_checked,
-    poll_once,
-    replay,
-    run_forever,
-    wait_for_leadership,
+from floodwatch.cli.base import (
+    EXIT_REJECTED,
+    NO_DATA,
+    Context,
+    fail,
+    handles_errors,
+    parse_when,
+    pass_ctx,
 )
-from floodwatch.service.cycle import CycleResult, FutureCycleError, utcnow
-from floodwatch.sources import build_sources
+from floodwatch.core.text import ALARM_VI, STATUS_VI, centimetres, local_time
+
+if TYPE_CHECKING:
+    from floodwatch.service.app import App
+    from floodwatch.service.cycle import CycleResult
 
 logger = logging.getLogger("floodwatch")
-
-# Exit code of `replay` when the file had rows that were rejected (others went through).
-EXIT_REJECTED = 3
 EVENT_COLUMNS = (
     "id", "segment_id", "segment_name", "unit", "kind", "status", "opened_at", "closed_at",
     "peak_depth_m", "peak_at", "max_level", "cause",
 )  # fmt: skip
 
 
-def fail(problems: list[str] | str) -> None:
-    """Print problems, one per line, and exit 1."""
-    for line in [problems] if isinstance(problems, str) else problems:
-        click.echo(f"error: {line}", err=True)
-    sys.exit(1)
-
-
-def handles_errors(func):
-    """Turn floodwatch errors into clear lines and exit code 1."""
-
-    @functools.wraps(func)
-    def wrapper(*args, **kwargs):
-        try:
-            return func(*args, **kwargs)
-        except ConfigError as exc:
-            fail(exc.problems)
-        except FloodwatchError as exc:
-            fail(str(exc))
-
-    return wrapper
-
-
-# Times a command may be asked about: from the start of the epoch to well past any forecast.
-EARLIEST_YEAR, LATEST_YEAR = 1970, 2200
-
-
-def parse_when(value: str | None, zone) -> datetime | None:
-    """A CLI time: ISO 8601, with the display zone assumed when no offset is given."""
-    if value is None:
-        return None
-    try:
-        when = datetime.fromisoformat(value.strip())
-        when = (when if when.tzinfo else when.replace(tzinfo=zone)).astimezone(UTC)
-    except (ValueError, OverflowError):
-        raise click.BadParameter(f"{value[:40]!r} is not an ISO 8601 date or time") from None
-    if not EARLIEST_YEAR <= when.year <= LATEST_YEAR:
-        raise click.BadParameter(
-            f"{value[:40]!r} is outside {EARLIEST_YEAR}-{LATEST_YEAR}: a mistyped year?"
-        )
-    return when
-
-
-class Context:
-    """Options shared by every command."""
-
-    def __init__(self, config: Path | None):
-        self.config = config
-
-    def open(self, *, with_sources: bool = True, writes: bool = True) -> App:
-        """Open the application for this config."""
-        return App.open(self.config, with_sources=with_sources, writes=writes)
-
-
-pass_ctx = click.make_pass_decorator(Context)
-
-
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--config",
-    "-c",
-    type=click.Path(path_type=Path),
-    envvar="FLOODWATCH_CONFIG",
-    help="Config file [default: config/floodwatch.toml; env FLOODWATCH_CONFIG].",
-)
-@click.option("--verbose", "-v", count=True, help="More log output (-vv for debug).")
-@click.version_option(__version__, prog_name="floodwatch")
-@click.pass_context
-def main(ctx: click.Context, config: Path | None, verbose: int) -> None:
-    """Flood and tide alerts for Cà Mau province.
-
-    \b
-    Example:
-      floodwatch check
-      floodwatch --config /etc/floodwatch/floodwatch.toml run
-    """
-    level = logging.WARNING - 10 * verbose
-    logging.basicConfig(
-        level=max(level, logging.DEBUG),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    ctx.obj = Context(config)
-
-
-@main.command()
+@click.command()
 @pass_ctx
 @handles_errors
 def check(ctx: Context) -> None:
@@ -139,6 +49,9 @@ def check(ctx: Context) -> None:
     Example:
       floodwatch --config config/floodwatch.toml check
     """
+    from floodwatch.service.app import load_checked
+    from floodwatch.sources import build_sources
+
     settings, geodata = load_checked(ctx.config)
 
     sources = build_sources(settings, geodata)
@@ -174,7 +87,7 @@ def print_outlook(app: App, now: datetime, hours: int = 48) -> None:
             for e in extremes
         )
         click.echo(f"  {station.name:<12} {peaks}")
-    flooding = [e for e in app.store.events.listing() if e["status"] != CLOSED]
+    flooding = [e for e in app.store.events.listing() if e["status"] != "closed"]
     click.echo(f"Roads flooded or expected to flood: {len(flooding)}")
     for ev in sorted(flooding, key=lambda e: e["expected_onset_at"] or e["opened_at"]):
         onset = ev["expected_onset_at"] or ev["opened_at"]
@@ -213,7 +126,7 @@ def print_unknown(app: App, now: datetime) -> None:
     click.echo(f"  missing: {', '.join(missing)}")
 
 
-@main.command()
+@click.command()
 @pass_ctx
 @handles_errors
 def run(ctx: Context) -> None:
@@ -225,6 +138,11 @@ def run(ctx: Context) -> None:
     Example:
       floodwatch run
     """
+    from floodwatch.db.leader import Leadership
+    from floodwatch.service.app import ConsoleNotifier
+    from floodwatch.service.cycle import FutureCycleError, utcnow
+    from floodwatch.service.polling import poll_once
+    from floodwatch.service.scheduler import run_forever, wait_for_leadership
     from floodwatch.telegram.sender import TelegramNotifier, TelegramThread, read_token
 
     def terminate(_signum, _frame):
@@ -281,7 +199,7 @@ def run(ctx: Context) -> None:
         fail("lost the active role (database connection dropped); exiting so systemd restarts")
 
 
-@main.command()
+@click.command()
 @click.option("--at", "at_text", help="Assess as if it were this time (ISO 8601).")
 @pass_ctx
 @handles_errors
@@ -293,6 +211,10 @@ def poll(ctx: Context, at_text: str | None) -> None:
       floodwatch poll
       floodwatch poll --at 2025-11-05T18:00+07:00
     """
+    from floodwatch.service.app import ConsoleNotifier
+    from floodwatch.service.cycle import utcnow
+    from floodwatch.service.polling import poll_once
+
     app = ctx.open()
     try:
         now = parse_when(at_text, app.settings.zone) or utcnow()
@@ -304,7 +226,7 @@ def poll(ctx: Context, at_text: str | None) -> None:
         app.close()
 
 
-@main.command(name="replay")
+@click.command(name="replay")
 @click.argument("csv_file", type=click.Path(path_type=Path))
 @click.option("--quiet", "-q", is_flag=True, help="Do not print alerts and changes.")
 @pass_ctx
@@ -320,6 +242,8 @@ def replay_command(ctx: Context, csv_file: Path, quiet: bool) -> None:
     Example:
       floodwatch replay tests/data/replay/spring_tide_dec2024.csv
     """
+    from floodwatch.service.app import ConsoleNotifier
+    from floodwatch.service.replay import replay
     from floodwatch.sources.csvfile import read_csv
 
     app = ctx.open(with_sources=False)
@@ -362,9 +286,6 @@ def replay_command(ctx: Context, csv_file: Path, quiet: bool) -> None:
         sys.exit(EXIT_REJECTED)
 
 
-NO_DATA = "không có dữ liệu"
-
-
 def _station_line(st: dict, measures: frozenset) -> str:
     """One station of `status`: level against BĐ, 24-hour rain; unknown said as such."""
     parts = [f"  {st['name']:<12}"]
@@ -388,7 +309,7 @@ def _station_line(st: dict, measures: frozenset) -> str:
     return " ".join(parts)
 
 
-@main.command()
+@click.command()
 @click.option("--at", "at_text", help="Show the state as of this time (ISO 8601) [default: now].")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object for scripts (times in UTC).")
 @pass_ctx
@@ -407,6 +328,7 @@ def status(ctx: Context, at_text: str | None, as_json: bool) -> None:
     """
     import json
 
+    from floodwatch.service.cycle import utcnow
     from floodwatch.service.metrics import status_document
 
     app = ctx.open(writes=False)
@@ -508,7 +430,7 @@ def sources_document(app: App, health) -> list[dict]:
     return out
 
 
-@main.command()
+@click.command()
 @click.option("--at", "at_text", help="Judge health as of this time (ISO 8601) [default: now].")
 @click.option(
     "--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True
@@ -528,6 +450,8 @@ def sources(ctx: Context, at_text: str | None, fmt: str) -> None:
       floodwatch sources
       floodwatch sources --format json | jq '.[].inputs[] | select(.status=="stale")'
     """
+    from floodwatch.service.cycle import utcnow
+
     app = ctx.open(writes=False)
     try:
         zone = app.settings.zone
@@ -579,7 +503,7 @@ def sources(ctx: Context, at_text: str | None, fmt: str) -> None:
         app.close()
 
 
-@main.command()
+@click.command()
 @click.option("--at", "at_text", help="Compose as of this time (ISO 8601) [default: now].")
 @click.option("--send", is_flag=True, help="Queue it for every configured chat as well.")
 @pass_ctx
@@ -595,6 +519,7 @@ def bulletin(ctx: Context, at_text: str | None, send: bool) -> None:
       floodwatch bulletin --send
     """
     from floodwatch.messages.bulletin import html_to_plain
+    from floodwatch.service.cycle import utcnow
     from floodwatch.service.daily import bulletin_alert
 
     app = ctx.open(with_sources=False, writes=send)
@@ -615,7 +540,7 @@ def _filter(**kwargs):
     return EventFilter(**kwargs)
 
 
-@main.command()
+@click.command()
 @click.option("--from", "start", help="Events ongoing at or after this time (ISO 8601).")
 @click.option("--to", "end", help="Events opened at or before this time (ISO 8601).")
 @click.option("--segment", help="Only this segment id.")
@@ -677,7 +602,7 @@ def events(ctx, start, end, segment, unit, kind, fmt) -> None:
             )
 
 
-@main.command()
+@click.command()
 @click.argument("target", required=False)
 @click.option("--hours", type=click.IntRange(1, 168), help="How long to mute, 1-168 hours.")
 @click.option("--reason", default="", help="Why (works under repair, known closure...).")
@@ -695,6 +620,7 @@ def mute(ctx: Context, target: str | None, hours: int | None, reason: str, list_
       floodwatch mute ubnd_nam_can --hours 24
       floodwatch mute --list
     """
+    from floodwatch.service.cycle import utcnow
     from floodwatch.service.outlook import mute_target
 
     app = ctx.open(with_sources=False, writes=False)
@@ -728,17 +654,4 @@ def mute(ctx: Context, target: str | None, hours: int | None, reason: str, list_
         app.close()
 
 
-from floodwatch.cli.tide import tide  # noqa: E402  (registers the `tide` group)
-
-main.add_command(tide)
-
-from floodwatch.cli.db import db  # noqa: E402
-from floodwatch.cli.export import export  # noqa: E402
-
-main.add_command(db)
-main.add_command(export)
-
-from floodwatch.cli.web import user, web  # noqa: E402  (registers `user` and `web`)
-
-main.add_command(user)
-main.add_command(web)
+COMMANDS = (check, run, poll, replay_command, status, sources, bulletin, events, mute)

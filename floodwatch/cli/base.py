@@ -1,0 +1,75 @@
+"""What every command shares: one-line errors and exit codes, the shared options, and
+the time parser every command uses (`floodwatch.core.times`).
+
+Imports nothing heavy: `floodwatch --help` must start fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from floodwatch.errors import ConfigError, FloodwatchError
+
+if TYPE_CHECKING:
+    from floodwatch.service.app import App
+
+# Exit code of `replay` when the file had rows that were rejected (others went through).
+EXIT_REJECTED = 3
+NO_DATA = "không có dữ liệu"
+
+
+def fail(problems: list[str] | str) -> None:
+    """Print problems, one per line, and exit 1."""
+    for line in [problems] if isinstance(problems, str) else problems:
+        click.echo(f"error: {line}", err=True)
+    sys.exit(1)
+
+
+def handles_errors(func):
+    """Turn floodwatch errors into clear lines and exit code 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            fail(exc.problems)
+        except FloodwatchError as exc:
+            fail(str(exc))
+
+    return wrapper
+
+
+def parse_when(value: str | None, zone, *, end_of_day: bool = False) -> datetime | None:
+    """A typed time (floodwatch.core.times): a date alone is that local day's start, or
+    with `end_of_day` its last instant; None stays None."""
+    from floodwatch.core.times import parse_time
+
+    if value is None:
+        return None
+    try:
+        return parse_time(value, zone, end_of_day=end_of_day)
+    except ValueError as exc:
+        raise click.BadParameter(f"{value[:40]!r}: {exc}") from None
+
+
+class Context:
+    """Options shared by every command."""
+
+    def __init__(self, config: Path | None):
+        self.config = config
+
+    def open(self, *, with_sources: bool = True, writes: bool = True) -> App:
+        """Open the application for this config."""
+        from floodwatch.service.app import App
+
+        return App.open(self.config, with_sources=with_sources, writes=writes)
+
+
+pass_ctx = click.make_pass_decorator(Context)

@@ -1,0 +1,49 @@
+"""`floodwatch`: the top-level group; every command group registers here."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from floodwatch import __version__
+from floodwatch.cli.base import Context
+from floodwatch.cli.db import db
+from floodwatch.cli.export import export
+from floodwatch.cli.service import COMMANDS
+from floodwatch.cli.tide import tide
+from floodwatch.cli.web import user, web
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--config",
+    "-c",
+    type=click.Path(path_type=Path),
+    envvar="FLOODWATCH_CONFIG",
+    help="Config file [default: config/floodwatch.toml; env FLOODWATCH_CONFIG].",
+)
+@click.option("--verbose", "-v", count=True, help="More log output (-vv for debug).")
+@click.version_option(__version__, prog_name="floodwatch")
+@click.pass_context
+def main(ctx: click.Context, config: Path | None, verbose: int) -> None:
+    """Flood and tide alerts for Cà Mau province.
+
+    \b
+    Example:
+      floodwatch check
+      floodwatch --config /etc/floodwatch/floodwatch.toml run
+    """
+    level = logging.WARNING - 10 * verbose
+    logging.basicConfig(
+        level=max(level, logging.DEBUG),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    ctx.obj = Context(config)
+
+
+for command in (*COMMANDS, tide, db, export, user, web):
+    main.add_command(command)

@@ -1,0 +1,242 @@
+"""`run`: the active instance's scheduler, its heartbeat, and waiting as a standby.
+
+Each source is polled on its interval and a cycle follows every poll (and runs
+every `step_minutes` besides); the daily bulletin, the retention job and the
+heartbeat run beside them. One job at a time: a lock serializes them, so a
+cycle never overlaps another.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from floodwatch.core.validate import OBSERVED_CLOCK_SLACK
+from floodwatch.db.engine import database_errors
+from floodwatch.db.leader import Leadership
+from floodwatch.db.outbox import NewAlert
+from floodwatch.errors import FloodwatchError, StorageError
+from floodwatch.messages.alarms import cycles_stopped_alarm
+from floodwatch.service.app import App
+from floodwatch.service.cycle import CycleResult, utcnow
+from floodwatch.service.polling import poll_source, refresh_health
+from floodwatch.service.routing import operator_targets
+from floodwatch.service.sdnotify import notify, watchdog_interval_s
+from floodwatch.sources import Source
+
+logger = logging.getLogger(__name__)
+
+# A cycle running longer than this is stuck: the watchdog is no longer fed.
+MAX_CYCLE_S = 900
+# No completed cycle for this many steps raises an operators' alarm.
+HEARTBEAT_STEPS = 3
+# What every job shares: never two of one at once, no pile-up after a pause.
+JOB_DEFAULTS = {"max_instances": 1, "coalesce": True, "misfire_grace_time": 300}
+
+
+class Heartbeat:
+    """Feeds systemd's watchdog while cycles progress; alarms operators when they stop."""
+
+    def __init__(
+        self,
+        app: App,
+        deliver: Callable[[], object],
+        leadership: Leadership | None = None,
+        on_lost: Callable[[], None] = lambda: None,
+    ):
+        self.app = app
+        self.deliver = deliver
+        self.leadership = leadership
+        self.on_lost = on_lost
+        self.alarmed = False
+
+    def beat(self, busy_since: float | None, now: datetime | None = None) -> None:
+        """One heartbeat: ping the watchdog unless a cycle is stuck; check cycle freshness."""
+        if self.leadership is not None and not self.leadership.still_held():
+            logger.error("heartbeat: no longer the active instance; stepping down")
+            self.on_lost()
+            return
+        if busy_since is not None and time.monotonic() - busy_since > MAX_CYCLE_S:
+            logger.error("heartbeat: a cycle has run for %.0f s; not feeding the watchdog",
+                         time.monotonic() - busy_since)  # fmt: skip
+        else:
+            notify("WATCHDOG=1")
+        now = now or utcnow()
+        try:
+            last = self.app.store.events.last_cycle_at()
+        except Exception:  # the database may be the problem; the cycle logs it
+            logger.exception("heartbeat: cannot read the last cycle")
+            return
+        limit = timedelta(minutes=self.app.settings.assessment.step_minutes * HEARTBEAT_STEPS)
+        # A last cycle ahead of the clock (a clock set back, a reading from the future
+        # stored by an older version) means every cycle is being skipped: alarm too.
+        ahead = last is not None and last > now + OBSERVED_CLOCK_SLACK
+        stale = last is None or now - last > limit or ahead
+        if stale and not self.alarmed:
+            self._alarm(last, now, ahead)
+        elif not stale and self.alarmed:
+            self.alarmed = False
+            logger.warning("heartbeat: cycles completing again")
+
+    def _alarm(self, last: datetime | None, now: datetime, ahead: bool) -> None:
+        """Queue the operators' "HỆ THỐNG NGỪNG ĐÁNH GIÁ" once (again at the next beat if
+        the database refuses it)."""
+        body = cycles_stopped_alarm(last, now, ahead, self.app.settings.zone)
+        chats = [(t.chat_id, t.thread_id) for t in operator_targets(self.app.settings)]
+        alarm = NewAlert(now, self.app.settings.operators_unit, ["heartbeat"], body, chats)
+        logger.error("heartbeat: no cycle completed since %s", last)
+        try:
+            with database_errors(self.app.store.url):
+                self.app.store.outbox.add([alarm])
+        except StorageError as exc:  # e.g. a full disk: tried again at the next beat
+            logger.error("heartbeat: cannot queue the operators' alarm: %s", exc)
+            return
+        self.alarmed = True
+        self.deliver()
+
+
+def wait_for_leadership(app: App, leadership: Leadership, on_standby: Callable[[], None]) -> None:
+    """Block as a standby until this instance holds the lock (SIGTERM interrupts)."""
+    if leadership.try_acquire():
+        return
+    on_standby()
+    notify("READY=1", "STATUS=standby")
+    every = app.settings.service.standby_check_seconds
+    while not leadership.try_acquire():
+        notify("WATCHDOG=1")
+        time.sleep(every)
+    logger.warning("leader: this instance is now active")
+
+
+class Service:
+    """The jobs of the active instance on one APScheduler, one at a time."""
+
+    def __init__(
+        self,
+        app: App,
+        deliver: Callable[[], object],
+        on_cycle: Callable[[CycleResult], None],
+        leadership: Leadership | None = None,
+    ):
+        from apscheduler.schedulers.blocking import BlockingScheduler
+
+        self.app = app
+        self.deliver = deliver
+        self.on_cycle = on_cycle
+        self.lock = threading.Lock()
+        self.scheduler = BlockingScheduler(timezone=UTC)
+        self.busy_since: float | None = None  # monotonic start of the running cycle
+        self.lost = False
+        self.stopping = threading.Event()
+        self.heartbeat = Heartbeat(app, deliver, leadership, self.step_down)
+
+    def after_ingest(self, source: Source | None) -> None:
+        """Poll `source` (if any), refresh source health, run a cycle and deliver."""
+        with self.lock:  # one cycle at a time, whichever source triggered it
+            now = utcnow()
+            self.busy_since = time.monotonic()
+            try:
+                with database_errors(self.app.store.url):  # one line when the database is away
+                    if source is not None:
+                        poll_source(self.app, source, now)  # records its own failures
+                    health = refresh_health(self.app, now)
+                    self.on_cycle(self.app.pipeline.cycle(now, health))
+                    self.deliver()
+            except FloodwatchError as exc:
+                logger.error("cycle failed: %s", exc)
+            except Exception:  # a job must never take the scheduler down; retried next time
+                logger.exception("cycle failed; retrying at the next interval")
+            finally:
+                self.busy_since = None
+
+    def daily_bulletin(self) -> None:
+        """Queue the day's bulletin for every configured chat."""
+        from floodwatch.service.daily import bulletin_alert
+
+        with self.lock:
+            try:
+                self.app.store.outbox.add([bulletin_alert(self.app, utcnow())])
+                self.deliver()
+            except Exception:  # retried tomorrow; the log says why
+                logger.exception("daily bulletin failed")
+
+    def retention(self) -> None:
+        """Delete readings older than `[storage] keep_readings_days`."""
+        from floodwatch.db.upkeep import apply_retention
+
+        with self.lock:
+            try:
+                keep = self.app.settings.storage.keep_readings_days
+                apply_retention(self.app.store, utcnow(), keep)
+            except Exception:  # tried again tomorrow; the log says why
+                logger.exception("retention failed")
+
+    def beat(self) -> None:
+        """One heartbeat (not under the lock: it must notice a stuck cycle)."""
+        self.heartbeat.beat(self.busy_since)
+
+    def step_down(self) -> None:
+        """Stop: another instance holds the lock now."""
+        self.lost = True
+        self.scheduler.shutdown(wait=False)
+
+    def stop(self, signum, _frame) -> None:
+        """SIGTERM: finish the running job and stop."""
+        logger.info("signal %s: stopping", signum)
+        self.stopping.set()
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    def add_jobs(self) -> None:
+        """Every source on its interval, a cycle every step, the bulletin, retention, heartbeat."""
+        from apscheduler.triggers.cron import CronTrigger
+
+        add, settings = self.scheduler.add_job, self.app.settings
+        for source in self.app.sources:
+            add(self.after_ingest, "interval", args=[source], minutes=source.interval_minutes,
+                id=f"source:{source.name}", **JOB_DEFAULTS)  # fmt: skip
+        # Cycles also run on the assessment step, so clocks advance without sources.
+        step = settings.assessment.step_minutes
+        add(self.after_ingest, "interval", args=[None], minutes=step, id="cycle",
+            next_run_time=datetime.now(UTC) + timedelta(minutes=step), **JOB_DEFAULTS)  # fmt: skip
+        if settings.alerts.daily_bulletin_at:
+            hour, minute = (int(part) for part in settings.alerts.daily_bulletin_at.split(":"))
+            add(self.daily_bulletin, CronTrigger(hour=hour, minute=minute, timezone=settings.zone),
+                id="daily_bulletin", **JOB_DEFAULTS)  # fmt: skip
+        add(self.retention, CronTrigger(hour=3, minute=30, timezone=settings.zone),
+            id="retention", **JOB_DEFAULTS)  # fmt: skip
+        add(self.beat, "interval", seconds=watchdog_interval_s() or 30, id="heartbeat",
+            **JOB_DEFAULTS)  # fmt: skip
+
+    def run(self, on_ready: Callable[[], None]) -> bool:
+        """Run until stopped; False when the instance lost the active role."""
+        self.add_jobs()
+        signal.signal(signal.SIGTERM, self.stop)
+        logger.info("scheduler: %d sources, cycle every %d min", len(self.app.sources),
+                    self.app.settings.assessment.step_minutes)  # fmt: skip
+        on_ready()
+        notify("READY=1", "STATUS=active")
+        if not self.stopping.is_set():
+            self.scheduler.start()
+        notify("STOPPING=1")
+        return not self.lost
+
+
+def run_forever(
+    app: App,
+    deliver: Callable[[], object],
+    on_cycle: Callable[[CycleResult], None],
+    on_ready: Callable[[], None] = lambda: None,
+    leadership: Leadership | None = None,
+) -> bool:
+    """Poll each source on its interval and run a cycle after each ingest, until stopped.
+
+    `deliver` runs after every cycle (the console notifier's drain; with
+    Telegram the sender thread drains the outbox by itself). Returns False when
+    the instance stopped because it lost the active role.
+    """
+    return Service(app, deliver, on_cycle, leadership).run(on_ready)
