@@ -151,12 +151,12 @@ def test_report_without_diacritics_becomes_observed_event_and_status(tg, app):
     assert (stored.depth_m, stored.user_name, stored.note) == (0.35, REPORTER, "nước lên nhanh")
     assert stored.chat_id == UNIT_CHAT and stored.user_id == USER and stored.event_id
     (event,) = app.store.events.listing(EventFilter(segment="cm-phan-ngoc-hien", kind="observed"))
-    assert event["id"] == stored.event_id and event["status"] == "flooded"
-    assert event["peak_depth_m"] == 0.35 and event["max_level"] == 2
+    assert event.id == stored.event_id and event.status == "flooded"
+    assert event.peak_depth_m == 0.35 and event.max_level == 2
     with app.store.engine.connect() as conn:
         notes = conn.execute(
             select(EventChangeRow.note).where(
-                EventChangeRow.event_id == event["id"], EventChangeRow.change == "field_report"
+                EventChangeRow.event_id == event.id, EventChangeRow.change == "field_report"
             )
         ).scalars()
         assert list(notes) == [f"Báo cáo hiện trường: 35 cm ({REPORTER}): nước lên nhanh"]

@@ -106,7 +106,7 @@ def test_replay_alerts_are_valid_cap_chained_per_event(replayed, schema):
 
     identifiers = [get(etree.fromstring(a), "cap:identifier") for a in alerts]
     assert len(set(identifiers)) == len(identifiers)
-    events = {str(ev["id"]): ev for ev in store.events.listing()}
+    events = {str(ev.id): ev for ev in store.events.listing()}
     assert set(by_event) == set(events)  # every replayed event is in the feed
 
     for event_id, chain in by_event.items():
@@ -122,7 +122,7 @@ def test_replay_alerts_are_valid_cap_chained_per_event(replayed, schema):
             )
             info = params(alert)
             assert get(alert, "cap:info/cap:certainty") == "Observed"
-            assert info["segment_id"] == events[event_id]["segment_id"]
+            assert info["segment_id"] == events[event_id].segment_id
             if alert is not chain[-1]:
                 level = int(info["level"])
                 assert get(alert, "cap:info/cap:severity") == SEVERITY[level]
@@ -131,7 +131,7 @@ def test_replay_alerts_are_valid_cap_chained_per_event(replayed, schema):
         last = chain[-1]  # every replayed event closed: the all-clear
         assert get(last, "cap:info/cap:responseType") == "AllClear"
         assert get(last, "cap:info/cap:urgency") == "Past"
-        assert int(params(last)["max_level"]) == events[event_id]["max_level"]
+        assert int(params(last)["max_level"]) == events[event_id].max_level
         assert get(last, "cap:info/cap:headline").startswith("HẾT NGẬP")
 
     # The level-2 peak of tide-low on the rain burst went Moderate → Severe → Moderate.

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from floodwatch.cli import main
 from floodwatch.core.readings import Kind, Reading, Variable
 from floodwatch.core.text import fold
-from floodwatch.db.events import EventFilter
+from floodwatch.db.events import EventFilter, EventRecord
 from floodwatch.db.models import EventChangeRow
 from floodwatch.service.app import App
 from floodwatch.service.outlook import match_segments, mute_target
@@ -33,7 +33,7 @@ def report(app: App, segment: str, depth_m: float, at: datetime, name: str = "Tr
     return app.store.reports.add(segment, depth_m, at, chat_id=-100, user_id=5, user_name=name)
 
 
-def observed_event(app: App, segment: str) -> dict | None:
+def observed_event(app: App, segment: str) -> EventRecord | None:
     """The segment's observed event, if any."""
     found = app.store.events.listing(EventFilter(segment=segment, kind="observed"))
     assert len(found) <= 1
@@ -73,24 +73,24 @@ def test_report_opens_observed_event_and_is_noted_once(app):
     report(app, "cm-ngo-quyen", 0.20, NOW - timedelta(hours=3))  # too old to count
     app.pipeline.cycle(NOW)
     event = observed_event(app, "cm-de-tham")
-    assert event["status"] == "flooded" and event["peak_depth_m"] == 0.35
-    assert event["max_level"] == 2 and event["cause"] is None  # no model input at all
-    assert notes(app, event["id"]) == ["Báo cáo hiện trường: 35 cm (Nguyễn Văn A)"]
+    assert event.status == "flooded" and event.peak_depth_m == 0.35
+    assert event.max_level == 2 and event.cause is None  # no model input at all
+    assert notes(app, event.id) == ["Báo cáo hiện trường: 35 cm (Nguyễn Văn A)"]
     assert observed_event(app, "cm-ngo-quyen") is None
     linked = {r.segment_id: r.event_id for r in app.store.reports.listing()}
-    assert linked == {"cm-de-tham": event["id"], "cm-ngo-quyen": None}
+    assert linked == {"cm-de-tham": event.id, "cm-ngo-quyen": None}
 
     # A second report raises the same event; the first is not noted again.
     report(app, "cm-de-tham", 0.55, NOW + timedelta(minutes=20))
     result = app.pipeline.cycle(NOW + timedelta(minutes=30))
     assert [c.change for c in result.changes if c.change] == ["level_up", "field_report"]
-    assert observed_event(app, "cm-de-tham")["max_level"] == 3
-    assert notes(app, event["id"])[1] == "Báo cáo hiện trường: 55 cm (Trần Thị B)"
+    assert observed_event(app, "cm-de-tham").max_level == 3
+    assert notes(app, event.id)[1] == "Báo cáo hiện trường: 55 cm (Trần Thị B)"
 
     # Reports age out like gauge readings: without one the event holds (no observed input).
     result = app.pipeline.cycle(NOW + timedelta(hours=3))
     assert [c.change for c in result.changes if c.change] == []
-    assert observed_event(app, "cm-de-tham")["status"] == "flooded"
+    assert observed_event(app, "cm-de-tham").status == "flooded"
 
 
 def test_report_and_gauge_take_the_deeper_with_the_model_cause(app):
@@ -121,11 +121,11 @@ def test_report_and_gauge_take_the_deeper_with_the_model_cause(app):
     report(app, "cm-tran-van-thoi", 0.45, NOW)
     report(app, "sd-ven-song-ong-doc", 0.12, NOW)
     app.pipeline.cycle(NOW)
-    assert observed_event(app, "cm-phan-ngoc-hien")["peak_depth_m"] == pytest.approx(0.18)
-    assert observed_event(app, "cm-phan-ngoc-hien")["cause"] == "tide"
-    assert observed_event(app, "cm-tran-van-thoi")["peak_depth_m"] == 0.45
+    assert observed_event(app, "cm-phan-ngoc-hien").peak_depth_m == pytest.approx(0.18)
+    assert observed_event(app, "cm-phan-ngoc-hien").cause == "tide"
+    assert observed_event(app, "cm-tran-van-thoi").peak_depth_m == 0.45
     riverside = observed_event(app, "sd-ven-song-ong-doc")
-    assert riverside["peak_depth_m"] == 0.12 and riverside["cause"] == "tide"  # the forecast's
+    assert riverside.peak_depth_m == 0.12 and riverside.cause == "tide"  # the forecast's
 
 
 def test_cycle_without_reports_is_unchanged(app):

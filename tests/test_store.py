@@ -133,7 +133,7 @@ def test_upgrading_a_database_with_history_keeps_it(database_url):
     store = Store(database_url)  # opening upgrades to the newest schema
     try:
         [event] = store.events.listing()
-        assert event["segment_id"] == "s1" and event["false_alarm"] is False
+        assert event.segment_id == "s1" and event.false_alarm is False
         assert store.stats.counts()["event_change"] == 1
     finally:
         store.close()

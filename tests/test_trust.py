@@ -120,7 +120,7 @@ def test_a_reading_from_2099_is_rejected_and_later_cycles_still_run(tmp_path, da
             latest = conn.execute(select(func.max(CycleRow.at))).scalar()
         assert latest == T0 + timedelta(hours=5)
         # The event the good rows describe was opened: the future row blinded nothing.
-        assert any(e["segment_id"] == "cm-thap" for e in app.store.events.listing())
+        assert any(e.segment_id == "cm-thap" for e in app.store.events.listing())
     finally:
         app.close()
 
@@ -401,18 +401,18 @@ def test_a_peak_between_grid_steps_opens_and_peaks_the_event_at_its_time(
     app = App.open(config, with_sources=False)
     try:
         live_cycles(app, quarter_hours(peak_at), every_minutes=60)
-        [event] = [e for e in app.store.events.listing() if e["segment_id"] == "cm-thap"]
+        [event] = [e for e in app.store.events.listing() if e.segment_id == "cm-thap"]
         bodies = [a.body for a in app.store.outbox.pending_alerts()]
     finally:
         app.close()
     # The 20:00 cycle's onset alert says when the water was seen (19:30 in Cà Mau).
     assert any("BẮT ĐẦU NGẬP" in b and "11 cm lúc 19:30" in b for b in bodies), bodies
     # 1.06 m over a 0.95 m crest for one reading only: 11 cm, level 1, at 12:30 UTC.
-    assert event["kind"] == "observed"
-    assert datetime.fromisoformat(event["opened_at"]) == peak_at
-    assert datetime.fromisoformat(event["peak_at"]) == peak_at
-    assert event["peak_depth_m"] == pytest.approx(0.11, abs=1e-3)
-    assert event["max_level"] == 1
+    assert event.kind == "observed"
+    assert event.opened_at == peak_at
+    assert event.peak_at == peak_at
+    assert event.peak_depth_m == pytest.approx(0.11, abs=1e-3)
+    assert event.max_level == 1
 
 
 def test_the_same_peak_read_every_15_minutes_gives_the_same_event(tmp_path, database_url):
@@ -427,8 +427,8 @@ def test_the_same_peak_read_every_15_minutes_gives_the_same_event(tmp_path, data
         try:
             live_cycles(app, quarter_hours(T0 + timedelta(minutes=30)), every_minutes=every)
             results.append(
-                [(e["opened_at"], e["peak_at"], e["peak_depth_m"], e["max_level"])
-                 for e in app.store.events.listing() if e["kind"] == "observed"]
+                [(e.opened_at, e.peak_at, e.peak_depth_m, e.max_level)
+                 for e in app.store.events.listing() if e.kind == "observed"]
             )  # fmt: skip
         finally:
             app.close()
@@ -445,7 +445,7 @@ def test_a_gauge_going_quiet_mid_event_never_sends_an_all_clear(tmp_path, databa
         # The gauge stops; rain keeps arriving for six hours (its depth part: 0).
         later = [rain("tp_ca_mau", T0 + timedelta(hours=h), 0.0) for h in range(3, 9)]
         live_cycles(app, later, every_minutes=60)
-        changes = [c.change for e in app.store.events.listing() for c in _changes(app, e["id"])]
+        changes = [c.change for e in app.store.events.listing() for c in _changes(app, e.id)]
     finally:
         app.close()
     assert "opened" in changes
@@ -505,13 +505,11 @@ def test_a_shrunken_segment_file_keeps_the_log_of_removed_roads(tmp_path, databa
     app = App.open(config, with_sources=False)
     try:
         replay(app, [level("song_doc", T0 + timedelta(hours=3), 0.5)])
-        [event] = [e for e in app.store.events.listing() if e["segment_id"] == "cm-thap"]
+        [event] = [e for e in app.store.events.listing() if e.segment_id == "cm-thap"]
     finally:
         app.close()
-    assert event["segment_name"] == "Đường cm-thap"  # its row was kept: the log names it
-    assert (
-        event["status"] == "closed" and event["close_reason"] is None or event["status"] == "closed"
-    )
+    assert event.segment_name == "Đường cm-thap"  # its row was kept: the log names it
+    assert event.status == "closed" and event.close_reason == "removed"
     pruned = cli(config, "db", "prune-segments")
     assert pruned.exit_code == 0 and "removed 1 segments: cm-thap" in pruned.output
     events = json.loads(cli(config, "events", "--format", "json").output)

@@ -9,7 +9,6 @@ import csv
 import io
 import json
 import logging
-import signal
 import sys
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -87,15 +86,14 @@ def print_outlook(app: App, now: datetime, hours: int = 48) -> None:
             for e in extremes
         )
         click.echo(f"  {station.name:<12} {peaks}")
-    flooding = [e for e in app.store.events.listing() if e["status"] != "closed"]
+    flooding = [e for e in app.store.events.listing() if e.status != "closed"]
     click.echo(f"Roads flooded or expected to flood: {len(flooding)}")
-    for ev in sorted(flooding, key=lambda e: e["expected_onset_at"] or e["opened_at"]):
-        onset = ev["expected_onset_at"] or ev["opened_at"]
+    for ev in sorted(flooding, key=lambda e: e.expected_onset_at or e.opened_at):
+        onset = ev.expected_onset_at or ev.opened_at
         click.echo(
-            f"  {ev['segment_name'] or ev['segment_id']:<28} {STATUS_VI[ev['status']]:<10} "
-            f"from {local_time(datetime.fromisoformat(onset), zone)}  "
-            f"peak {centimetres(ev['peak_depth_m'])} at "
-            f"{local_time(datetime.fromisoformat(ev['peak_at']), zone)}  ({ev['cause']})"
+            f"  {ev.segment_name or ev.segment_id:<28} {STATUS_VI[ev.status]:<10} "
+            f"from {local_time(onset, zone)}  peak {centimetres(ev.peak_depth_m)} at "
+            f"{local_time(ev.peak_at, zone)}  ({ev.cause})"
         )
     print_unknown(app, now)
 
@@ -126,6 +124,52 @@ def print_unknown(app: App, now: datetime) -> None:
     click.echo(f"  missing: {', '.join(missing)}")
 
 
+def _delivery(app: App):
+    """The Telegram sender thread (started) and a no-op drain, or none and the console's."""
+    from floodwatch.service.app import ConsoleNotifier
+    from floodwatch.telegram.sender import TelegramNotifier, TelegramThread, read_token
+
+    token = read_token()
+    if not token:
+        click.echo("No FLOODWATCH_TELEGRAM_TOKEN: alerts are printed here.")
+        return None, ConsoleNotifier(app, click.echo).drain
+    telegram = TelegramThread(TelegramNotifier(app, token))
+    telegram.start()
+    click.echo("Telegram delivery on.")
+    return telegram, lambda: 0  # the sender thread drains the outbox itself
+
+
+def _first_cycle(app: App, deliver) -> None:
+    """Poll every source once, assess, deliver and print the outlook."""
+    from floodwatch.service.cycle import FutureCycleError, utcnow
+    from floodwatch.service.polling import poll_once
+
+    now = utcnow()
+    try:
+        result = poll_once(app, now)
+        logger.info("first cycle: %d changes", len(result.changes))
+    except FutureCycleError as exc:
+        # Keep running: delivery, the bot and the heartbeat's alarm to operators work.
+        click.echo(f"error: {exc}", err=True)
+    deliver()
+    print_outlook(app, now)
+
+
+def _schedule(app: App, deliver, leadership, stop) -> bool:
+    """The scheduler until stopped; False when the active role was lost."""
+    from floodwatch.service.scheduler import run_forever
+
+    step = app.settings.assessment.step_minutes
+    return run_forever(
+        app,
+        deliver,
+        lambda r: print_cycle(r, app.settings.zone),
+        lambda: click.echo(f"Running; cycle every {step} min. Ctrl-C or SIGTERM stops."),
+        leadership,
+        stop,
+    )
+
+
 @click.command()
 @pass_ctx
 @handles_errors
@@ -139,56 +183,23 @@ def run(ctx: Context) -> None:
       floodwatch run
     """
     from floodwatch.db.leader import Leadership
-    from floodwatch.service.app import ConsoleNotifier
-    from floodwatch.service.cycle import FutureCycleError, utcnow
-    from floodwatch.service.polling import poll_once
-    from floodwatch.service.scheduler import run_forever, wait_for_leadership
-    from floodwatch.telegram.sender import TelegramNotifier, TelegramThread, read_token
+    from floodwatch.service.scheduler import StopRequest, wait_for_leadership
 
-    def terminate(_signum, _frame):
-        raise KeyboardInterrupt  # until the scheduler installs its own graceful handler
-
-    signal.signal(signal.SIGTERM, terminate)
+    stop = StopRequest()  # SIGTERM from here on: finish the step under way, then stop
     app = ctx.open()
     leadership = Leadership(app.store)
     telegram = None
     kept = True
     try:
-        wait_for_leadership(
-            app,
-            leadership,
-            lambda: click.echo("Standby: another instance is active; taking over if it stops."),
-        )
-        click.echo("Active instance.")
-        token = read_token()
-        if token:
-            telegram = TelegramThread(TelegramNotifier(app, token))
-            telegram.start()
-            click.echo("Telegram delivery on.")
-
-            def deliver() -> int:
-                return 0  # the sender thread drains the outbox itself
-        else:
-            click.echo("No FLOODWATCH_TELEGRAM_TOKEN: alerts are printed here.")
-            deliver = ConsoleNotifier(app, click.echo).drain
-        step = app.settings.assessment.step_minutes
-        now = utcnow()
-        try:
-            result = poll_once(app, now)
-            logger.info("first cycle: %d changes", len(result.changes))
-        except FutureCycleError as exc:
-            # Keep running: delivery, the bot and the heartbeat's alarm to operators work.
-            click.echo(f"error: {exc}", err=True)
-        deliver()
-        print_outlook(app, now)
-        kept = run_forever(
-            app,
-            deliver,
-            lambda r: print_cycle(r, app.settings.zone),
-            lambda: click.echo(f"Running; cycle every {step} min. Ctrl-C or SIGTERM stops."),
-            leadership,
-        )
-    except KeyboardInterrupt:
+        standby = "Standby: another instance is active; taking over if it stops."
+        if wait_for_leadership(app, leadership, lambda: click.echo(standby), stop):
+            click.echo("Active instance.")
+            telegram, deliver = _delivery(app)
+            if not stop:
+                _first_cycle(app, deliver)
+            if not stop:
+                kept = _schedule(app, deliver, leadership, stop)
+    except KeyboardInterrupt:  # Ctrl-C
         pass
     finally:
         if telegram is not None:
@@ -573,7 +584,7 @@ def events(ctx, start, end, segment, unit, kind, fmt) -> None:
         rows = app.store.events.listing(
             _filter(
                 start=parse_when(start, zone),
-                end=parse_when(end, zone),
+                end=parse_when(end, zone, end_of_day=True),
                 segment=segment,
                 unit=unit,
                 kind=kind,
@@ -587,18 +598,18 @@ def events(ctx, start, end, segment, unit, kind, fmt) -> None:
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=EVENT_COLUMNS, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows(r.as_json() for r in rows)
         click.echo(out.getvalue(), nl=False)
     else:
         click.echo(f"{'id':>5} {'segment':<26} {'kind':<8} {'status':<9} {'opened':<16} "
                    f"{'closed':<16} {'peak':>6} lvl cause")  # fmt: skip
         for ev in rows:
-            opened = local_time(datetime.fromisoformat(ev["opened_at"]), zone)
-            closed = ev["closed_at"] and local_time(datetime.fromisoformat(ev["closed_at"]), zone)
+            opened = local_time(ev.opened_at, zone)
+            closed = ev.closed_at and local_time(ev.closed_at, zone)
             click.echo(
-                f"{ev['id']:>5} {ev['segment_id']:<26} {ev['kind']:<8} {ev['status']:<9} "
-                f"{opened:<16} {closed or '':<16} {centimetres(ev['peak_depth_m']):>6} "
-                f"{ev['max_level']:>3} {ev['cause'] or ''}"
+                f"{ev.id:>5} {ev.segment_id:<26} {ev.kind:<8} {ev.status:<9} "
+                f"{opened:<16} {closed or '':<16} {centimetres(ev.peak_depth_m):>6} "
+                f"{ev.max_level:>3} {ev.cause or ''}"
             )
 
 

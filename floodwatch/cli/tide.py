@@ -65,7 +65,7 @@ def predict(ctx, station, start, end, step_minutes, extremes_only) -> None:
 
         zone = settings.zone
         first = cli.parse_when(start, zone) or utcnow().replace(second=0, microsecond=0)
-        last = cli.parse_when(end, zone) or first + timedelta(days=2)
+        last = cli.parse_when(end, zone, end_of_day=True) or first + timedelta(days=2)
         if last <= first:
             raise click.BadParameter("--to must be after --from")
         if step_minutes <= 0:

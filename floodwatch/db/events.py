@@ -232,15 +232,15 @@ class Events:
         descending: bool = True,
         limit: int | None = None,
         offset: int = 0,
-    ) -> list[dict]:
+    ) -> list[EventRecord]:
         """Events matching the filter, newest first unless sorted otherwise."""
         query = event_query(flt, sort, descending).offset(offset)
         if limit is not None:
             query = query.limit(limit)
         with self.engine.connect() as conn:
-            return [event_dict(row) for row in conn.execute(query)]
+            return [EventRecord.of(row) for row in conn.execute(query)]
 
-    def at(self, at: datetime, flt: EventFilter = EventFilter()) -> list[dict]:
+    def at(self, at: datetime, flt: EventFilter = EventFilter()) -> list[EventRecord]:
         """Events open at `at`, each with its status, level and depth as of then.
 
         At or after the latest cycle that is simply the open events; before it,
@@ -254,7 +254,7 @@ class Events:
             (EventRow.status != CLOSED) | (EventRow.updated_at >= at)
         )
         with self.engine.connect() as conn:
-            candidates = {row.id: event_dict(row) for row in conn.execute(query)}
+            candidates = {row.id: EventRecord.of(row) for row in conn.execute(query)}
             if not candidates:
                 return []
             latest = (
@@ -279,17 +279,15 @@ class Events:
             if change is None or change.status == CLOSED:
                 continue
             found.append(
-                {
-                    **ev,
-                    "status": change.status,
-                    "level": change.level,
-                    "max_level": max(
-                        ev["max_level"] if ev["kind"] == FORECAST else 0, change.level
-                    ),  # fmt: skip
-                    "peak_depth_m": round(peaks.get(event_id, change.depth_m), 3),
-                    "closed_at": None,
-                    "close_reason": None,
-                }
+                replace(
+                    ev,
+                    status=change.status,
+                    level=change.level,
+                    max_level=max(ev.max_level if ev.kind == FORECAST else 0, change.level),
+                    peak_depth_m=round(peaks.get(event_id, change.depth_m), 3),
+                    closed_at=None,
+                    close_reason=None,
+                )
             )
         return found
 
@@ -299,15 +297,15 @@ class Events:
         with self.engine.connect() as conn:
             return conn.execute(query).scalar_one()
 
-    def stream(self, flt: EventFilter = EventFilter(), batch: int = 2000) -> Iterator[dict]:
+    def stream(self, flt: EventFilter = EventFilter(), batch: int = 2000) -> Iterator[EventRecord]:
         """Stream matching events (oldest first) without loading them all."""
         query = event_query(flt, "opened", descending=False)
         with self.engine.connect() as conn:
             result = conn.execution_options(stream_results=True, yield_per=batch).execute(query)
             for row in result:
-                yield event_dict(row)
+                yield EventRecord.of(row)
 
-    def get(self, event_id: int) -> dict | None:
+    def get(self, event_id: int) -> EventRecord | None:
         """One event in the public JSON shape, with its current level; None if unknown."""
         if not 0 < event_id <= MAX_ID:
             return None
@@ -316,7 +314,7 @@ class Events:
             row = conn.execute(query).first()
         if row is None:
             return None
-        return event_dict(row)
+        return EventRecord.of(row)
 
     def changes(self, event_id: int) -> list[EventChangeRow]:
         """The recorded changes of an event, oldest first."""
@@ -380,38 +378,58 @@ class Events:
             )
 
 
-def _iso(when: datetime | None) -> str | None:
-    """ISO 8601 with offset, or None."""
-    return when.isoformat() if when is not None else None
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    """An event as the log shows it: the `events --format json` fields (DESIGN.md contract),
+    with datetimes kept as aware UTC datetimes until the edge (`as_json`)."""
+
+    id: int
+    segment_id: str
+    segment_name: str | None
+    unit: str
+    kind: str
+    status: str
+    opened_at: datetime
+    closed_at: datetime | None
+    peak_depth_m: float
+    peak_at: datetime | None
+    max_level: int
+    cause: str | None
+    expected_onset_at: datetime | None
+    expected_end_at: datetime | None
+    close_reason: str | None
+    forecast_event_id: int | None
+    ward: str | None
+    ack_by: str | None
+    ack_at: datetime | None
+    false_alarm: bool
+    level: int  # the current level (0 once the water is below the first threshold)
+
+    @classmethod
+    def of(cls, row) -> EventRecord:
+        """The record of an `event_query` row."""
+        return cls(
+            id=row.id, segment_id=row.segment_id, segment_name=row.segment_name, unit=row.unit,
+            kind=row.kind, status=row.status, opened_at=row.opened_at, closed_at=row.closed_at,
+            peak_depth_m=round(row.peak_depth_m, 3), peak_at=row.peak_at,
+            max_level=row.max_level, cause=row.cause, expected_onset_at=row.expected_onset_at,
+            expected_end_at=row.expected_end_at, close_reason=row.close_reason,
+            forecast_event_id=row.forecast_event_id, ward=row.ward, ack_by=row.ack_by,
+            ack_at=row.ack_at, false_alarm=bool(row.false_alarm), level=row.level,
+        )  # fmt: skip
+
+    def as_dict(self) -> dict:
+        """The fields as a dict, datetimes kept (for typed APIs)."""
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def as_json(self) -> dict:
+        """The fields as JSON values: times ISO 8601 with their offset (`+00:00`)."""
+        return {
+            name: value.isoformat() if isinstance(value, datetime) else value
+            for name, value in self.as_dict().items()
+        }
 
 
-def event_dict(row) -> dict:
-    """The public JSON shape of an event (DESIGN.md contract)."""
-    return {
-        "id": row.id,
-        "segment_id": row.segment_id,
-        "segment_name": row.segment_name,
-        "unit": row.unit,
-        "kind": row.kind,
-        "status": row.status,
-        "opened_at": _iso(row.opened_at),
-        "closed_at": _iso(row.closed_at),
-        "peak_depth_m": round(row.peak_depth_m, 3),
-        "peak_at": _iso(row.peak_at),
-        "max_level": row.max_level,
-        "cause": row.cause,
-        "expected_onset_at": _iso(row.expected_onset_at),
-        "expected_end_at": _iso(row.expected_end_at),
-        "close_reason": row.close_reason,
-        "forecast_event_id": row.forecast_event_id,
-        "ward": row.ward,
-        "ack_by": row.ack_by,
-        "ack_at": _iso(row.ack_at),
-        "false_alarm": bool(row.false_alarm),
-        "level": row.level,
-    }
-
-
-def dumps(events: list[dict]) -> str:
+def dumps(events: Sequence[EventRecord]) -> str:
     """Events as a JSON array (UTF-8, Vietnamese kept readable)."""
-    return json.dumps(events, ensure_ascii=False, indent=2)
+    return json.dumps([e.as_json() for e in events], ensure_ascii=False, indent=2)

@@ -23,7 +23,7 @@ import shapely
 from floodwatch.core.events import OBSERVED
 from floodwatch.core.geo import Geodata
 from floodwatch.core.text import CAUSE_VI, KIND_VI, STATUS_VI
-from floodwatch.db.events import EventFilter
+from floodwatch.db.events import EventFilter, EventRecord
 from floodwatch.db.store import Store
 
 logger = logging.getLogger(__name__)
@@ -356,34 +356,34 @@ def write_maintenance_geojson(rows: Iterable[MaintenanceRow], geodata: Geodata, 
 # --- events --------------------------------------------------------------------
 
 
-def _local(iso: str | None, zone: ZoneInfo) -> datetime | None:
-    """An ISO time from an event dict as a local aware datetime."""
-    return datetime.fromisoformat(iso).astimezone(zone) if iso else None
+def _local(when: datetime | None, zone: ZoneInfo) -> datetime | None:
+    """An aware time as a local aware datetime."""
+    return when.astimezone(zone) if when else None
 
 
-def event_values(event: dict, zone: ZoneInfo) -> list[object]:
-    """An event dict (store contract) as typed cells in EVENT_COLUMNS order, local times."""
-    opened, closed = _local(event["opened_at"], zone), _local(event["closed_at"], zone)
+def event_values(event: EventRecord, zone: ZoneInfo) -> list[object]:
+    """An event as typed cells in EVENT_COLUMNS order, local times."""
+    opened, closed = _local(event.opened_at, zone), _local(event.closed_at, zone)
     hours = (closed - opened).total_seconds() / 3600 if closed else None
     return [
-        event["id"],
-        event["segment_id"],
-        event["segment_name"],
-        event["ward"],
-        event["unit"],
-        KIND_VI.get(event["kind"], event["kind"]),
-        STATUS_VI.get(event["status"], event["status"]),
+        event.id,
+        event.segment_id,
+        event.segment_name,
+        event.ward,
+        event.unit,
+        KIND_VI.get(event.kind, event.kind),
+        STATUS_VI.get(event.status, event.status),
         opened,
         closed,
         None if hours is None else round(hours, 2),
-        event["peak_depth_m"],
-        _local(event["peak_at"], zone),
-        event["max_level"],
-        CAUSE_VI.get(event["cause"], event["cause"]) if event["cause"] else None,
-        _local(event["expected_onset_at"], zone),
-        event["ack_by"],
-        _local(event["ack_at"], zone),
-        "có" if event["false_alarm"] else "",
+        event.peak_depth_m,
+        _local(event.peak_at, zone),
+        event.max_level,
+        CAUSE_VI.get(event.cause, event.cause) if event.cause else None,
+        _local(event.expected_onset_at, zone),
+        event.ack_by,
+        _local(event.ack_at, zone),
+        "có" if event.false_alarm else "",
     ]
 
 
@@ -395,7 +395,7 @@ def _csv_cell(value: object) -> object:
 
 
 def write_events_csv(
-    events: Iterable[dict], out, zone: ZoneInfo, *, bom: bool = False, progress=None
+    events: Iterable[EventRecord], out, zone: ZoneInfo, *, bom: bool = False, progress=None
 ) -> int:
     """Write events as CSV with Vietnamese headers and local times."""
     n = 0
@@ -410,13 +410,16 @@ def write_events_csv(
     return n
 
 
-def write_events_json(events: Iterable[dict], out, *, progress: Progress | None = None) -> int:
+def write_events_json(
+    events: Iterable[EventRecord], out, *, progress: Progress | None = None
+) -> int:
     """Write events as a JSON array in the DESIGN.md contract (ISO times), one per line."""
     n = 0
     with _text(out) as stream:
         stream.write("[")
         for event in events:
-            stream.write(("," if n else "") + "\n" + json.dumps(event, ensure_ascii=False))
+            line = json.dumps(event.as_json(), ensure_ascii=False)
+            stream.write(("," if n else "") + "\n" + line)
             n += 1
             _tick(progress, n)
         stream.write("\n]\n")
@@ -477,7 +480,7 @@ def _save_workbook(workbook, out) -> None:
 
 def write_maintenance_xlsx(
     rows: Iterable[MaintenanceRow],
-    events_iter: Iterable[dict],
+    events_iter: Iterable[EventRecord],
     out,
     notes: Sequence[tuple[str, str]],
     *,
@@ -527,7 +530,7 @@ def write_maintenance_xlsx(
 
 
 def write_events_xlsx(
-    events: Iterable[dict], out, zone: ZoneInfo, *, progress: Progress | None = None
+    events: Iterable[EventRecord], out, zone: ZoneInfo, *, progress: Progress | None = None
 ) -> int:
     """Write events as a one-sheet workbook (Vietnamese headers, local times)."""
     from openpyxl import Workbook

@@ -51,14 +51,14 @@ def alert_hydrographs(app: App, alert: AlertRow, now: datetime) -> list[tuple[st
     wanted = {int(i) for i in alert.event_ids.split(",") if i}
     worst: dict[str, tuple[float, float, str]] = {}  # station -> (peak, crest, road)
     for ev in app.store.events.listing():
-        if ev["id"] not in wanted:
+        if ev.id not in wanted:
             continue
-        segment = app.geodata.segment(ev["segment_id"])
+        segment = app.geodata.segment(ev.segment_id)
         if segment is None or segment.tide_station not in app.pipeline.tide_index:
             continue
         current = worst.get(segment.tide_station)
-        if current is None or ev["peak_depth_m"] > current[0]:
-            worst[segment.tide_station] = (ev["peak_depth_m"], segment.crest_m, segment.name)
+        if current is None or ev.peak_depth_m > current[0]:
+            worst[segment.tide_station] = (ev.peak_depth_m, segment.crest_m, segment.name)
     pictures = []
     for station_id, (_, crest_m, road) in sorted(worst.items()):
         png = station_hydrograph(app, station_id, now, (crest_m, road))

@@ -72,21 +72,21 @@ def road_lines(app: App, now: datetime) -> list[RoadLine]:
     horizon = now + timedelta(hours=PEAK_HOURS)
     roads = []
     for ev in app.store.events.listing():
-        if ev["status"] == CLOSED:
+        if ev.status == CLOSED:
             continue
-        onset = datetime.fromisoformat(ev["expected_onset_at"] or ev["opened_at"])
+        onset = ev.expected_onset_at or ev.opened_at
         if onset > horizon:
             continue
-        segment = app.geodata.segment(ev["segment_id"])
+        segment = app.geodata.segment(ev.segment_id)
         roads.append(
             RoadLine(
-                name=ev["segment_name"] or ev["segment_id"],
+                name=ev.segment_name or ev.segment_id,
                 ward=segment.ward if segment else "",
                 onset_at=onset,
-                peak_at=datetime.fromisoformat(ev["peak_at"]),
-                peak_m=ev["peak_depth_m"],
-                level=ev["max_level"],
-                cause=ev["cause"] or "",
+                peak_at=ev.peak_at or onset,
+                peak_m=ev.peak_depth_m,
+                level=ev.max_level,
+                cause=ev.cause or "",
             )
         )
     return sorted(roads, key=lambda r: r.onset_at)

@@ -250,6 +250,11 @@ def _iso(when: datetime | None) -> str | None:
     return when.isoformat() if when is not None else None
 
 
+def _keys(values: dict, keys: tuple[str, ...]) -> dict:
+    """Only `keys` of `values`, in that order."""
+    return {key: values[key] for key in keys}
+
+
 def status_document(app: App, now: datetime) -> dict:
     """What `floodwatch status` shows, as one JSON-ready object for scripts.
 
@@ -295,8 +300,8 @@ def status_document(app: App, now: datetime) -> dict:
             "duration_s": round(cycle.duration_s, 3),
         },
         "stations": stations,
-        "flooded": [{k: e[k] for k in event_keys} for e in open_events if e["kind"] == OBSERVED],
-        "expected": [{k: e[k] for k in event_keys} for e in open_events if e["kind"] == FORECAST],
+        "flooded": [_keys(e.as_json(), event_keys) for e in open_events if e.kind == OBSERVED],
+        "expected": [_keys(e.as_json(), event_keys) for e in open_events if e.kind == FORECAST],
         "sources": {source.name: health.statuses.get(source.name, NEVER) for source in app.sources},
         "stale_inputs": [
             {

@@ -99,17 +99,44 @@ class Heartbeat:
         self.deliver()
 
 
-def wait_for_leadership(app: App, leadership: Leadership, on_standby: Callable[[], None]) -> None:
-    """Block as a standby until this instance holds the lock (SIGTERM interrupts)."""
+class StopRequest:
+    """SIGTERM as a flag that start-up checks between its steps and that stops the
+    scheduler: an exception raised from the handler could land anywhere (inside a
+    weakref callback it is swallowed, and the stop is lost)."""
+
+    def __init__(self):
+        self.event = threading.Event()
+        self.on_stop: Callable[[], None] = lambda: None
+        signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, _frame) -> None:
+        logger.info("signal %s: stopping", signum)
+        self.event.set()
+        self.on_stop()
+
+    def __bool__(self) -> bool:
+        return self.event.is_set()
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to `seconds`; True when a stop was requested."""
+        return self.event.wait(seconds)
+
+
+def wait_for_leadership(
+    app: App, leadership: Leadership, on_standby: Callable[[], None], stop: StopRequest
+) -> bool:
+    """Block as a standby until this instance holds the lock; False when stopped first."""
     if leadership.try_acquire():
-        return
+        return True
     on_standby()
     notify("READY=1", "STATUS=standby")
     every = app.settings.service.standby_check_seconds
     while not leadership.try_acquire():
         notify("WATCHDOG=1")
-        time.sleep(every)
+        if stop.wait(every):
+            return False
     logger.warning("leader: this instance is now active")
+    return True
 
 
 class Service:
@@ -121,6 +148,7 @@ class Service:
         deliver: Callable[[], object],
         on_cycle: Callable[[CycleResult], None],
         leadership: Leadership | None = None,
+        stop: StopRequest | None = None,
     ):
         from apscheduler.schedulers.blocking import BlockingScheduler
 
@@ -131,7 +159,8 @@ class Service:
         self.scheduler = BlockingScheduler(timezone=UTC)
         self.busy_since: float | None = None  # monotonic start of the running cycle
         self.lost = False
-        self.stopping = threading.Event()
+        self.stop = stop or StopRequest()
+        self.stop.on_stop = self.shutdown
         self.heartbeat = Heartbeat(app, deliver, leadership, self.step_down)
 
     def after_ingest(self, source: Source | None) -> None:
@@ -184,10 +213,13 @@ class Service:
         self.lost = True
         self.scheduler.shutdown(wait=False)
 
-    def stop(self, signum, _frame) -> None:
-        """SIGTERM: finish the running job and stop."""
-        logger.info("signal %s: stopping", signum)
-        self.stopping.set()
+    def stop_if_requested(self) -> None:
+        """Shut down when a stop was requested."""
+        if self.stop:
+            self.shutdown()
+
+    def shutdown(self) -> None:
+        """On SIGTERM: finish the running job and stop."""
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
 
@@ -211,16 +243,18 @@ class Service:
             id="retention", **JOB_DEFAULTS)  # fmt: skip
         add(self.beat, "interval", seconds=watchdog_interval_s() or 30, id="heartbeat",
             **JOB_DEFAULTS)  # fmt: skip
+        # A SIGTERM between the check in `run` and the scheduler's start found it not
+        # running: this first job sees the flag.
+        add(self.stop_if_requested, id="stop_check")
 
     def run(self, on_ready: Callable[[], None]) -> bool:
         """Run until stopped; False when the instance lost the active role."""
         self.add_jobs()
-        signal.signal(signal.SIGTERM, self.stop)
         logger.info("scheduler: %d sources, cycle every %d min", len(self.app.sources),
                     self.app.settings.assessment.step_minutes)  # fmt: skip
         on_ready()
         notify("READY=1", "STATUS=active")
-        if not self.stopping.is_set():
+        if not self.stop:
             self.scheduler.start()
         notify("STOPPING=1")
         return not self.lost
@@ -232,6 +266,7 @@ def run_forever(
     on_cycle: Callable[[CycleResult], None],
     on_ready: Callable[[], None] = lambda: None,
     leadership: Leadership | None = None,
+    stop: StopRequest | None = None,
 ) -> bool:
     """Poll each source on its interval and run a cycle after each ingest, until stopped.
 
@@ -239,4 +274,4 @@ def run_forever(
     Telegram the sender thread drains the outbox by itself). Returns False when
     the instance stopped because it lost the active role.
     """
-    return Service(app, deliver, on_cycle, leadership).run(on_ready)
+    return Service(app, deliver, on_cycle, leadership, stop).run(on_ready)

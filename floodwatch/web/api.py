@@ -266,7 +266,7 @@ def list_events(
         flt, sort=key, descending=descending, limit=limit, offset=offset
     )
     return {"total": ctx.app.store.events.count(flt), "limit": limit, "offset": offset,
-            "events": rows}  # fmt: skip
+            "events": [r.as_dict() for r in rows]}  # fmt: skip
 
 
 @router.get("/events/{event_id}", response_model=EventDetail)
@@ -287,7 +287,7 @@ def get_event(event_id: int, ctx: WebContext = Depends(reader)):
         for a, ds in ctx.app.store.events.alerts_naming(event_id)
     ]  # fmt: skip
     return {
-        **ev,
+        **ev.as_dict(),
         "changes": [
             {"at": c.at, "change": c.change, "status": c.status, "level": c.level,
              "depth_m": round(c.depth_m, 3), "note": c.note}
@@ -315,6 +315,7 @@ def get_segment(segment_id: str, ctx: WebContext = Depends(reader)):
         raise HTTPException(status_code=404, detail=f"no segment {segment_id}")
     geometry = shapely.geometry.mapping(segment.geometry) if segment.geometry is not None else None
     open_events = ctx.app.store.events.listing(EventFilter(segment=segment_id, open_only=True))
+    open_events = [e.as_dict() for e in open_events]
     return {**_segment(segment), "geometry": geometry, "open_events": open_events}
 
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -20,6 +19,7 @@ from floodwatch.core.text import (
     local_time,
     metres,
 )
+from floodwatch.core.times import parse_time
 from floodwatch.db.events import SORTS, EventFilter
 from floodwatch.service.app import App
 from floodwatch.service.cycle import utcnow
@@ -192,42 +192,22 @@ FILTER_KEYS = ("from", "to", "ward", "unit", "road", "level", "cause", "status",
                "false_alarm")  # fmt: skip
 
 
-# Times the web may be asked about (as on the command line).
-EARLIEST_YEAR, LATEST_YEAR = 1970, 2200
+_VI_TIME_PROBLEM = "không phải là ngày (yyyy-mm-dd) hoặc thời điểm hợp lệ trong 1970–2200"
 
 
 def parse_day(
     value: str | None, zone, end_of_day: bool = False, field: str = "from"
 ) -> datetime | None:
-    """`yyyy-mm-dd` (a local day) or an ISO time; None when empty; BadFilter when unreadable."""
+    """A typed date or time (floodwatch.core.times: a date alone is that local day, its
+    last instant with `end_of_day`); None when empty; BadFilter naming `field` otherwise."""
     if not value:
         return None
     try:
-        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-            day = date.fromisoformat(value)
-            when = datetime.combine(day, time(), zone)
-            if end_of_day:
-                when = datetime.combine(day + timedelta(days=1), time(), zone) - timedelta(
-                    microseconds=1
-                )
-        else:
-            when = datetime.fromisoformat(value)
-        when = (when if when.tzinfo else when.replace(tzinfo=zone)).astimezone(UTC)
-    except (ValueError, OverflowError):
+        return parse_time(value, zone, end_of_day=end_of_day)
+    except ValueError as exc:
         raise BadFilter(
-            field,
-            value,
-            f"«{value[:40]}» không phải là ngày (yyyy-mm-dd) hoặc thời điểm hợp lệ",
-            "not a date (yyyy-mm-dd) or an ISO 8601 time",
+            field, value, f"«{value[:40]}»: {_VI_TIME_PROBLEM}", f"{value[:40]!r}: {exc}"
         ) from None
-    if not EARLIEST_YEAR <= when.year <= LATEST_YEAR:
-        raise BadFilter(
-            field,
-            value,
-            f"năm {when.year} nằm ngoài {EARLIEST_YEAR}–{LATEST_YEAR}",
-            f"year outside {EARLIEST_YEAR}-{LATEST_YEAR}",
-        )
-    return when
 
 
 def yes_no(value: str | None, field: str = "ack") -> bool | None:

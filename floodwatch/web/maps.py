@@ -114,8 +114,8 @@ def segment_paths(
     blind_ids: set[str],
 ) -> list[MapPath]:
     """One path per segment, coloured by the events open at the map's time (event dicts)."""
-    observed = {e["segment_id"]: e["level"] for e in open_events if e["kind"] == OBSERVED}
-    forecast = {e["segment_id"]: e["max_level"] for e in open_events if e["kind"] != OBSERVED}
+    observed = {e.segment_id: e.level for e in open_events if e.kind == OBSERVED}
+    forecast = {e.segment_id: e.max_level for e in open_events if e.kind != OBSERVED}
     paths = []
     for segment in geodata.segments:
         d = base.paths.get(segment.id)

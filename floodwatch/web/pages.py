@@ -15,7 +15,7 @@ from fastapi.responses import Response, StreamingResponse
 from floodwatch.core.events import OBSERVED
 from floodwatch.core.health import HealthView
 from floodwatch.core.text import CAUSE_VI, KIND_VI, STATUS_VI
-from floodwatch.db.events import EventFilter
+from floodwatch.db.events import EventFilter, EventRecord
 from floodwatch.exports.tables import EVENT_HEADERS, TIME_FMT, event_values
 from floodwatch.service.charts import station_hydrograph
 from floodwatch.service.cycle import Situation, utcnow
@@ -142,8 +142,8 @@ def now_page(request: Request, ctx: WebContext = Depends(reader)):
         if xy is not None:
             css = "st nodata" if st["level_m"] is None else f"st bd-{st['alarm']}"
             dots.append(MapDot(st["id"], st["name"], xy[0], xy[1], css))
-    flooded = [e for e in open_events if e["kind"] == OBSERVED]
-    expected = [e for e in open_events if e["kind"] != OBSERVED]
+    flooded = [e for e in open_events if e.kind == OBSERVED]
+    expected = [e for e in open_events if e.kind != OBSERVED]
     names = {s.id: s.name for s in ctx.app.geodata.segments}
     last_cycle = ctx.app.store.events.last_cycle_at()
     step = timedelta(minutes=ctx.app.settings.assessment.step_minutes)
@@ -266,7 +266,7 @@ def event_or_404(ctx: WebContext, event_id: int) -> dict:
 def event_page(request: Request, event_id: int, ctx: WebContext = Depends(reader)):
     """One event: details, timeline, alerts and deliveries, reports, notes, hydrograph."""
     ev = event_or_404(ctx, event_id)
-    segment = ctx.app.geodata.segment(ev["segment_id"])
+    segment = ctx.app.geodata.segment(ev.segment_id)
     return render(
         request,
         "event.html",
@@ -284,26 +284,26 @@ def event_page(request: Request, event_id: int, ctx: WebContext = Depends(reader
 def event_hydrograph(event_id: int, ctx: WebContext = Depends(reader)):
     """The tide station's hydrograph around the event's peak, with the road's crest."""
     ev = event_or_404(ctx, event_id)
-    segment = ctx.app.geodata.segment(ev["segment_id"])
+    segment = ctx.app.geodata.segment(ev.segment_id)
     if segment is None or segment.tide_station not in ctx.app.geodata.stations:
         raise HTTPException(status_code=404, detail="Đoạn đường này không có trạm triều.")
-    when = datetime.fromisoformat(ev["peak_at"]) if ev["peak_at"] else utcnow()
+    when = ev.peak_at or utcnow()
     png = station_hydrograph(ctx.app, segment.tide_station, when, (segment.crest_m, segment.name))
     return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=300"})
 
 
-def road_stats(events: list[dict], now: datetime) -> dict:
+def road_stats(events: list[EventRecord], now: datetime) -> dict:
     """Flood statistics of one road from its observed events (false alarms left out)."""
-    real = [e for e in events if e["kind"] == OBSERVED and not e["false_alarm"]]
+    real = [e for e in events if e.kind == OBSERVED and not e.false_alarm]
     hours = 0.0
     for ev in real:
-        end = datetime.fromisoformat(ev["closed_at"]) if ev["closed_at"] else now
-        hours += (end - datetime.fromisoformat(ev["opened_at"])).total_seconds() / 3600
-    peaks = [e["peak_depth_m"] for e in real]
+        end = ev.closed_at or now
+        hours += (end - ev.opened_at).total_seconds() / 3600
+    peaks = [e.peak_depth_m for e in real]
     return {
         "events": len(real),
-        "false_alarms": sum(1 for e in events if e["false_alarm"]),
-        "forecasts": sum(1 for e in events if e["kind"] != OBSERVED),
+        "false_alarms": sum(1 for e in events if e.false_alarm),
+        "forecasts": sum(1 for e in events if e.kind != OBSERVED),
         "hours": round(hours, 1),
         "max_peak_m": max(peaks) if peaks else None,
         "mean_peak_m": sum(peaks) / len(peaks) if peaks else None,
