@@ -7,6 +7,7 @@ FLOODWATCH_TEST_DATABASE_URL is set (each test gets its own schema there).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import uuid
 from pathlib import Path
@@ -17,6 +18,53 @@ from sqlalchemy import create_engine, text
 ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parent / "data"
 PG_URL = os.environ.get("FLOODWATCH_TEST_DATABASE_URL")
+
+
+SHIPPED_SEGMENTS = 'segments = "../geodata/segments.geojson"'
+TEST_ROADS = DATA / "replay" / "segments.geojson"
+
+
+def edit_config(
+    config: Path,
+    replace: dict[str, str] | None = None,
+    *,
+    units: dict[str, str] | None = None,
+    append: str = "",
+) -> Path:
+    """Edit a test's copy of the config; fail loudly if a text to replace is not there.
+
+    `replace` swaps exact texts; `units` adds lines under a `[[units]]` entry by id;
+    `append` adds TOML at the end. A config that changed under the tests stops them
+    here, naming what was missing, instead of letting them run on the wrong config.
+    """
+    text = config.read_text(encoding="utf-8")
+    edits = dict(replace or {})
+    for unit, lines in (units or {}).items():
+        edits[f'id = "{unit}"\n'] = f'id = "{unit}"\n{lines.rstrip()}\n'
+    for old, new in edits.items():
+        if text.count(old) != 1:
+            raise AssertionError(
+                f"{config}: expected {old!r} once, found it {text.count(old)} times"
+            )
+        text = text.replace(old, new)
+    config.write_text(text + (f"\n{append}" if append else ""), encoding="utf-8")
+    return config
+
+
+def on_test_roads(config: Path) -> Path:
+    """The config on the designed test roads (tests/data/replay) instead of the sample roads."""
+    return edit_config(config, {SHIPPED_SEGMENTS: f'segments = "{TEST_ROADS}"'})
+
+
+def on_database(config: Path, url: str, copy: Path | None = None) -> Path:
+    """The config (or a copy of it at `copy`) on another database URL."""
+    current = re.search(r'^database_url = "(.*)"$', config.read_text(encoding="utf-8"), re.M)
+    if current is None:
+        raise AssertionError(f"{config}: no database_url line")
+    if copy is not None:
+        shutil.copyfile(config, copy)
+        config = copy
+    return edit_config(config, {current.group(0): f'database_url = "{url}"'})
 
 
 @pytest.fixture(autouse=True)
@@ -48,12 +96,17 @@ def database_url(request, tmp_path):
 
 def point_sources_at(config: Path, base_url: str) -> None:
     """Aim the shipped config's Open-Meteo sources at `base_url` (tests never go online)."""
-    text_ = config.read_text(encoding="utf-8")
-    for kind, path in (("open_meteo_rain", "/v1/forecast"), ("open_meteo_sea_level", "/v1/marine")):
-        text_ = text_.replace(
-            f'type = "{kind}"\n', f'type = "{kind}"\nbase_url = "{base_url}{path}"\n'
-        )
-    config.write_text(text_ + "\n[http]\nretries = 0\n", encoding="utf-8")
+    edit_config(
+        config,
+        {
+            f'type = "{kind}"\n': f'type = "{kind}"\nbase_url = "{base_url}{path}"\n'
+            for kind, path in (
+                ("open_meteo_rain", "/v1/forecast"),
+                ("open_meteo_sea_level", "/v1/marine"),
+            )
+        },
+        append="[http]\nretries = 0\n",
+    )
 
 
 @pytest.fixture
@@ -66,10 +119,9 @@ def project(tmp_path, database_url, closed_port):
     shutil.copytree(ROOT / "config", root / "config")
     shutil.copytree(ROOT / "geodata", root / "geodata")
     config = root / "config" / "floodwatch.toml"
-    text_ = config.read_text(encoding="utf-8").replace(
-        'database_url = "sqlite:///var/floodwatch.db"', f'database_url = "{database_url}"'
+    edit_config(
+        config, {'database_url = "sqlite:///var/floodwatch.db"': f'database_url = "{database_url}"'}
     )
-    config.write_text(text_, encoding="utf-8")
     point_sources_at(config, f"http://127.0.0.1:{closed_port}")
     return config
 

@@ -19,6 +19,7 @@ from floodwatch.db.models import AlertRow, DeliveryRow, EventChangeRow
 from floodwatch.service.app import App
 from floodwatch.service.outlook import next_high_waters
 from floodwatch.telegram.commands import register
+from tests.conftest import edit_config
 from tests.fake_telegram import FakeTelegram
 
 ICT = timezone(timedelta(hours=7))
@@ -46,11 +47,11 @@ def tg():
 @pytest.fixture
 def app(project):
     """The shipped config with an operators' chat, An Xuyên's chat and one allowed user."""
-    text = project.read_text(encoding="utf-8").replace(
-        'id = "ubnd_an_xuyen"\n', f'id = "ubnd_an_xuyen"\ntelegram_chats = [{UNIT_CHAT}]\n'
+    edit_config(
+        project,
+        units={"ubnd_an_xuyen": f"telegram_chats = [{UNIT_CHAT}]"},
+        append=f"[telegram]\noperators_chats = [{OPS_CHAT}]\nallowed_users = [{ALLOWED_USER}]\n",
     )
-    text += f"\n[telegram]\noperators_chats = [{OPS_CHAT}]\nallowed_users = [{ALLOWED_USER}]\n"
-    project.write_text(text, encoding="utf-8")
     opened = App.open(project)
     yield opened
     opened.close()

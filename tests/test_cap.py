@@ -15,6 +15,7 @@ from lxml import etree
 from floodwatch.cli import main
 from floodwatch.core.events import Forecast, Rules, SegmentNow, step
 from floodwatch.core.geo import load_geodata, project_utm
+from floodwatch.db.events import CycleStats
 from floodwatch.db.store import Store
 from floodwatch.errors import ConfigError
 from floodwatch.exports.cap import (
@@ -26,7 +27,7 @@ from floodwatch.exports.cap import (
     write_cap,
 )
 from floodwatch.service.app import load_checked
-from tests.conftest import DATA, ROOT
+from tests.conftest import DATA, ROOT, on_test_roads
 
 REPLAY = DATA / "replay" / "spring_tide_dec2024.csv"
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -44,11 +45,7 @@ def schema() -> etree.XMLSchema:
 @pytest.fixture
 def replayed(project):
     """Settings, geodata and store after replaying the spring tide on the test segments."""
-    text = project.read_text(encoding="utf-8").replace(
-        'segments = "../geodata/segments.geojson"',
-        f'segments = "{DATA / "replay" / "segments.geojson"}"',
-    )
-    project.write_text(text, encoding="utf-8")
+    on_test_roads(project)
     result = CliRunner().invoke(
         main, ["--config", str(project), "replay", "--quiet", str(REPLAY)], catch_exceptions=False
     )
@@ -235,7 +232,9 @@ def forecast_alerts(database_url) -> list[bytes]:
     segment = geodata.segment("tide-low")
     rules = Rules(thresholds_m=(0.10, 0.30, 0.50), zone=ZONE)  # notes in the display zone
     start = datetime(2024, 12, 16, 3, tzinfo=UTC)
-    stats = {"duration_s": 0.0, "segments": 1, "flooded": 0, "forecast": 1, "changes": 1}
+    stats = CycleStats(
+        0.0, segments=1, flooded=0, forecast=1, changes=1, alerts=0, unknown=0, blind=0
+    )
     for hours, onset_h, peak_m in ((0, 4, 0.20), (1, 9, 0.40), (2, None, 0.0)):
         at = start + timedelta(hours=hours)
         forecast = (
@@ -252,7 +251,7 @@ def forecast_alerts(database_url) -> list[bytes]:
         now = SegmentNow(segment.id, segment.unit, at, False, 0.0, 0, forecast)
         open_forecast = next(iter(store.events.open()), None)
         changes = step(now, None, open_forecast, rules)
-        store.events.record_cycle(at, changes, [], {**stats, "alerts": 0})
+        store.events.record_cycle(at, changes, [], stats)
     yield cap_alerts(store, geodata, since=None, status="Test", sender=SENDER, zone=ZONE)
     store.close()
 
@@ -325,11 +324,7 @@ def test_export_cap_command_writes_a_valid_feed(project, tmp_path):
     from tests.test_replay import REPLAY
 
     replay_config = project
-    text = project.read_text(encoding="utf-8").replace(
-        'segments = "../geodata/segments.geojson"',
-        f'segments = "{REPLAY.parent / "segments.geojson"}"',
-    )
-    project.write_text(text, encoding="utf-8")
+    on_test_roads(project)
     runner = CliRunner()
     assert (
         runner.invoke(main, ["--config", str(replay_config), "replay", "-q", str(REPLAY)]).exit_code

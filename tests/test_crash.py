@@ -14,7 +14,7 @@ from sqlalchemy import create_engine, select
 from floodwatch.config import load_settings
 from floodwatch.db.models import AlertRow, EventChangeRow, EventRow
 from floodwatch.db.store import Store
-from tests.conftest import DATA, ROOT
+from tests.conftest import DATA, ROOT, on_database, on_test_roads
 
 REPLAY = DATA / "replay" / "spring_tide_dec2024.csv"
 KILLS = 30
@@ -22,12 +22,7 @@ KILLS = 30
 
 def designed(config):
     """The config on the designed test roads and the given database."""
-    text = config.read_text(encoding="utf-8").replace(
-        'segments = "../geodata/segments.geojson"',
-        f'segments = "{DATA / "replay" / "segments.geojson"}"',
-    )
-    config.write_text(text, encoding="utf-8")
-    return config
+    return on_test_roads(config)
 
 
 def replay_process(config):
@@ -79,11 +74,7 @@ def test_sigkill_thirty_times_then_finish_equals_one_clean_run(project, tmp_path
     reference = config.with_name("reference.toml")  # beside it: relative paths still work
     url = load_settings(config).storage.database_url
     ref_url = f"sqlite:///{tmp_path / 'reference.db'}"
-    reference.write_text(
-        config.read_text(encoding="utf-8").replace(f'database_url = "{url}"',
-                                                   f'database_url = "{ref_url}"'),
-        encoding="utf-8",
-    )  # fmt: skip
+    on_database(config, ref_url, copy=reference)
     assert replay_process(reference).wait(timeout=120) == 0
 
     rng = random.Random(20241216)

@@ -11,7 +11,7 @@ from floodwatch.cli import main
 from floodwatch.config import load_settings
 from floodwatch.db.store import Store
 from floodwatch.db.upkeep import apply_retention
-from tests.conftest import DATA
+from tests.conftest import DATA, on_test_roads
 
 
 def run(config, *args):
@@ -21,11 +21,7 @@ def run(config, *args):
 
 def replayed(project):
     """The shipped config on the designed test roads, after the December replay."""
-    text = project.read_text(encoding="utf-8").replace(
-        'segments = "../geodata/segments.geojson"',
-        f'segments = "{DATA / "replay" / "segments.geojson"}"',
-    )
-    project.write_text(text, encoding="utf-8")
+    on_test_roads(project)
     assert (
         run(project, "replay", "-q", str(DATA / "replay" / "spring_tide_dec2024.csv")).exit_code
         == 0

@@ -99,11 +99,14 @@ def test_standby_takes_over_after_sigkill_and_nothing_is_lost_or_doubled(config,
         queue(config, [f"sau {i}" for i in range(5)])
         wait_for(lambda: "Active instance." in log_b.read_text(), "B to take over", 60)
         wait_for(lambda: len(ours(tg)) >= 10, "B to deliver the rest", 60)
-        time.sleep(1.5)  # one more delivery pass: anything twice would show now
+        # A last alert, queued after all the others: a chat's alerts go out in the
+        # order they were committed, so anything pending twice goes out before it.
+        queue(config, ["sau cuối"])
+        wait_for(lambda: "sau cuối" in ours(tg), "B to deliver the last alert", 60)
         texts = ours(tg)
         expected = [f"trước {i}" for i in range(5)] + [f"sau {i}" for i in range(5)]
-        assert sorted(texts) == sorted(expected), texts
-        assert texts[5:] == [f"sau {i}" for i in range(5)]  # order per chat kept
+        assert sorted(texts) == sorted([*expected, "sau cuối"]), texts
+        assert texts[5:] == [*(f"sau {i}" for i in range(5)), "sau cuối"]  # order per chat kept
     finally:
         for proc in (a, b):
             if proc is not None and proc.poll() is None:

@@ -6,14 +6,22 @@ import io
 import math
 import struct
 import threading
-import time
 from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
+import numpy as np
 import pytest
 from PIL import Image
 
-from floodwatch.messages.hydrograph import HydrographData, render_hydrograph
+from floodwatch.messages.hydrograph import (
+    ALARM_COLOURS,
+    CREST_COLOUR,
+    MARGIN_PX,
+    OBSERVED_COLOUR,
+    PREDICTED_COLOUR,
+    HydrographData,
+    render_hydrograph,
+)
 
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 T0 = datetime(2025, 11, 20, 0, 0, tzinfo=UTC)
@@ -100,12 +108,7 @@ def test_plot_is_not_blank():
     assert colours is not None and len(colours) > 50
 
 
-def test_renders_fast_and_in_threads():
-    render_hydrograph(_data(), ZONE)  # warm the font cache
-    started = time.perf_counter()
-    render_hydrograph(_data(), ZONE)
-    assert time.perf_counter() - started < 2.0  # ~0.2 s normally; slack for slow CI
-
+def test_renders_in_threads():
     results: list[bytes] = []
     threads = [
         threading.Thread(target=lambda: results.append(render_hydrograph(_data(), ZONE)))
@@ -117,3 +120,65 @@ def test_renders_fast_and_in_threads():
         thread.join()
     assert len(results) == 4
     assert all(_png_size(png) == (1000, 560) for png in results)
+    assert len(set(results)) == 1  # threads do not draw into each other's figures
+
+
+WIDTH, HEIGHT = 1000, 560
+
+
+def _pixels(png: bytes, colour: str) -> tuple[np.ndarray, np.ndarray]:
+    """x and y of the plot-area pixels drawn exactly in `colour` (the legend is outside)."""
+    with Image.open(io.BytesIO(png)) as image:
+        rgb = np.asarray(image.convert("RGB"))
+    target = np.array([int(colour[k : k + 2], 16) for k in (1, 3, 5)])
+    mask = (rgb == target).all(axis=-1)
+    top, bottom = MARGIN_PX["top"], HEIGHT - MARGIN_PX["bottom"]
+    left, right = MARGIN_PX["left"], WIDTH - MARGIN_PX["right"]
+    ys, xs = np.nonzero(mask[top:bottom, left:right])
+    return xs + left, ys + top
+
+
+def _x_of(index: int, n: int = 144) -> float:
+    """The pixel column of sample `index` (the axis spans the samples exactly)."""
+    left, right = MARGIN_PX["left"], WIDTH - MARGIN_PX["right"]
+    return left + (right - left) * index / (n - 1)
+
+
+def test_observed_stops_at_now_and_the_prediction_runs_on():
+    png = render_hydrograph(_data(), ZONE)  # now is sample 60; predictions from sample 40
+    obs_x, _ = _pixels(png, OBSERVED_COLOUR)
+    pred_x, _ = _pixels(png, PREDICTED_COLOUR)
+    assert obs_x.size and obs_x.min() <= _x_of(0) + 3
+    assert abs(obs_x.max() - _x_of(60)) <= 4
+    assert pred_x.max() >= _x_of(143) - 4 and pred_x.min() >= _x_of(40) - 4
+
+
+def test_a_gap_in_the_observations_is_a_gap_in_the_line():
+    observed = [math.nan if 20 <= i < 30 else 0.4 for i in range(144)]
+    png = render_hydrograph(_data(observed_m=observed, predicted_m=[math.nan] * 144), ZONE)
+    obs_x, _ = _pixels(png, OBSERVED_COLOUR)
+    inside_gap = (obs_x > _x_of(20) + 3) & (obs_x < _x_of(29) - 3)
+    assert obs_x.size and not inside_gap.any()
+    assert (obs_x > _x_of(31)).any() and (obs_x < _x_of(19)).any()
+    assert _pixels(png, PREDICTED_COLOUR)[0].size == 0  # no prediction: no dashed line
+
+
+def test_only_the_configured_alarm_levels_and_crest_are_drawn():
+    png = render_hydrograph(_data(alarm_m=(None, None, 0.90), crest_m=None), ZONE)
+    assert _pixels(png, ALARM_COLOURS[0])[0].size == 0
+    assert _pixels(png, ALARM_COLOURS[1])[0].size == 0
+    assert _pixels(png, CREST_COLOUR)[0].size == 0
+    xs, ys = _pixels(png, ALARM_COLOURS[2])
+    assert xs.max() - xs.min() > 0.9 * (WIDTH - MARGIN_PX["left"] - MARGIN_PX["right"])
+    assert ys.max() - ys.min() <= 2  # one horizontal line
+    with_all = render_hydrograph(_data(), ZONE)
+    levels = [_pixels(with_all, c)[1].mean() for c in ALARM_COLOURS]
+    assert levels[0] > levels[1] > levels[2]  # BĐ I lowest on the axis: largest pixel row
+    assert _pixels(with_all, CREST_COLOUR)[0].size > 0
+
+
+def test_nothing_known_draws_no_lines():
+    data = _data(observed_m=[math.nan] * 144, predicted_m=[math.nan] * 144)
+    png = render_hydrograph(data, ZONE)
+    assert _pixels(png, OBSERVED_COLOUR)[0].size == 0
+    assert _pixels(png, PREDICTED_COLOUR)[0].size == 0

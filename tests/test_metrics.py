@@ -21,6 +21,7 @@ from floodwatch.service.polling import source_statuses
 from floodwatch.service.replay import replay
 from floodwatch.sources.csvfile import read_csv
 from floodwatch.web.app import create_app
+from tests.conftest import edit_config, on_test_roads
 from tests.test_web import CHAT, CUT, REPLAY
 
 OTHER_CHAT = -1009
@@ -30,14 +31,8 @@ SLACK_S = 300  # scrape time against the test's own clock
 @pytest.fixture
 def fw_app(project):
     """The test roads replayed up to CUT, one queued alert, and polls of the rain source."""
-    text_ = project.read_text(encoding="utf-8").replace(
-        'segments = "../geodata/segments.geojson"',
-        f'segments = "{REPLAY.parent / "segments.geojson"}"',
-    )
-    text_ = text_.replace(
-        'id = "ubnd_an_xuyen"\n', f'id = "ubnd_an_xuyen"\ntelegram_chats = [{CHAT}]\n'
-    )
-    project.write_text(text_, encoding="utf-8")
+    on_test_roads(project)
+    edit_config(project, units={"ubnd_an_xuyen": f"telegram_chats = [{CHAT}]"})
     app = App.open(project)  # with its sources: their status is reported too
     parsed = read_csv(REPLAY, app.geodata.stations)
     replay(app, [r for r in parsed.readings if CUT - timedelta(hours=30) <= r.time <= CUT])

@@ -40,7 +40,7 @@ from floodwatch.service.replay import replay
 from floodwatch.service.scheduler import Heartbeat
 from floodwatch.sources.csvfile import read_csv
 from floodwatch.telegram.sender import Limiter, TelegramNotifier
-from tests.conftest import DATA, ROOT
+from tests.conftest import DATA, ROOT, edit_config, on_database, on_test_roads
 from tests.fake_telegram import FakeTelegram, retry_after_error
 from tests.test_telegram_delivery import FAST, Clock, deliveries
 
@@ -51,28 +51,13 @@ AN_XUYEN, SO_XAY_DUNG, TAN_THANH, OPERATORS = -1001, -1002, -1003, -1009
 
 def designed(config: Path, url: str | None = None) -> Path:
     """The config on the designed test roads (and on `url`, if given)."""
-    text = config.read_text(encoding="utf-8").replace(
-        'segments = "../geodata/segments.geojson"',
-        f'segments = "{DATA / "replay" / "segments.geojson"}"',
-    )
-    if url is not None:
-        current = load_settings(config).storage.database_url
-        text = text.replace(f'database_url = "{current}"', f'database_url = "{url}"')
-    config.write_text(text, encoding="utf-8")
-    return config
+    on_test_roads(config)
+    return config if url is None else on_database(config, url)
 
 
 def beside(config: Path, name: str, url: str) -> Path:
     """A copy of the config next to it (relative paths still work) on another database."""
-    copy = config.with_name(name)
-    current = load_settings(config).storage.database_url
-    copy.write_text(
-        config.read_text(encoding="utf-8").replace(
-            f'database_url = "{current}"', f'database_url = "{url}"'
-        ),
-        encoding="utf-8",
-    )
-    return copy
+    return on_database(config, url, copy=config.with_name(name))
 
 
 def log_of(app: App) -> tuple[list, list, list]:
@@ -466,14 +451,13 @@ def tg():
 def telegram_config(project, tg, monkeypatch):
     """Units with chats and operators, on the fake Bot API; no hydrographs (speed)."""
     monkeypatch.setenv("PTB_TIMEDELTA", "true")
-    text = project.read_text(encoding="utf-8")
-    for unit, chat in (
-        ("ubnd_an_xuyen", AN_XUYEN), ("so_xay_dung", SO_XAY_DUNG), ("ubnd_tan_thanh", TAN_THANH),
-    ):  # fmt: skip
-        text = text.replace(f'id = "{unit}"\n', f'id = "{unit}"\ntelegram_chats = [{chat}]\n')
-    text += f'\n[telegram]\nbase_url = "{tg.url}/bot"\noperators_chats = [{OPERATORS}]\n'
-    text += "timeout_s = 2\nhydrographs = false\n"
-    project.write_text(text, encoding="utf-8")
+    chats = {"ubnd_an_xuyen": AN_XUYEN, "so_xay_dung": SO_XAY_DUNG, "ubnd_tan_thanh": TAN_THANH}
+    edit_config(
+        project,
+        units={unit: f"telegram_chats = [{chat}]" for unit, chat in chats.items()},
+        append=f'[telegram]\nbase_url = "{tg.url}/bot"\noperators_chats = [{OPERATORS}]\n'
+        "timeout_s = 2\nhydrographs = false\n",
+    )
     return project
 
 

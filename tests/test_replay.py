@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from floodwatch.cli import main
 from floodwatch.cli.base import EXIT_REJECTED
-from tests.conftest import DATA
+from tests.conftest import DATA, on_test_roads
 
 REPLAY = DATA / "replay" / "spring_tide_dec2024.csv"
 ICT = timezone(timedelta(hours=7))
@@ -21,11 +21,7 @@ RAIN_HIGH = PEAK - timedelta(hours=12)  # the 90 mm burst on the high tide befor
 @pytest.fixture
 def replay_config(project):
     """The shipped config, with the designed test segments instead of the sample roads."""
-    text = project.read_text(encoding="utf-8").replace(
-        'segments = "../geodata/segments.geojson"',
-        f'segments = "{DATA / "replay" / "segments.geojson"}"',
-    )
-    project.write_text(text, encoding="utf-8")
+    on_test_roads(project)
     return project
 
 

@@ -14,7 +14,7 @@ from floodwatch.cli import main
 from floodwatch.db.models import AlertRow, DeliveryRow
 from floodwatch.service.app import App
 from floodwatch.telegram.sender import Limiter, TelegramNotifier, read_token
-from tests.conftest import DATA
+from tests.conftest import DATA, edit_config, on_test_roads
 from tests.fake_telegram import FakeTelegram
 
 TOKEN = "123456:TEST-TOKEN"
@@ -37,21 +37,18 @@ def tg():
 @pytest.fixture
 def config(project, tg):
     """The test segments, units with chats, operators, escalation after 30 minutes."""
-    text = project.read_text(encoding="utf-8").replace(
-        'segments = "../geodata/segments.geojson"',
-        f'segments = "{DATA / "replay" / "segments.geojson"}"',
+    on_test_roads(project)
+    return edit_config(
+        project,
+        units={
+            "ubnd_an_xuyen": f"telegram_chats = [{AN_XUYEN}]\n"
+            'escalate_to = "operators"\nescalate_after_minutes = 30',
+            "so_xay_dung": f"telegram_chats = [{SO_XAY_DUNG}]",
+            "ubnd_tan_thanh": f"telegram_chats = [{TAN_THANH}]",
+        },
+        append=f'[telegram]\nbase_url = "{tg.url}/bot"\noperators_chats = [{OPERATORS}]\n'
+        "timeout_s = 2\n",
     )
-    for unit, chat in (
-        ("ubnd_an_xuyen", AN_XUYEN), ("so_xay_dung", SO_XAY_DUNG), ("ubnd_tan_thanh", TAN_THANH),
-    ):  # fmt: skip
-        extra = f"telegram_chats = [{chat}]\n"
-        if unit == "ubnd_an_xuyen":
-            extra += 'escalate_to = "operators"\nescalate_after_minutes = 30\n'
-        text = text.replace(f'id = "{unit}"\n', f'id = "{unit}"\n{extra}')
-    text += f'\n[telegram]\nbase_url = "{tg.url}/bot"\noperators_chats = [{OPERATORS}]\n'
-    text += "timeout_s = 2\n"
-    project.write_text(text, encoding="utf-8")
-    return project
 
 
 class Clock:
@@ -294,6 +291,7 @@ def test_restart_after_commit_delivers_once(config, tg):
     try:
         drain(TelegramNotifier(app, TOKEN, limiter=Limiter(**FAST)))
         first = len(tg.sent)
+        assert first > 0 and all(d.status == "sent" for d in deliveries(app))
     finally:
         app.close()
     app = App.open(config, with_sources=False)  # restarted
@@ -304,9 +302,58 @@ def test_restart_after_commit_delivers_once(config, tg):
         app.close()
 
 
-def test_run_without_token_keeps_the_console(config):
+def test_replay_without_token_prints_alerts_on_the_console(config):
     result = CliRunner().invoke(main, ["--config", str(config), "replay", str(REPLAY)])
     assert result.exit_code == 0 and "BẮT ĐẦU NGẬP" in result.output
+
+
+def test_run_without_token_delivers_on_the_console(config, tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    replay_quietly(config)  # alerts committed and waiting in the outbox
+    env = {k: v for k, v in os.environ.items() if k != "FLOODWATCH_TELEGRAM_TOKEN"}
+    env["PYTHONPATH"] = str(ROOT)
+    log = tmp_path / "run.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "floodwatch", "--config", str(config), "run"],
+            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
+        )  # fmt: skip
+        try:
+            wait_until(lambda: "BẮT ĐẦU NGẬP" in log.read_text(), proc, log)
+            app = App.open(config, with_sources=False)
+            try:
+                wait_until(
+                    lambda: all(a.status != "pending" for a in alerts(app).values()), proc, log
+                )
+            finally:
+                app.close()
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0, log.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    output = log.read_text()
+    assert "Telegram delivery on." not in output and "Traceback" not in output
+    app = App.open(config, with_sources=False)
+    try:
+        assert alerts(app) and all(a.status == "sent" for a in alerts(app).values())
+    finally:
+        app.close()
+
+
+def wait_until(done, proc, log, seconds: float = 60) -> None:
+    """Poll `done` until true; fail with the process log if it dies or time runs out."""
+    deadline = time.monotonic() + seconds
+    while not done():
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.2)
 
 
 def test_run_with_a_token_delivers_through_telegram(config, tg, tmp_path):
@@ -343,7 +390,13 @@ def test_run_with_a_token_delivers_through_telegram(config, tg, tmp_path):
                 proc.kill()
     texts = tg.texts(OPERATORS)
     assert any("TIN CẢNH BÁO NGẬP LỤT DO TRIỀU CƯỜNG" in (t or "") for t in texts)
-    assert {c.chat_id for c in tg.messages(AN_XUYEN)} <= {AN_XUYEN}
+    # Every message went to a configured chat, and nothing reached a chat twice.
+    chats = {AN_XUYEN, SO_XAY_DUNG, TAN_THANH, OPERATORS}
+    to = {c.chat_id for c in tg.sent if c.method in ("sendMessage", "sendPhoto")}
+    assert to <= chats, to
+    for chat in chats:
+        texts = [t for t in tg.texts(chat) if t]
+        assert len(texts) == len(set(texts)), chat
     output = log.read_text()
     assert "Telegram delivery on." in output and TOKEN not in output
     assert "Traceback" not in output

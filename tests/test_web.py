@@ -23,7 +23,7 @@ from floodwatch.service.replay import replay
 from floodwatch.sources.csvfile import read_csv
 from floodwatch.web.app import create_app
 from floodwatch.web.auth import add_user, hash_password, verify_password
-from tests.conftest import DATA
+from tests.conftest import DATA, edit_config, on_test_roads
 
 REPLAY = DATA / "replay" / "spring_tide_dec2024.csv"
 ICT = timezone(timedelta(hours=7))
@@ -37,14 +37,8 @@ SEGMENTS = {"tide-low", "tide-mid", "tide-edge", "rain-only", "high-dry"}
 @pytest.fixture
 def fw_app(project):
     """The shipped config on the replay's test roads, replayed up to CUT, with a forecast."""
-    text = project.read_text(encoding="utf-8").replace(
-        'segments = "../geodata/segments.geojson"',
-        f'segments = "{DATA / "replay" / "segments.geojson"}"',
-    )
-    text = text.replace(
-        'id = "ubnd_an_xuyen"\n', f'id = "ubnd_an_xuyen"\ntelegram_chats = [{CHAT}]\n'
-    )
-    project.write_text(text, encoding="utf-8")
+    on_test_roads(project)
+    edit_config(project, units={"ubnd_an_xuyen": f"telegram_chats = [{CHAT}]"})
     app = App.open(project, with_sources=False)
     parsed = read_csv(REPLAY, app.geodata.stations)
     # The day before the first flood is history enough (and keeps the replay short).

@@ -12,6 +12,7 @@ import click
 
 from floodwatch import __version__
 from floodwatch.cli import base as cli
+from floodwatch.core.readings import Kind
 
 
 def _when(value: str | None, zone, *, end_of_day: bool = False) -> datetime | None:
@@ -174,7 +175,7 @@ def maintenance(ctx, start, end, fmt, output, progress) -> None:
 @click.option("--to", "end", help="Events opened at or before this time (ISO 8601).")
 @click.option("--segment", help="Only this segment id.")
 @click.option("--unit", help="Only this unit id.")
-@click.option("--kind", type=click.Choice(["observed", "forecast"]), help="Only this kind.")
+@click.option("--kind", type=click.Choice([k.value for k in Kind]), help="Only this kind.")
 @click.option("--ward", help="Only this ward/commune (exact name).")
 @click.option("--road", help="Road name containing this text.")
 @click.option("--level", type=click.IntRange(1, 3), help="Reached at least this level.")

@@ -25,6 +25,7 @@ from floodwatch.cli.base import (
     parse_when,
     pass_ctx,
 )
+from floodwatch.core.readings import Kind
 from floodwatch.core.text import ALARM_VI, STATUS_VI, centimetres, local_time
 
 if TYPE_CHECKING:
@@ -340,7 +341,7 @@ def status(ctx: Context, at_text: str | None, as_json: bool) -> None:
     import json
 
     from floodwatch.service.cycle import utcnow
-    from floodwatch.service.metrics import status_document
+    from floodwatch.service.views import status_document
 
     app = ctx.open(writes=False)
     try:
@@ -556,7 +557,7 @@ def _filter(**kwargs):
 @click.option("--to", "end", help="Events opened at or before this time (ISO 8601).")
 @click.option("--segment", help="Only this segment id.")
 @click.option("--unit", help="Only this unit id.")
-@click.option("--kind", type=click.Choice(["observed", "forecast"]), help="Only this kind.")
+@click.option("--kind", type=click.Choice([k.value for k in Kind]), help="Only this kind.")
 @click.option(
     "--format",
     "fmt",

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import click
 
 from floodwatch.cli import base as cli
+from floodwatch.core.readings import Kind, Variable
 from floodwatch.core.text import local_time
 from floodwatch.errors import ConfigError, InputError, SourceError
 
@@ -121,7 +122,9 @@ def _observed_levels(path: Path, station: str, geodata: Geodata) -> list[Reading
         (
             r
             for r in parsed.readings
-            if r.station == station and r.variable == "water_level" and r.kind == "observed"
+            if r.station == station
+            and r.variable == Variable.WATER_LEVEL
+            and r.kind == Kind.OBSERVED
         ),
         key=lambda r: r.time,
     )

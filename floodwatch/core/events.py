@@ -17,14 +17,28 @@ held rather than cancelled.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta, tzinfo
+from enum import StrEnum
 
 from floodwatch.core.depth import CAUSE_NAMES, DEPTH_TOLERANCE_M
+from floodwatch.core.readings import Kind
 from floodwatch.core.text import centimetres, duration, local_time
 
-OBSERVED, FORECAST = "observed", "forecast"
-FLOODED, RECEDING, CLOSED = "flooded", "receding", "closed"
+
+class EventStatus(StrEnum):
+    """Where an event stands (stored as these strings)."""
+
+    FORECAST = "forecast"  # expected, not yet on the road
+    FLOODED = "flooded"
+    RECEDING = "receding"  # below level 1, closing after close_after_minutes
+    CLOSED = "closed"
+
+
+# An event's kind is the kind of data that opened it: observed water or a forecast.
+OBSERVED, FORECAST = Kind.OBSERVED, Kind.FORECAST
+FLOODED, RECEDING, CLOSED = EventStatus.FLOODED, EventStatus.RECEDING, EventStatus.CLOSED
 
 
 @dataclass(frozen=True)
@@ -126,6 +140,22 @@ class Change:
     alert: str | None = None
 
 
+@dataclass(frozen=True)
+class Message:
+    """One alert message for one unit: its kinds (most severe first), text and changes.
+
+    `targets` are the (chat id, thread id) pairs it goes to; a muted message is
+    stored for the log and goes nowhere.
+    """
+
+    unit: str
+    kinds: tuple[str, ...]
+    body: str
+    changes: tuple[Change, ...]
+    muted: bool = False
+    targets: Sequence[tuple[int, int | None]] = ()
+
+
 def _observed_step(now: SegmentNow, ev: EventState | None, rules: Rules) -> list[Change]:
     """Advance (or open) the observed event of a segment."""
     depth = now.obs_depth_m
@@ -211,7 +241,7 @@ def _open_forecast(now: SegmentNow, fc: Forecast, rules: Rules) -> Change:
         segment_id=now.segment_id,
         unit=now.unit,
         kind=FORECAST,
-        status=FORECAST,
+        status=EventStatus.FORECAST,
         opened_at=now.at,
         **_forecast_fields(fc, level),
     )

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import Engine, bindparam, func, insert, literal, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, literal, select, update
 
-from floodwatch.core.events import CLOSED, FORECAST, Change, EventState
+from floodwatch.core.events import CLOSED, FORECAST, Change, EventState, Message
+from floodwatch.db.engine import bulk_execute
 from floodwatch.db.models import (
     AlertRow,
     CycleRow,
@@ -95,6 +96,125 @@ def _state_values(state: EventState, at: datetime) -> dict:
     return values
 
 
+@dataclass(frozen=True)
+class CycleStats:
+    """The figures of one cycle, stored in its `cycle` row."""
+
+    duration_s: float
+    segments: int
+    flooded: int
+    forecast: int
+    changes: int
+    alerts: int
+    unknown: int
+    blind: int
+
+
+# An event a cycle writes: its id, or (k,) for the k-th event this cycle creates.
+_Target = int | tuple[int]
+
+
+@dataclass
+class _WritePlan:
+    """A cycle's changes resolved to event rows: new ones, updated ones, and per change its row.
+
+    A row touched several times ends with its last values, as successive
+    full-row updates would; it is written once, with one executemany per
+    statement (per-row statements cost about 1 ms each).
+    """
+
+    targets: list[_Target]
+    new_values: list[dict]
+    updates: dict[int, dict]
+    final: dict[tuple[str, str], _Target]  # (segment, kind) of events still open -> row
+    new_ids: list[int] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, changes: Sequence[Change], at: datetime) -> _WritePlan:
+        """Resolve every change to an existing event id or a new event (by first appearance)."""
+        plan = cls([], [], {}, {})
+        for change in changes:
+            state = change.event
+            key = (state.segment_id, state.kind)
+            target = state.id or plan.final.get(key)
+            values = _state_values(state, at)
+            if change.alert:
+                values["alerted_at"] = at
+            if target is None:
+                target = (len(plan.new_values),)
+                plan.new_values.append(values)
+            elif isinstance(target, tuple):
+                _merge(plan.new_values[target[0]], values)
+            else:
+                _merge(plan.updates.setdefault(target, values), values)
+            plan.final[key] = target
+            plan.targets.append(target)
+            if state.status == CLOSED:
+                plan.final.pop(key, None)
+        return plan
+
+    def write(self, conn: Connection) -> None:
+        """Insert the new events (learning their ids) and update the others."""
+        if self.new_values:
+            # A plain executemany, then the ids read back: RETURNING in
+            # parameter order falls back to one statement per row. Only the
+            # active instance writes events, so every id above the largest
+            # before the insert is one of ours; a segment opens at most one
+            # event of a kind at one moment.
+            before = conn.execute(select(func.max(EventRow.id))).scalar() or 0
+            bulk_execute(conn, insert(EventRow), self.new_values)
+            fresh = conn.execute(
+                select(EventRow.id, EventRow.segment_id, EventRow.kind, EventRow.opened_at).where(
+                    EventRow.id > before
+                )
+            )
+            by_key = {(row.segment_id, row.kind, row.opened_at): row.id for row in fresh}
+            self.new_ids = [
+                by_key[(v["segment_id"], v["kind"], v["opened_at"])] for v in self.new_values
+            ]
+        if self.updates:
+            names = list(next(iter(self.updates.values())))
+            stmt = (
+                update(EventRow)
+                .where(EventRow.id == bindparam("event_id"))
+                .values({name: bindparam(f"v_{name}") for name in names})
+            )
+            rows = [
+                {"event_id": i, **{f"v_{k}": v[k] for k in names}} for i, v in self.updates.items()
+            ]
+            bulk_execute(conn, stmt, rows)
+
+    def event_id(self, target: _Target) -> int:
+        """The row id of a target, once written."""
+        return self.new_ids[target[0]] if isinstance(target, tuple) else target
+
+    def alert(self, message: Message, at: datetime) -> NewAlert:
+        """The outbox row of a message, naming the rows of the events it is about."""
+        ids = {key: self.event_id(target) for key, target in self.final.items()}
+        event_ids = [
+            c.event.id or ids[(c.event.segment_id, c.event.kind)]
+            for c in message.changes
+            if c.event.id or (c.event.segment_id, c.event.kind) in ids
+        ]
+        return NewAlert(
+            at=at,
+            unit=message.unit,
+            kinds=message.kinds,
+            body=message.body,
+            targets=message.targets,
+            event_ids=event_ids,
+            muted=message.muted,
+        )
+
+
+def _merge(row: dict, values: dict) -> None:
+    """Later values of a row win, but an alert stamp of this cycle stays."""
+    alerted = row.get("alerted_at")
+    row.update(values)
+    if alerted is not None and (row["alerted_at"] is None or row["alerted_at"] < alerted):
+        row["alerted_at"] = alerted
+
+
 class Events:
     """The `event`, `event_change`, `event_note` and `cycle` tables."""
 
@@ -125,69 +245,19 @@ class Events:
         self,
         at: datetime,
         changes: Sequence[Change],
-        alerts: Sequence[dict],
-        stats: dict,
+        messages: Sequence[Message],
+        stats: CycleStats,
     ) -> None:
-        """Write event changes, their alerts and the cycle row in one transaction."""
-        # Resolve every change to an existing event id or to a new event (by
-        # first appearance), then write with one executemany per statement:
-        # per-row statements cost about 1 ms each. A row touched several times
-        # ends with its last values, as successive full-row updates would.
-        ids: dict[tuple[str, str], int | tuple[int]] = {}
-        targets: list[int | tuple[int]] = []
-        new_values: list[dict] = []
-        updates: dict[int, dict] = {}
-        for change in changes:
-            state = change.event
-            key = (state.segment_id, state.kind)
-            target = state.id or ids.get(key)
-            values = _state_values(state, at)
-            if target is None:
-                target = (len(new_values),)
-                new_values.append(values)
-            elif isinstance(target, tuple):
-                new_values[target[0]] = values
-            else:
-                updates[target] = values
-            ids[key] = target
-            targets.append(target)
-            if state.status == CLOSED:
-                ids.pop(key, None)
+        """Write event changes, their alert messages and the cycle row in one transaction.
+
+        Every event named by an alert this cycle is stamped `alerted_at = at`.
+        """
+        plan = _WritePlan.of(changes, at)
         with self.engine.begin() as conn:
-            new_ids: list[int] = []
-            if new_values:
-                # A plain executemany, then the ids read back: RETURNING in
-                # parameter order falls back to one statement per row. Only the
-                # active instance writes events, so every id above the largest
-                # before the insert is one of ours; a segment opens at most one
-                # event of a kind at one moment.
-                before = conn.execute(select(func.max(EventRow.id))).scalar() or 0
-                conn.execute(insert(EventRow), new_values)
-                fresh = conn.execute(
-                    select(
-                        EventRow.id, EventRow.segment_id, EventRow.kind, EventRow.opened_at
-                    ).where(EventRow.id > before)
-                )
-                by_key = {(row.segment_id, row.kind, row.opened_at): row.id for row in fresh}
-                new_ids = [by_key[(v["segment_id"], v["kind"], v["opened_at"])] for v in new_values]
-
-            def real(target: int | tuple[int]) -> int:
-                return new_ids[target[0]] if isinstance(target, tuple) else target
-
-            if updates:
-                stmt = (
-                    update(EventRow)
-                    .where(EventRow.id == bindparam("event_id"))
-                    .values({name: bindparam(f"v_{name}") for name in next(iter(updates.values()))})
-                )
-                rows = [
-                    {"event_id": i, **{f"v_{k}": x for k, x in v.items()}}
-                    for i, v in updates.items()
-                ]
-                conn.execute(stmt, rows)
+            plan.write(conn)
             change_rows = [
                 {
-                    "event_id": real(target),
+                    "event_id": plan.event_id(target),
                     "at": change.at,
                     "change": change.change,
                     "status": change.event.status,
@@ -197,32 +267,14 @@ class Events:
                     else change.event.depth_m,
                     "note": change.note,
                 }
-                for change, target in zip(changes, targets, strict=True)
+                for change, target in zip(changes, plan.targets, strict=True)
                 if change.change
             ]
-            if change_rows:
-                conn.execute(insert(EventChangeRow), change_rows)
-            final_ids = {key: real(target) for key, target in ids.items()}
-            insert_alerts(
-                conn,
-                [
-                    NewAlert(
-                        at=at,
-                        unit=alert["unit"],
-                        kinds=alert["kinds"],
-                        body=alert["body"],
-                        targets=alert.get("targets", ()),
-                        event_ids=[
-                            c.event.id or final_ids[(c.event.segment_id, c.event.kind)]
-                            for c in alert["changes"]
-                            if c.event.id or (c.event.segment_id, c.event.kind) in final_ids
-                        ],
-                        muted=alert.get("muted", False),
-                    )
-                    for alert in alerts
-                ],
+            bulk_execute(conn, insert(EventChangeRow), change_rows)
+            insert_alerts(conn, [plan.alert(message, at) for message in messages])
+            conn.execute(
+                insert(CycleRow).values(at=at, finished_at=datetime.now(UTC), **asdict(stats))
             )
-            conn.execute(insert(CycleRow).values(at=at, finished_at=datetime.now(UTC), **stats))
 
     def listing(
         self,

@@ -10,7 +10,7 @@ from sqlalchemy import BigInteger, Engine, cast, extract, func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-from floodwatch.core.readings import Kind, Reading
+from floodwatch.core.readings import Kind, Reading, Variable
 from floodwatch.core.series import ReadingArrays
 from floodwatch.db.models import ReadingRow
 
@@ -122,6 +122,22 @@ class Readings:
             ),
         )
 
+    def flagged(self, after: datetime, until: datetime) -> list[Reading]:
+        """Observations validation doubted, timed in (after, until], oldest first."""
+        query = (
+            select(ReadingRow)
+            .where(ReadingRow.flag.is_not(None), ReadingRow.kind == Kind.OBSERVED.value)
+            .where(ReadingRow.time > after, ReadingRow.time <= until)
+            .order_by(ReadingRow.time, ReadingRow.station)
+        )
+        with self.engine.connect() as conn:
+            return [
+                Reading(
+                    r.station, Variable(r.variable), r.time, r.value, Kind.OBSERVED, flag=r.flag
+                )  # fmt: skip
+                for r in conn.execute(query)
+            ]
+
     def recent_observations(
         self, pairs: Iterable[tuple[str, str]], since: datetime
     ) -> dict[tuple[str, str], list[tuple[datetime, float]]]:
@@ -148,7 +164,7 @@ class Readings:
     ) -> dict[str, tuple[datetime, float, str]]:
         """Latest observed water level per station known by `until`: (time, value m, kind)."""
         newest = select(ReadingRow.station, func.max(ReadingRow.time).label("time")).where(
-            ReadingRow.variable == "water_level", ReadingRow.kind == "observed"
+            ReadingRow.variable == Variable.WATER_LEVEL, ReadingRow.kind == Kind.OBSERVED
         )
         if until is not None:
             newest = newest.where(ReadingRow.time <= until)
@@ -159,7 +175,7 @@ class Readings:
                 newest,
                 (ReadingRow.station == newest.c.station) & (ReadingRow.time == newest.c.time),
             )
-            .where(ReadingRow.variable == "water_level", ReadingRow.kind == "observed")
+            .where(ReadingRow.variable == Variable.WATER_LEVEL, ReadingRow.kind == Kind.OBSERVED)
         )
         with self.engine.connect() as conn:
             return {row.station: (row.time, row.value, row.kind) for row in conn.execute(query)}

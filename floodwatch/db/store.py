@@ -16,7 +16,7 @@ from sqlalchemy import delete, insert, select, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from floodwatch.core.geo import Geodata
-from floodwatch.db.engine import make_engine, migrate, redact
+from floodwatch.db.engine import bulk_execute, make_engine, migrate, redact
 from floodwatch.db.events import Events
 from floodwatch.db.health import SourceHealth
 from floodwatch.db.models import EventRow, SegmentRow, StationRow
@@ -118,10 +118,8 @@ class Store:
             keep = set() if prune else set(gone)
             conn.execute(delete(SegmentRow).where(SegmentRow.id.not_in(keep)))
             conn.execute(delete(StationRow))
-            if station_rows:
-                conn.execute(insert(StationRow), station_rows)
-            if segment_rows:
-                conn.execute(insert(SegmentRow), segment_rows)
+            bulk_execute(conn, insert(StationRow), station_rows)
+            bulk_execute(conn, insert(SegmentRow), segment_rows)
         if gone:
             logger.warning(
                 "geodata: %d segments with events are no longer in the segment file (%s%s); "

@@ -13,7 +13,7 @@ from datetime import datetime
 from html import escape
 from zoneinfo import ZoneInfo
 
-from floodwatch.core.events import Change
+from floodwatch.core.events import Change, Message
 from floodwatch.core.geo import Geodata
 from floodwatch.core.text import CAUSE_VI, LEVEL_MARK, centimetres, duration, local_time
 
@@ -90,8 +90,10 @@ def compose(
     level_names: Sequence[str],
     at: datetime,
     muted: Callable[[str, str], bool] = lambda unit, segment: False,
-) -> list[dict]:
-    """Group alert-carrying changes by unit into one message each (muted ones apart)."""
+    targets: Callable[[str], Sequence[tuple[int, int | None]]] = lambda unit: (),
+) -> list[Message]:
+    """Group alert-carrying changes by unit into one message each (muted ones apart),
+    each addressed to `targets(unit)`."""
     by_unit: dict[tuple[str, bool], list[Change]] = defaultdict(list)
     for change in changes:
         if change.alert:
@@ -109,12 +111,13 @@ def compose(
                 lines.append(f"\n<b>{HEADLINE[current]}:</b>")
             lines.append(_line(change, geodata, zone, level_names, at))
         messages.append(
-            {
-                "unit": unit,
-                "kinds": sorted({c.alert for c in unit_changes}, key=SEVERITY.get),
-                "changes": unit_changes,
-                "body": "\n".join(lines),
-                "muted": is_muted,
-            }
+            Message(
+                unit=unit,
+                kinds=tuple(sorted({c.alert for c in unit_changes}, key=SEVERITY.get)),
+                body="\n".join(lines),
+                changes=tuple(unit_changes),
+                muted=is_muted,
+                targets=tuple(targets(unit)),
+            )
         )
     return messages

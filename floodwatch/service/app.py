@@ -55,7 +55,7 @@ class App:
         Commands that only read (`writes=False`) leave the stored geodata alone.
         """
         settings, geodata = load_checked(config_path)
-        sources = build_sources(settings, geodata) if with_sources else []
+        sources = build_sources(settings, geodata, polls=writes) if with_sources else []
         store = Store(settings.storage.database_url)
         if writes:
             try:

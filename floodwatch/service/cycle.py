@@ -41,6 +41,7 @@ from floodwatch.core.events import (
     Change,
     EventState,
     Forecast,
+    Message,
     Rules,
     SegmentNow,
     retire,
@@ -73,6 +74,7 @@ from floodwatch.core.series import (
 from floodwatch.core.text import KIND_VI, centimetres, local_time
 from floodwatch.core.validate import OBSERVED_CLOCK_SLACK, Verdict, validate
 from floodwatch.db.engine import database_errors
+from floodwatch.db.events import CycleStats
 from floodwatch.db.store import Store
 from floodwatch.errors import FloodwatchError
 from floodwatch.messages.alarms import segments_removed_alarm
@@ -198,8 +200,6 @@ class Pipeline:
         self.rain_idx = np.array([self.rain_index[s.rain_station] for s in segments], np.int64)
         self.unit_names = {u.id: u.name for u in settings.units}
         self.segment_index = {s.id: i for i, s in enumerate(segments)}
-        # Doubtful readings stored since the last cycle, to note on open events.
-        self._doubtful: list[Reading] = []
 
     def ingest(self, readings: Iterable[Reading], source: str) -> int:
         """Store readings from a source; returns how many were written."""
@@ -254,7 +254,6 @@ class Pipeline:
             wall_clock=wall_clock,
         )
         self.ingest(verdict.accepted, source)
-        self._doubtful += verdict.flagged
         if unknown:
             verdict = replace(verdict, rejected=[*unknown, *verdict.rejected])
         return verdict
@@ -386,7 +385,7 @@ class Pipeline:
         return last
 
     def _cycle(self, at: datetime, health: HealthView | None) -> CycleResult:
-        """cycle, with database failures still raw."""
+        """cycle, with database failures still raw: read → assess → step → annotate → commit."""
         started = time.perf_counter()
         last = self.check_clock(at)
         if last is not None and at <= last:
@@ -396,59 +395,77 @@ class Pipeline:
         quiet = health.quiet if health is not None else frozenset()
         loaded = self.load(at)
         result = self._assess(loaded)
-        out = outlook(result, self.params, loaded.grid.now_idx)
         moments = self._moments(loaded, result, last, at, quiet)
-        max_age = timedelta(minutes=self.settings.assessment.observed_max_age_minutes)
         # Field reports count as observed depths for as long as a gauge reading would.
-        reports = self.store.reports.recent(at - max_age, at)
-        open_events: dict[tuple[str, str], EventState] = {
-            (e.segment_id, e.kind): e for e in self.store.events.open()
-        }
+        reports = self.store.reports.recent(at - self.max_age, at)
+        open_events = {(e.segment_id, e.kind): e for e in self.store.events.open()}
+        out = outlook(result, self.params, loaded.grid.now_idx)
         changes = self._step_segments(at, loaded, out, moments, open_events, reports, blind)
-        changes = [
-            replace(c, event=replace(c.event, alerted_at=at)) if c.alert else c for c in changes
-        ]
-        changes += self._reminders(at, open_events, changes)
-        changes += self._doubtful_notes(at, open_events, changes)
-        changes += self._report_notes(at, open_events, changes, reports)
+        changes += self._annotate(at, last, open_events, changes, reports)
         messages = self._compose(at, changes)
-        final = {(c.event.segment_id, c.event.kind): c.event for c in changes}
-        states = {**open_events, **final}
-        flooded = sum(1 for (_, k), e in states.items() if k == OBSERVED and e.status != CLOSED)
-        forecast_open = sum(
-            1 for (_, k), e in states.items() if k == FORECAST and e.status != CLOSED
-        )
-        level_known, rain_known = self._known_now(loaded, blind)
-        known = segments_known(level_known, rain_known, self.tide_idx, self.rain_idx)
-        unknown = int((~known).sum())
-        n_blind = len(blind_segments(self.geodata.segments, blind))
-        duration_s = time.perf_counter() - started
-        recorded = sum(1 for c in changes if c.change)
-        self.store.events.record_cycle(
-            at,
-            changes,
-            messages,
-            {
-                "duration_s": duration_s,
-                "segments": len(self.geodata.segments),
-                "flooded": flooded,
-                "forecast": forecast_open,
-                "changes": recorded,
-                "alerts": len(messages),
-                "unknown": unknown,
-                "blind": n_blind,
-            },
-        )
+        stats = self._stats(loaded, open_events, changes, messages, blind, started)
+        self.store.events.record_cycle(at, changes, messages, stats)
         if reports:
             # Right after the commit: a crash in between only repeats a note next cycle.
-            self.store.reports.link(at, at - max_age)
+            self.store.reports.link(at, at - self.max_age)
         logger.info(
             "cycle %s: %d flooded, %d forecast, %d without data (%d blind), %d changes, "
             "%d alerts, %.2fs",
-            at.isoformat(), flooded, forecast_open, unknown, n_blind, recorded, len(messages),
-            duration_s,
+            at.isoformat(), stats.flooded, stats.forecast, stats.unknown, stats.blind,
+            stats.changes, stats.alerts, stats.duration_s,
         )  # fmt: skip
-        return CycleResult(at, changes, len(messages), flooded, forecast_open, unknown, duration_s)
+        return CycleResult(
+            at, changes, stats.alerts, stats.flooded, stats.forecast, stats.unknown,
+            stats.duration_s,
+        )  # fmt: skip
+
+    @property
+    def max_age(self) -> timedelta:
+        """How long an observation (or a field report) stands for the present."""
+        return timedelta(minutes=self.settings.assessment.observed_max_age_minutes)
+
+    def _annotate(
+        self,
+        at: datetime,
+        last: datetime | None,
+        open_events: dict[tuple[str, str], EventState],
+        changes: list[Change],
+        reports: dict[str, tuple[float, list]],
+    ) -> list[Change]:
+        """Reminders, and notes of doubtful readings and field reports on open events."""
+        current = {**open_events, **{(c.event.segment_id, c.event.kind): c.event for c in changes}}
+        alerted = {(c.event.segment_id, c.event.kind) for c in changes if c.alert}
+        doubtful = self.store.readings.flagged(last or at - self.max_age, at)
+        return [
+            *self._reminders(at, current, alerted),
+            *self._doubtful_notes(at, current, doubtful),
+            *self._report_notes(at, current, reports),
+        ]
+
+    def _stats(
+        self,
+        loaded: Loaded,
+        open_events: dict[tuple[str, str], EventState],
+        changes: list[Change],
+        messages: list[Message],
+        blind: frozenset[tuple[str, str]],
+        started: float,
+    ) -> CycleStats:
+        """The cycle's figures: roads flooded and forecast after it, unknown, blind."""
+        states = {**open_events, **{(c.event.segment_id, c.event.kind): c.event for c in changes}}
+        still_open = [kind for (_, kind), e in states.items() if e.status != CLOSED]
+        level_known, rain_known = self._known_now(loaded, blind)
+        known = segments_known(level_known, rain_known, self.tide_idx, self.rain_idx)
+        return CycleStats(
+            duration_s=time.perf_counter() - started,
+            segments=len(self.geodata.segments),
+            flooded=still_open.count(OBSERVED),
+            forecast=still_open.count(FORECAST),
+            changes=sum(1 for c in changes if c.change),
+            alerts=len(messages),
+            unknown=int((~known).sum()),
+            blind=len(blind_segments(self.geodata.segments, blind)),
+        )
 
     def _assess(self, loaded: Loaded) -> Assessment:
         """The depth model over the loaded series."""
@@ -613,7 +630,7 @@ class Pipeline:
                 changes.append(retire(ev, at))
         return changes
 
-    def _compose(self, at: datetime, changes: list[Change]) -> list[dict]:
+    def _compose(self, at: datetime, changes: list[Change]) -> list[Message]:
         """One message per unit (muted ones apart), each with its target chats; and one
         to the operators when roads with open events left the geodata."""
         silences = self.store.silences.active(at)
@@ -627,58 +644,56 @@ class Pipeline:
             muted=lambda unit, segment: (
                 ("unit", unit) in silences or ("segment", segment) in silences
             ),
+            targets=lambda unit: [(t.chat_id, t.thread_id) for t in targets(self.settings, unit)],
         )
-        for message in messages:
-            message["targets"] = [
-                (t.chat_id, t.thread_id) for t in targets(self.settings, message["unit"])
-            ]
         retired = [c for c in changes if c.event.close_reason == "removed"]
         if retired:
             names = sorted({f"{c.event.segment_id} ({KIND_VI.get(c.event.kind, c.event.kind)})"
                             for c in retired})  # fmt: skip
-            body = segments_removed_alarm(names)
-            messages.append({
-                "unit": self.settings.operators_unit, "kinds": ["segment_removed"],
-                "changes": retired, "body": body, "muted": False,
-                "targets": [(t.chat_id, t.thread_id) for t in operator_targets(self.settings)],
-            })  # fmt: skip
+            operators = operator_targets(self.settings)
+            messages.append(
+                Message(
+                    unit=self.settings.operators_unit,
+                    kinds=("segment_removed",),
+                    body=segments_removed_alarm(names),
+                    changes=tuple(retired),
+                    targets=[(t.chat_id, t.thread_id) for t in operators],
+                )
+            )
         return messages
 
     def _reminders(
-        self, at: datetime, open_events: dict[tuple[str, str], EventState], changes: list[Change]
+        self,
+        at: datetime,
+        current: dict[tuple[str, str], EventState],
+        alerted: set[tuple[str, str]],
     ) -> list[Change]:
         """A reminder for each road still flooded and not named in an alert for a while."""
         repeat = timedelta(minutes=self.settings.alerts.repeat_interval_minutes)
-        current = {**open_events, **{(c.event.segment_id, c.event.kind): c.event for c in changes}}
         reminders = []
-        for (_, kind), ev in current.items():
-            if kind != OBSERVED or ev.status != FLOODED:
+        for key, ev in current.items():
+            if key[1] != OBSERVED or ev.status != FLOODED or key in alerted:
                 continue
             if (ev.alerted_at or ev.opened_at) + repeat <= at:
                 note = f"Nhắc lại: vẫn ngập {ev.depth_m * 100:.0f} cm (mức {ev.level})"
-                reminders.append(
-                    Change(replace(ev, alerted_at=at), "reminder", at, note, alert="reminder")
-                )
+                reminders.append(Change(ev, "reminder", at, note, alert="reminder"))
         return reminders
 
     def _doubtful_notes(
-        self, at: datetime, open_events: dict[tuple[str, str], EventState], changes: list[Change]
+        self, at: datetime, current: dict[tuple[str, str], EventState], doubtful: list[Reading]
     ) -> list[Change]:
-        """Record doubtful readings since the last cycle on the open events they touch."""
-        doubtful, self._doubtful = self._doubtful, []
-        if not doubtful:
-            return []
-        current = {**open_events, **{(c.event.segment_id, c.event.kind): c.event for c in changes}}
+        """Note doubtful readings of this cycle's period on the open events they touch."""
         notes = []
         for (segment_id, kind), ev in current.items():
             segment = self.geodata.segment(segment_id)
-            if kind != OBSERVED or ev.status == CLOSED or segment is None:
+            if not doubtful or kind != OBSERVED or ev.status == CLOSED or segment is None:
                 continue
+            inputs = {
+                (segment.tide_station, Variable.WATER_LEVEL),
+                (segment.rain_station, Variable.RAINFALL),
+            }
             for r in doubtful:
-                if (r.station, r.variable) in (
-                    (segment.tide_station, Variable.WATER_LEVEL),
-                    (segment.rain_station, Variable.RAINFALL),
-                ):
+                if (r.station, r.variable) in inputs:
                     unit = "m" if r.variable == Variable.WATER_LEVEL else "mm"
                     note = (
                         f"Số liệu nghi ngờ, không dùng: {r.station} {r.value:g} {unit} lúc "
@@ -690,14 +705,10 @@ class Pipeline:
     def _report_notes(
         self,
         at: datetime,
-        open_events: dict[tuple[str, str], EventState],
-        changes: list[Change],
+        current: dict[tuple[str, str], EventState],
         reports: dict[str, tuple[float, list]],
     ) -> list[Change]:
         """Note each field report not yet linked on its segment's open observed event."""
-        if not reports:
-            return []
-        current = {**open_events, **{(c.event.segment_id, c.event.kind): c.event for c in changes}}
         notes = []
         for segment_id, (_, rows) in reports.items():
             ev = current.get((segment_id, OBSERVED))

@@ -64,6 +64,8 @@ class SourceContext:
     session: Any  # a requests.Session
     policy: Any  # a floodwatch.sources._http.RetryPolicy
     environ: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    # False for commands that only read: sources then skip loading what only polling needs.
+    polls: bool = True
 
 
 class Source(Protocol):
@@ -101,20 +103,21 @@ def _factory(kind: str):
     return target
 
 
-def make_context(settings: Any, geodata: Geodata) -> SourceContext:
+def make_context(settings: Any, geodata: Geodata, *, polls: bool = True) -> SourceContext:
     """A context with a fresh HTTP session and the configured retry policy."""
-    import requests  # only a command that polls pays for it
+    import requests  # only a command that builds sources pays for it
 
     from floodwatch.sources._http import RetryPolicy
 
-    return SourceContext(
-        settings, geodata, requests.Session(), RetryPolicy.from_settings(settings.http)
-    )
+    policy = RetryPolicy.from_settings(settings.http)
+    return SourceContext(settings, geodata, requests.Session(), policy, polls=polls)
 
 
-def build_sources(settings: Any, geodata: Geodata, context: SourceContext | None = None):
-    """Instantiate every enabled source of the config."""
-    context = context or make_context(settings, geodata)
+def build_sources(
+    settings: Any, geodata: Geodata, context: SourceContext | None = None, *, polls: bool = True
+):
+    """Instantiate every enabled source of the config (`polls=False`: for reading only)."""
+    context = context or make_context(settings, geodata, polls=polls)
     sources, problems = [], []
     for name, cfg in settings.sources.items():
         if not cfg.enabled:

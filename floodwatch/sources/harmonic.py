@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -53,38 +53,54 @@ class HarmonicTideSource:
     """Predicted water levels, every 15 minutes, issued at the start of the UTC day.
 
     Predictions are deterministic, so re-polling on the same day rewrites the
-    same rows instead of piling up new issues.
+    same rows instead of piling up new issues. The tables are read when first
+    needed (at once for commands that poll, so a broken table stops them
+    before they start; commands that only read never pay for uptide).
     """
 
     name: str
     interval_minutes: int
-    tables: dict[str, ConstituentTable]
+    folder: Path
+    stations: tuple[str, ...]  # the water-level stations that have a table file
     stale_after_minutes: int | None = None  # offline and deterministic: unset by default
+    _tables: dict[str, ConstituentTable] | None = field(default=None, repr=False)
 
     @classmethod
     def from_settings(
         cls, name: str, cfg: HarmonicSourceSettings, context: SourceContext
     ) -> HarmonicTideSource:
-        """Load the tables of every water-level station; raise ConfigError on broken ones."""
+        """The source of every water-level station with a table; ConfigError on broken ones."""
         settings, geodata = context.settings, context.geodata
         folder = settings.resolve(cfg.constituents)
-        stations = [s.id for s in geodata.stations.values() if Variable.WATER_LEVEL in s.measures]
-        tables, problems = load_tables(folder, stations)
-        if problems:
-            raise ConfigError(problems)
-        for station in sorted(set(stations) - set(tables)):
+        wanted = [s.id for s in geodata.stations.values() if Variable.WATER_LEVEL in s.measures]
+        present = tuple(station for station in wanted if (folder / f"{station}.csv").is_file())
+        for station in sorted(set(wanted) - set(present)):
             logger.warning("%s: no constituent table %s; no predictions for %s",
                            name, folder / f"{station}.csv", station)  # fmt: skip
-        return cls(
+        source = cls(
             name=name,
             interval_minutes=cfg.interval_minutes,
-            tables=tables,
+            folder=folder,
+            stations=present,
             stale_after_minutes=cfg.stale_after_minutes,
         )
+        if context.polls:
+            source.tables  # noqa: B018 (load now: a broken table is a config error)
+        return source
+
+    @property
+    def tables(self) -> dict[str, ConstituentTable]:
+        """The constituent tables, read on first use; ConfigError naming every broken one."""
+        if self._tables is None:
+            tables, problems = load_tables(self.folder, list(self.stations))
+            if problems:
+                raise ConfigError(problems)
+            self._tables = tables
+        return self._tables
 
     def provides(self) -> set[tuple[str, str]]:
         """Water level at every station with a table."""
-        return {(station, Variable.WATER_LEVEL) for station in self.tables}
+        return {(station, Variable.WATER_LEVEL) for station in self.stations}
 
     def fetch(self, start: datetime, end: datetime, now: datetime) -> FetchResult:
         """Predicted levels for every station with a table, [start, end] on 15-minute steps."""
