@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import openpyxl
@@ -215,3 +215,42 @@ def test_export_help_has_examples(replay_config):  # noqa: F811
     for args in (("export",), ("export", "maintenance"), ("export", "events")):
         result = run(replay_config, *args, "--help")
         assert "floodwatch export" in result.output or "Export" in result.output
+
+
+def test_a_date_alone_as_the_end_is_that_whole_day_in_cli_export_and_web(replayed):
+    """`--to DAY` / `to=DAY` include every event opened that local day, everywhere alike."""
+    from fastapi.testclient import TestClient
+
+    from floodwatch.service.app import App
+    from floodwatch.web.app import create_app
+
+    events = observed(replayed)
+    latest = max(datetime.fromisoformat(e["opened_at"]).astimezone(ICT) for e in events)
+    day = latest.date().isoformat()
+    before = (latest - timedelta(days=1)).date().isoformat()
+    assert latest.hour > 0  # opened after midnight: the day's end matters, not its start
+
+    def ids_cli(*to):
+        result = run(replayed, "events", "--kind", "observed", "--format", "json", *to)
+        return sorted(e["id"] for e in json.loads(result.output))
+
+    def ids_export(*to):
+        result = run(replayed, "export", "events", "--kind", "observed", "--format", "json", *to)
+        return sorted(e["id"] for e in json.loads(result.output))
+
+    app = App.open(replayed, with_sources=False, writes=False)
+    try:
+        with TestClient(create_app(app, secret_key="test-secret")) as client:
+
+            def ids_web(to):
+                reply = client.get("/api/v1/events", params={"kind": "observed", "to": to})
+                assert reply.status_code == 200, reply.text
+                return sorted(e["id"] for e in reply.json()["events"])
+
+            everything = sorted(e["id"] for e in events)
+            assert ids_cli("--to", day) == ids_export("--to", day) == ids_web(day) == everything
+            earlier = ids_cli("--to", before)
+            assert earlier == ids_export("--to", before) == ids_web(before)
+            assert len(earlier) < len(everything)  # the last day's events are left out
+    finally:
+        app.close()

@@ -27,11 +27,11 @@ def test_heartbeat_alarms_once_when_cycles_stop_and_starves_a_stuck_cycle(
         heartbeat = Heartbeat(app, lambda: printed.append("delivered"))
         heartbeat.beat(None, now=t0 + timedelta(minutes=30))
         assert server.recv(100) == b"WATCHDOG=1"
-        assert not [a for a in app.store.outbox.pending_alerts() if a.kinds == "heartbeat"]
+        assert not [a for a in app.store.outbox.pending_alerts() if a.kinds == ["heartbeat"]]
         late = t0 + timedelta(hours=4)  # three 60-minute steps without a cycle
         heartbeat.beat(None, now=late)
         heartbeat.beat(None, now=late + timedelta(minutes=1))
-        alarms = [a for a in app.store.outbox.pending_alerts() if a.kinds == "heartbeat"]
+        alarms = [a for a in app.store.outbox.pending_alerts() if a.kinds == ["heartbeat"]]
         assert len(alarms) == 1 and "HỆ THỐNG NGỪNG ĐÁNH GIÁ" in alarms[0].body
         assert printed == ["delivered"]
         # A cycle stuck for too long: no watchdog ping, so systemd restarts the service.

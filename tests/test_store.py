@@ -222,3 +222,38 @@ def test_bulk_execute_writes_what_sqlalchemy_would(store):
     with store.engine.connect() as conn:  # the same text on SQLite, so ordering and filters agree
         raw = conn.exec_driver_sql("SELECT DISTINCT updated_at FROM event").fetchall()
     assert len(raw) == 1
+
+
+def test_comma_lists_become_json_lists_on_upgrade(database_url):
+    """0006: alerts and deliveries written as comma-joined text read back as lists."""
+    from sqlalchemy import text as sql
+
+    store = Store(database_url, run_migrations=False)
+    migrate(store.engine, "0005")
+    t = datetime(2024, 12, 16, 11, tzinfo=UTC)
+    with store.engine.begin() as conn:
+        rows = ((1, "onset,level_up", "3,11", "sent"), (2, "heartbeat", "", "pending"))
+        for alert_id, kinds, events, status in rows:
+            conn.execute(
+                sql(
+                    "INSERT INTO alert (id, created_at, unit, kinds, event_ids, body, status, "
+                    "attempts) VALUES (:id, :at, 'u', :kinds, :events, 'b', :status, 0)"
+                ),
+                {"id": alert_id, "at": t, "kinds": kinds, "events": events, "status": status},
+            )
+        conn.execute(
+            sql(
+                "INSERT INTO delivery (id, alert_id, chat_id, status, attempts, message_ids) "
+                "VALUES (1, 1, -100, 'sent', 1, '501,502'), (2, 2, -100, 'pending', 0, '')"
+            )
+        )
+    store.close()
+    store = Store(database_url)
+    alerts = store.events.alerts_naming(11)
+    assert [(a.kinds, a.event_ids) for a, _ in alerts] == [(["onset", "level_up"], [3, 11])]
+    assert store.events.alerts_naming(1) == []  # 11 holds the digit 1, not the event
+    assert [d.message_ids for d in alerts[0][1]] == [[501, 502]]
+    assert store.outbox.sent_copies(1) == [(-100, [501, 502], "b")]
+    [pending] = store.outbox.pending_alerts()
+    assert pending.kinds == ["heartbeat"] and pending.event_ids == []
+    store.close()

@@ -495,7 +495,7 @@ def test_ack_on_an_onset_with_a_hydrograph_edits_the_text_not_the_picture(config
         asyncio.run(press())
         acked = app.store.outbox.alert(alert_id)
         events = app.store.events.listing()
-        named = [e for e in events if str(e.id) in acked.event_ids.split(",")]
+        named = [e for e in events if e.id in acked.event_ids]
         assert named and all(e.ack_by == acked.ack_by for e in named)  # the log knows too
         edited = [c for c in tg.sent if c.method == "editMessageText"]
         assert edited and all(

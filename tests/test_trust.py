@@ -140,7 +140,7 @@ def test_a_future_cycle_in_the_database_is_an_error_with_the_way_out(tmp_path, d
         # The heartbeat says so to the operators: every cycle is being skipped.
         heartbeat = Heartbeat(app, lambda: None)
         heartbeat.beat(None, now=utcnow())
-        [alarm] = [a for a in app.store.outbox.pending_alerts() if a.kinds == "heartbeat"]
+        [alarm] = [a for a in app.store.outbox.pending_alerts() if a.kinds == ["heartbeat"]]
         assert "HỆ THỐNG NGỪNG ĐÁNH GIÁ" in alarm.body and "tương lai" in alarm.body
     finally:
         app.close()

@@ -285,7 +285,7 @@ def test_operator_notes_acknowledges_marks_false_alarm_and_silences(client, fw_a
     with fw_app.store.engine.connect() as conn:
         naming = [
             a for a in conn.execute(select(AlertRow))
-            if str(target) in a.event_ids.split(",")
+            if target in a.event_ids
         ]  # fmt: skip
     assert naming and all(a.ack_by == "Nguyễn Thị Lan" for a in naming)
     post(f"/events/{target}/false-alarm", value="on", text="Cảm biến hỏng")

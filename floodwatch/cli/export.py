@@ -5,14 +5,21 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from datetime import UTC, datetime, timedelta
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 import click
 
 from floodwatch import __version__
 from floodwatch.cli import base as cli
 from floodwatch.core.readings import Kind
+
+if TYPE_CHECKING:
+    from floodwatch.db.events import EventFilter
+    from floodwatch.exports.tables import MaintenanceRow
+    from floodwatch.service.app import App
 
 
 def _when(value: str | None, zone, *, end_of_day: bool = False) -> datetime | None:
@@ -116,19 +123,13 @@ def maintenance(ctx, start, end, fmt, output, progress) -> None:
 
     @cli.handles_errors
     def body() -> None:
-        from floodwatch.db.engine import redact
         from floodwatch.exports import tables as exports
 
         _needs_file(cli, fmt, output)
         app = ctx.obj.open(with_sources=False, writes=False)
         try:
             zone = app.settings.zone
-            period_end = _when(end, zone, end_of_day=True) or datetime.now(UTC)
-            period_start = _when(start, zone) or datetime(
-                period_end.astimezone(zone).year, 1, 1, tzinfo=zone
-            ).astimezone(UTC)
-            if period_start >= period_end:
-                cli.fail("--from must be before --to")
+            period_start, period_end = _maintenance_period(start, end, zone)
             flt = exports.maintenance_events_filter(period_start, period_end)
             n_segments = len(app.geodata.segments)
             n_events = app.store.events.count(flt) if fmt == "xlsx" else 0
@@ -140,27 +141,9 @@ def maintenance(ctx, start, end, fmt, output, progress) -> None:
                 rows = exports.maintenance_rows(
                     app.store, period_start, period_end, app.geodata, zone=zone, progress=update
                 )
-                if fmt == "csv":
-                    written = exports.write_maintenance_csv(rows, out, bom=output is not None)
-                elif fmt == "geojson":
-                    written = exports.write_maintenance_geojson(rows, app.geodata, out)
-                else:
-                    notes = exports.maintenance_notes(
-                        period_start,
-                        period_end,
-                        zone,
-                        f"floodwatch {__version__}, cơ sở dữ liệu "
-                        f"{redact(app.settings.storage.database_url)}",
-                        datetime.now(UTC),
-                    )
-                    written, n_events = exports.write_maintenance_xlsx(
-                        rows,
-                        app.store.events.stream(flt),
-                        out,
-                        notes,
-                        zone=zone,
-                        progress=update,
-                    )
+                written, n_events = _write_maintenance(
+                    app, fmt, rows, out, output, flt, (period_start, period_end), update
+                )
         finally:
             app.close()
         if output is not None:
@@ -168,6 +151,56 @@ def maintenance(ctx, start, end, fmt, output, progress) -> None:
             click.echo(f"wrote {written:,} segments{extra} to {output}", err=True)
 
     body()
+
+
+def _maintenance_period(
+    start: str | None, end: str | None, zone: tzinfo
+) -> tuple[datetime, datetime]:
+    """The period from --from and --to: --to defaults to now, --from to 1 January of --to."""
+    period_end = _when(end, zone, end_of_day=True) or datetime.now(UTC)
+    period_start = _when(start, zone) or datetime(
+        period_end.astimezone(zone).year, 1, 1, tzinfo=zone
+    ).astimezone(UTC)
+    if period_start >= period_end:
+        cli.fail("--from must be before --to")
+    return period_start, period_end
+
+
+def _write_maintenance(
+    app: App,
+    fmt: str,
+    rows: Iterable[MaintenanceRow],
+    out: IO[bytes],
+    output: Path | None,
+    flt: EventFilter,
+    period: tuple[datetime, datetime],
+    update: Callable[[int], None],
+) -> tuple[int, int]:
+    """Write the maintenance rows in `fmt`; returns (segments, events) written (events: xlsx)."""
+    from floodwatch.db.engine import redact
+    from floodwatch.exports import tables as exports
+
+    zone = app.settings.zone
+    if fmt == "csv":
+        return exports.write_maintenance_csv(rows, out, bom=output is not None), 0
+    if fmt == "geojson":
+        return exports.write_maintenance_geojson(rows, app.geodata, out), 0
+    period_start, period_end = period
+    notes = exports.maintenance_notes(
+        period_start,
+        period_end,
+        zone,
+        f"floodwatch {__version__}, cơ sở dữ liệu {redact(app.settings.storage.database_url)}",
+        datetime.now(UTC),
+    )
+    return exports.write_maintenance_xlsx(
+        rows,
+        app.store.events.stream(flt),
+        out,
+        notes,
+        zone=zone,
+        progress=update,
+    )
 
 
 @export.command()

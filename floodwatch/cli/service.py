@@ -10,7 +10,7 @@ import io
 import json
 import logging
 import sys
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -351,45 +351,61 @@ def status(ctx: Context, at_text: str | None, as_json: bool) -> None:
         if as_json:
             click.echo(json.dumps(doc, ensure_ascii=False, indent=2))
             return
-        last = doc["last_cycle"]
-        when = local_time(datetime.fromisoformat(last["at"]), zone) if last else "never"
-        click.echo(f"Last cycle: {when}")
-        click.echo(f"Stations at {local_time(now, zone)}:")
-        for st in doc["stations"]:
-            measures = app.geodata.stations[st["id"]].measures
-            click.echo(_station_line(st, measures))
-        if doc["stale_inputs"]:
-            click.echo(f"Inputs without fresh data (mất tín hiệu): {len(doc['stale_inputs'])}")
-            for item in doc["stale_inputs"]:
-                newest = item["newest_at"]
-                since = local_time(datetime.fromisoformat(newest), zone) if newest else "start-up"
-                click.echo(
-                    f"  {item['station_name']:<12} {item['variable']:<12} from "
-                    f"{item['source']:<12} nothing new since {since}"
-                )
-        if doc["blind_segments"]:
-            click.echo(f"Blind (no fresh data, state unknown): {len(doc['blind_segments'])}")
-            for segment in doc["blind_segments"]:
-                click.echo(f"  {segment['name']} ({segment['id']})")
-        unknown = doc["unknown_segments"]
-        click.echo(f"Roads without data ({NO_DATA}): {len(unknown)}")
-        for item in unknown:
-            click.echo(f"  {item['name']:<28} missing {', '.join(item['missing'])}")
-        click.echo(f"Flooded now: {len(doc['flooded'])}")
-        for ev in doc["flooded"]:
-            click.echo(
-                f"  {ev['segment_name']:<28} {STATUS_VI[ev['status']]:<10} level "
-                f"{ev['max_level']} peak {centimetres(ev['peak_depth_m'])} ({ev['cause']})"
-            )
-        click.echo(f"Expected to flood: {len(doc['expected'])}")
-        for ev in doc["expected"]:
-            onset = datetime.fromisoformat(ev["expected_onset_at"])
-            click.echo(
-                f"  {ev['segment_name']:<28} from {local_time(onset, zone)} peak "
-                f"{centimetres(ev['peak_depth_m'])} ({ev['cause']})"
-            )
+        _echo_stations(app, doc, now)
+        _echo_unknown(doc, zone)
+        _echo_events(doc, zone)
     finally:
         app.close()
+
+
+def _echo_stations(app: App, doc: dict, now: datetime) -> None:
+    """Print the last cycle's time and each station's level and rain (`status`)."""
+    zone = app.settings.zone
+    last = doc["last_cycle"]
+    when = local_time(datetime.fromisoformat(last["at"]), zone) if last else "never"
+    click.echo(f"Last cycle: {when}")
+    click.echo(f"Stations at {local_time(now, zone)}:")
+    for st in doc["stations"]:
+        measures = app.geodata.stations[st["id"]].measures
+        click.echo(_station_line(st, measures))
+
+
+def _echo_unknown(doc: dict, zone: tzinfo) -> None:
+    """Print the quiet inputs, the blind segments and the roads without data (`status`)."""
+    if doc["stale_inputs"]:
+        click.echo(f"Inputs without fresh data (mất tín hiệu): {len(doc['stale_inputs'])}")
+        for item in doc["stale_inputs"]:
+            newest = item["newest_at"]
+            since = local_time(datetime.fromisoformat(newest), zone) if newest else "start-up"
+            click.echo(
+                f"  {item['station_name']:<12} {item['variable']:<12} from "
+                f"{item['source']:<12} nothing new since {since}"
+            )
+    if doc["blind_segments"]:
+        click.echo(f"Blind (no fresh data, state unknown): {len(doc['blind_segments'])}")
+        for segment in doc["blind_segments"]:
+            click.echo(f"  {segment['name']} ({segment['id']})")
+    unknown = doc["unknown_segments"]
+    click.echo(f"Roads without data ({NO_DATA}): {len(unknown)}")
+    for item in unknown:
+        click.echo(f"  {item['name']:<28} missing {', '.join(item['missing'])}")
+
+
+def _echo_events(doc: dict, zone: tzinfo) -> None:
+    """Print the roads flooded now and those expected to flood (`status`)."""
+    click.echo(f"Flooded now: {len(doc['flooded'])}")
+    for ev in doc["flooded"]:
+        click.echo(
+            f"  {ev['segment_name']:<28} {STATUS_VI[ev['status']]:<10} level "
+            f"{ev['max_level']} peak {centimetres(ev['peak_depth_m'])} ({ev['cause']})"
+        )
+    click.echo(f"Expected to flood: {len(doc['expected'])}")
+    for ev in doc["expected"]:
+        onset = datetime.fromisoformat(ev["expected_onset_at"])
+        click.echo(
+            f"  {ev['segment_name']:<28} from {local_time(onset, zone)} peak "
+            f"{centimetres(ev['peak_depth_m'])} ({ev['cause']})"
+        )
 
 
 def sources_document(app: App, health) -> list[dict]:
@@ -477,35 +493,12 @@ def sources(ctx: Context, at_text: str | None, fmt: str) -> None:
             click.echo(json.dumps(document, ensure_ascii=False, indent=2))
             return
 
-        def when(text: str | None) -> str:
-            return local_time(datetime.fromisoformat(text), zone) if text else "—"
-
         click.echo(
             f"{'source':<14} {'type':<21} {'status':<9} {'last success':<17} {'fails':>5} "
             f"{'newest data':<17} {'stored':>7} {'flagged':>7} {'rejected':>8}  last error"
         )
         for item in document:
-            if item["status"] == "never":
-                click.echo(f"{item['name']:<14} {item['type']:<21} {'not polled yet'}")
-                continue
-            poll = item["last_poll"] or {"stored": 0, "flagged": 0, "rejected": 0}
-            click.echo(
-                f"{item['name']:<14} {item['type']:<21} {item['status']:<9} "
-                f"{when(item['last_success_at']):<17} {item['consecutive_failures']:>5} "
-                f"{when(item['newest_at']):<17} {poll['stored']:>7} {poll['flagged']:>7} "
-                f"{poll['rejected']:>8}  {item['last_error'] or ''}"
-            )
-            for inp in item["inputs"]:
-                if inp["status"] == "stale":
-                    click.echo(
-                        f"{'':<14} STALE {inp['station_name']} {inp['variable']}: nothing new "
-                        f"since {when(inp['newest_at']) if inp['newest_at'] else 'start-up'}"
-                    )
-            if item["last_poll"] and item["last_poll"]["reasons"]:
-                reasons = ", ".join(f"{k} {v}" for k, v in item["last_poll"]["reasons"].items())
-                click.echo(f"{'':<14} last poll: {reasons}")
-                for line in item["last_poll"]["details"]:
-                    click.echo(f"{'':<16} {line}")
+            _echo_source(item, zone)
         blind = blind_segments(app.geodata.segments, health.blind)
         if blind:
             click.echo(f"Blind segments (no fresh data for a needed input): {len(blind)}")
@@ -513,6 +506,36 @@ def sources(ctx: Context, at_text: str | None, fmt: str) -> None:
                 click.echo(f"  {segment.id:<26} {segment.name}")
     finally:
         app.close()
+
+
+def _local_or_dash(text: str | None, zone: tzinfo) -> str:
+    """An ISO time of the sources document as local time, or "—" when there is none."""
+    return local_time(datetime.fromisoformat(text), zone) if text else "—"
+
+
+def _echo_source(item: dict, zone: tzinfo) -> None:
+    """Print one source's row of `sources`, its stale inputs and what its last poll refused."""
+    if item["status"] == "never":
+        click.echo(f"{item['name']:<14} {item['type']:<21} {'not polled yet'}")
+        return
+    poll = item["last_poll"] or {"stored": 0, "flagged": 0, "rejected": 0}
+    click.echo(
+        f"{item['name']:<14} {item['type']:<21} {item['status']:<9} "
+        f"{_local_or_dash(item['last_success_at'], zone):<17} {item['consecutive_failures']:>5} "
+        f"{_local_or_dash(item['newest_at'], zone):<17} {poll['stored']:>7} {poll['flagged']:>7} "
+        f"{poll['rejected']:>8}  {item['last_error'] or ''}"
+    )
+    for inp in item["inputs"]:
+        if inp["status"] == "stale":
+            since = _local_or_dash(inp["newest_at"], zone) if inp["newest_at"] else "start-up"
+            click.echo(
+                f"{'':<14} STALE {inp['station_name']} {inp['variable']}: nothing new since {since}"
+            )
+    if item["last_poll"] and item["last_poll"]["reasons"]:
+        reasons = ", ".join(f"{k} {v}" for k, v in item["last_poll"]["reasons"].items())
+        click.echo(f"{'':<14} last poll: {reasons}")
+        for line in item["last_poll"]["details"]:
+            click.echo(f"{'':<16} {line}")
 
 
 @click.command()

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import os
 import sys
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta, tzinfo
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,7 +22,12 @@ if TYPE_CHECKING:
     from floodwatch.config import Settings
     from floodwatch.core.geo import Geodata
     from floodwatch.core.readings import Reading
-    from floodwatch.sources.open_meteo_marine import MarinePoint, OpenMeteoSeaLevelSettings
+    from floodwatch.core.tides import ConstituentTable
+    from floodwatch.sources.open_meteo_marine import (
+        MarinePoint,
+        OpenMeteoSeaLevelSettings,
+        TransferFit,
+    )
 
 
 def _tide_folder(settings: Settings) -> Path:
@@ -57,46 +63,17 @@ def predict(ctx, station, start, end, step_minutes, extremes_only) -> None:
       floodwatch tide predict tp_ca_mau --from 2025-11-04 --to 2025-11-07
     """
     from floodwatch.service.app import load_checked
-    from floodwatch.service.cycle import utcnow
 
     try:
         settings, geodata = load_checked(ctx.obj.config)
-        from floodwatch.core.tides import high_low_waters, predict_levels
-        from floodwatch.sources.harmonic import load_tables
+        from floodwatch.core.tides import high_low_waters
 
         zone = settings.zone
-        first = cli.parse_when(start, zone) or utcnow().replace(second=0, microsecond=0)
-        last = cli.parse_when(end, zone, end_of_day=True) or first + timedelta(days=2)
-        if last <= first:
-            raise click.BadParameter("--to must be after --from")
-        if step_minutes <= 0:
-            raise click.BadParameter("--step must be positive")
-        folder = _tide_folder(settings)
-        tables, problems = load_tables(folder, [station])
-        if problems:
-            raise ConfigError(problems)
-        if station not in tables:
-            known = sorted(p.stem for p in folder.glob("*.csv"))
-            raise InputError(
-                f"no constituent table for {station!r} in {folder} (known: {', '.join(known)})"
-            )
-        table = tables[station]
-        alarms = geodata.stations[station].alarm_m if station in geodata.stations else ()
-        names = ("BĐ I", "BĐ II", "BĐ III")
-
-        def mark(level: float) -> str:
-            reached = [n for n, a in zip(names, alarms, strict=False) if a and level >= a]
-            return f"  ≥ {reached[-1]}" if reached else ""
-
+        first, last = _prediction_window(start, end, step_minutes, zone)
+        table = _constituent_table(settings, station)
+        mark = _alarm_mark(geodata, station)
         if not extremes_only:
-            click.echo(f"# {station}: predicted level, m (national datum), {settings.timezone}")
-            times = []
-            t = first
-            while t <= last:
-                times.append(t)
-                t += timedelta(minutes=step_minutes)
-            for when, level in zip(times, predict_levels(table, times), strict=True):
-                click.echo(f"{local_time(when, zone)}  {level:6.2f}{mark(level)}")
+            _echo_levels(station, settings.timezone, zone, table, first, last, step_minutes, mark)
         click.echo(f"# {station}: high and low waters")
         for ext in high_low_waters(table, first, last):
             word = "high" if ext.kind == "high" else "low "
@@ -107,6 +84,72 @@ def predict(ctx, station, start, end, step_minutes, extremes_only) -> None:
         cli.fail(exc.problems)
     except InputError as exc:
         cli.fail(str(exc))
+
+
+def _prediction_window(
+    start: str | None, end: str | None, step_minutes: int, zone: tzinfo
+) -> tuple[datetime, datetime]:
+    """The first and last time to predict, from --from and --to; checks them and --step."""
+    from floodwatch.service.cycle import utcnow
+
+    first = cli.parse_when(start, zone) or utcnow().replace(second=0, microsecond=0)
+    last = cli.parse_when(end, zone, end_of_day=True) or first + timedelta(days=2)
+    if last <= first:
+        raise click.BadParameter("--to must be after --from")
+    if step_minutes <= 0:
+        raise click.BadParameter("--step must be positive")
+    return first, last
+
+
+def _constituent_table(settings: Settings, station: str) -> ConstituentTable:
+    """STATION's constituent table from the tide folder; InputError naming the known ones."""
+    from floodwatch.sources.harmonic import load_tables
+
+    folder = _tide_folder(settings)
+    tables, problems = load_tables(folder, [station])
+    if problems:
+        raise ConfigError(problems)
+    if station not in tables:
+        known = sorted(p.stem for p in folder.glob("*.csv"))
+        raise InputError(
+            f"no constituent table for {station!r} in {folder} (known: {', '.join(known)})"
+        )
+    return tables[station]
+
+
+def _alarm_mark(geodata: Geodata, station: str) -> Callable[[float], str]:
+    """A function giving "  ≥ BĐ …" for a level at or above one of STATION's alarms, else ''."""
+    alarms = geodata.stations[station].alarm_m if station in geodata.stations else ()
+    names = ("BĐ I", "BĐ II", "BĐ III")
+
+    def mark(level: float) -> str:
+        reached = [n for n, a in zip(names, alarms, strict=False) if a and level >= a]
+        return f"  ≥ {reached[-1]}" if reached else ""
+
+    return mark
+
+
+def _echo_levels(
+    station: str,
+    timezone: str,
+    zone: tzinfo,
+    table: ConstituentTable,
+    first: datetime,
+    last: datetime,
+    step_minutes: int,
+    mark: Callable[[float], str],
+) -> None:
+    """Print the predicted level every `step_minutes` from `first` to `last`."""
+    from floodwatch.core.tides import predict_levels
+
+    click.echo(f"# {station}: predicted level, m (national datum), {timezone}")
+    times = []
+    t = first
+    while t <= last:
+        times.append(t)
+        t += timedelta(minutes=step_minutes)
+    for when, level in zip(times, predict_levels(table, times), strict=True):
+        click.echo(f"{local_time(when, zone)}  {level:6.2f}{mark(level)}")
 
 
 def _observed_levels(path: Path, station: str, geodata: Geodata) -> list[Reading]:
@@ -233,35 +276,15 @@ def calibrate(ctx, station, observations, model_csv) -> None:
       floodwatch tide calibrate tp_ca_mau obs_dec2024.csv --model sea_level_dec2024.csv
       floodwatch tide calibrate ganh_hao obs_dec2024.csv
     """
-    import requests
-
     from floodwatch.service.app import load_checked
-    from floodwatch.sources._http import RetryPolicy
 
     try:
         settings, geodata = load_checked(ctx.obj.config)
         rows = _observed_levels(observations, station, geodata)
-        from floodwatch.sources.open_meteo_marine import fetch_model_series, fit_transfer
+        from floodwatch.sources.open_meteo_marine import fit_transfer
 
         found = _marine_point(settings, station)
-        if model_csv:
-            model_times, model_levels = _model_from_csv(model_csv)
-        elif found is None:
-            raise InputError(
-                f"no open_meteo_sea_level source has a point for {station!r}; "
-                "add one to the config or pass --model MODEL.csv"
-            )
-        else:
-            name, cfg, point = found
-            apikey = os.environ.get(cfg.apikey_env, "") if cfg.apikey_env else None
-            if cfg.apikey_env and not apikey:
-                raise InputError(
-                    f"sources.{name}.apikey_env: environment variable {cfg.apikey_env} is not set"
-                )
-            model_times, model_levels = fetch_model_series(
-                cfg, point, rows[0].time, rows[-1].time, session=requests.Session(),
-                policy=RetryPolicy.from_settings(settings.http), apikey=apikey or None, name=name,
-            )  # fmt: skip
+        model_times, model_levels = _model_series(settings, station, rows, model_csv, found)
         result = fit_transfer(
             [r.time for r in rows], [r.value for r in rows], model_times, model_levels
         )
@@ -269,10 +292,54 @@ def calibrate(ctx, station, observations, model_csv) -> None:
         cli.fail(exc.problems)
     except (InputError, SourceError) as exc:
         cli.fail(str(exc))
+    _echo_transfer(station, len(rows), len(model_times), result, found, geodata)
+
+
+def _model_series(
+    settings: Settings,
+    station: str,
+    rows: list[Reading],
+    model_csv: Path | None,
+    found: tuple[str, OpenMeteoSeaLevelSettings, MarinePoint] | None,
+) -> tuple[list, np.ndarray]:
+    """The modelled sea level over the observed period: from --model, else fetched."""
+    if model_csv:
+        return _model_from_csv(model_csv)
+    if found is None:
+        raise InputError(
+            f"no open_meteo_sea_level source has a point for {station!r}; "
+            "add one to the config or pass --model MODEL.csv"
+        )
+    import requests
+
+    from floodwatch.sources._http import RetryPolicy
+    from floodwatch.sources.open_meteo_marine import fetch_model_series
+
+    name, cfg, point = found
+    apikey = os.environ.get(cfg.apikey_env, "") if cfg.apikey_env else None
+    if cfg.apikey_env and not apikey:
+        raise InputError(
+            f"sources.{name}.apikey_env: environment variable {cfg.apikey_env} is not set"
+        )
+    return fetch_model_series(
+        cfg, point, rows[0].time, rows[-1].time, session=requests.Session(),
+        policy=RetryPolicy.from_settings(settings.http), apikey=apikey or None, name=name,
+    )  # fmt: skip
+
+
+def _echo_transfer(
+    station: str,
+    observed: int,
+    modelled: int,
+    result: TransferFit,
+    found: tuple[str, OpenMeteoSeaLevelSettings, MarinePoint] | None,
+    geodata: Geodata,
+) -> None:
+    """Print the fitted transfer and the config table to paste (warning on stderr first)."""
     if abs(result.lag_minutes) >= 360:
         click.echo(f"warning: the best lag ({result.lag_minutes} min) is at the edge of the "
                    "searched range; check the point and the observations", err=True)  # fmt: skip
-    click.echo(f"# {station}: {len(rows)} observed levels, {len(model_times)} model values")
+    click.echo(f"# {station}: {observed} observed levels, {modelled} model values")
     click.echo(f"offset_m     {result.offset_m:.3f}")
     click.echo(f"gain         {result.gain:.3f}")
     click.echo(f"lag_minutes  {result.lag_minutes}")

@@ -156,46 +156,35 @@ class Message:
     targets: Sequence[tuple[int, int | None]] = ()
 
 
-def _observed_step(now: SegmentNow, ev: EventState | None, rules: Rules) -> list[Change]:
-    """Advance (or open) the observed event of a segment."""
+def _open_observed(now: SegmentNow, rules: Rules) -> list[Change]:
+    """Open an observed event when the depth reaches level 1, else nothing."""
     depth = now.obs_depth_m
-    if ev is None:
-        level = rules.raw_level(depth)
-        if level == 0:
-            return []
-        ev = EventState(
-            segment_id=now.segment_id,
-            unit=now.unit,
-            kind=OBSERVED,
-            status=FLOODED,
-            opened_at=now.at,
-            level=level,
-            max_level=level,
-            depth_m=depth,
-            peak_depth_m=depth,
-            peak_at=now.at,
-            causes=now.obs_cause,
-        )
-        note = f"Bắt đầu ngập: sâu {centimetres(depth)} (mức {level})"
-        return [Change(ev, "opened", now.at, note, alert="onset")]
-
-    level = rules.level(depth, ev.level)
-    if not now.complete and (level < ev.level or level == 0):
-        # Part of the picture is missing: what is seen can only add to the event.
-        if depth > ev.peak_depth_m:
-            return [Change(replace(ev, peak_depth_m=depth, peak_at=now.at), "", now.at, "")]
+    level = rules.raw_level(depth)
+    if level == 0:
         return []
-    wet = level >= 1
-    updated = replace(
-        ev,
-        depth_m=depth,
+    ev = EventState(
+        segment_id=now.segment_id,
+        unit=now.unit,
+        kind=OBSERVED,
+        status=FLOODED,
+        opened_at=now.at,
         level=level,
-        max_level=max(ev.max_level, level),
-        causes=ev.causes | (now.obs_cause if wet else 0),
+        max_level=level,
+        depth_m=depth,
+        peak_depth_m=depth,
+        peak_at=now.at,
+        causes=now.obs_cause,
     )
-    if depth > ev.peak_depth_m:
-        updated = replace(updated, peak_depth_m=depth, peak_at=now.at)
+    note = f"Bắt đầu ngập: sâu {centimetres(depth)} (mức {level})"
+    return [Change(ev, "opened", now.at, note, alert="onset")]
 
+
+def _observed_transition(
+    now: SegmentNow, ev: EventState, updated: EventState, level: int, rules: Rules
+) -> list[Change]:
+    """The status change (if any) from `ev` to `updated`, an observed event at `level`."""
+    depth = now.obs_depth_m
+    wet = level >= 1
     if wet and ev.status == RECEDING:
         updated = replace(updated, status=FLOODED, below_since=None)
         note = f"Ngập trở lại: sâu {centimetres(depth)} (mức {level})"
@@ -219,6 +208,31 @@ def _observed_step(now: SegmentNow, ev: EventState | None, rules: Rules) -> list
         return [Change(updated, "closed", now.at, note, alert="all_clear")]
     # No state change: keep the new depth and peak without recording a change.
     return [Change(updated, "", now.at, "")] if updated != ev else []
+
+
+def _observed_step(now: SegmentNow, ev: EventState | None, rules: Rules) -> list[Change]:
+    """Advance (or open) the observed event of a segment."""
+    if ev is None:
+        return _open_observed(now, rules)
+
+    depth = now.obs_depth_m
+    level = rules.level(depth, ev.level)
+    if not now.complete and (level < ev.level or level == 0):
+        # Part of the picture is missing: what is seen can only add to the event.
+        if depth > ev.peak_depth_m:
+            return [Change(replace(ev, peak_depth_m=depth, peak_at=now.at), "", now.at, "")]
+        return []
+    wet = level >= 1
+    updated = replace(
+        ev,
+        depth_m=depth,
+        level=level,
+        max_level=max(ev.max_level, level),
+        causes=ev.causes | (now.obs_cause if wet else 0),
+    )
+    if depth > ev.peak_depth_m:
+        updated = replace(updated, peak_depth_m=depth, peak_at=now.at)
+    return _observed_transition(now, ev, updated, level, rules)
 
 
 def _forecast_fields(fc: Forecast, level: int) -> dict:

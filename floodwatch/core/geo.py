@@ -235,42 +235,60 @@ def _properties(feature: object) -> tuple[dict, str | None]:
     return props, None
 
 
+def _optional_text_problem(key: str, value: object) -> str | None:
+    """Why an optional name or river is not a usable string, or None (also when absent)."""
+    return None if value is None else _text_problem(key, value)
+
+
+def _extra_problem(props: dict, keys: set[str]) -> str | None:
+    """The properties a feature should not have, as one problem, or None."""
+    extra = sorted(str(k) for k in set(props) - keys)
+    return f"unknown properties {_short(extra, 120)}" if extra else None
+
+
 _STATION_KEYS = {"id", "name", "measures", "river", "alarm_m"}
+
+
+def _measures_problem(measures: object, known: set[str]) -> str | None:
+    """Why a station's `measures` is not a non-empty list of known variables, or None."""
+    if not isinstance(measures, list) or not measures:
+        return (
+            f"`measures` must be a non-empty list of water_level and/or rainfall, "
+            f"got {_json(measures)}"
+        )
+    if unknown := [m for m in measures if not isinstance(m, str) or m not in known]:
+        return f"unknown measure(s) {_json(unknown)}; known: water_level, rainfall"
+    return None
+
+
+def _alarm_problem(alarm: object) -> str | None:
+    """Why a station's `alarm_m` is not 3 usable, non-decreasing levels or nulls, or None."""
+    if alarm is None:
+        return None
+    if not isinstance(alarm, list) or len(alarm) != 3:
+        return (
+            "`alarm_m` must be a list of 3 numbers or nulls (BĐ I, BĐ II, BĐ III, metres), "
+            f"got {_json(alarm)}"
+        )
+    levels = [a for a in alarm if a is not None]
+    bad = [p for a in levels if (p := _level_problem("alarm_m", a))]
+    if bad:
+        return bad[0]
+    if any(b < a for a, b in zip(levels, levels[1:], strict=False)):
+        return f"`alarm_m` {alarm} must not decrease (BĐ I ≤ BĐ II ≤ BĐ III)"
+    return None
 
 
 def _station_problems(props: dict, known: set[str]) -> list[str]:
     """Property problems of one station feature (its id and geometry are checked apart)."""
-    problems = []
-    if props.get("name") is not None and (problem := _text_problem("name", props["name"])):
-        problems.append(problem)
-    if props.get("river") is not None and (problem := _text_problem("river", props["river"])):
-        problems.append(problem)
-    measures = props.get("measures")
-    if not isinstance(measures, list) or not measures:
-        problems.append(
-            f"`measures` must be a non-empty list of water_level and/or rainfall, "
-            f"got {_json(measures)}"
-        )
-    elif unknown := [m for m in measures if not isinstance(m, str) or m not in known]:
-        problems.append(f"unknown measure(s) {_json(unknown)}; known: water_level, rainfall")
-    alarm = props.get("alarm_m")
-    if alarm is not None:
-        if not isinstance(alarm, list) or len(alarm) != 3:
-            problems.append(
-                "`alarm_m` must be a list of 3 numbers or nulls (BĐ I, BĐ II, BĐ III, metres), "
-                f"got {_json(alarm)}"
-            )
-        else:
-            levels = [a for a in alarm if a is not None]
-            bad = [p for a in levels if (p := _level_problem("alarm_m", a))]
-            if bad:
-                problems.append(bad[0])
-            elif any(b < a for a, b in zip(levels, levels[1:], strict=False)):
-                problems.append(f"`alarm_m` {alarm} must not decrease (BĐ I ≤ BĐ II ≤ BĐ III)")
-    extra = sorted(str(k) for k in set(props) - _STATION_KEYS)
-    if extra:
-        problems.append(f"unknown properties {_short(extra, 120)}")
-    return problems
+    found = (
+        _optional_text_problem("name", props.get("name")),
+        _optional_text_problem("river", props.get("river")),
+        _measures_problem(props.get("measures"), known),
+        _alarm_problem(props.get("alarm_m")),
+        _extra_problem(props, _STATION_KEYS),
+    )
+    return [p for p in found if p]
 
 
 def _load_stations(path: Path, problems: list[str]) -> dict[str, Station] | None:
@@ -334,34 +352,44 @@ MAX_DRAIN_MM_H = 1000.0
 PRIORITIES = range(1, 6)
 
 
-def _segment_problems(
-    props: dict, stations: dict[str, Station] | None, unit_ids: set[str] | None
-) -> list[str]:
-    """Property problems of one segment feature (its id and geometry are checked apart)."""
-    problems = [p for key in ("name", "ward", "unit") if (p := _text_problem(key, props.get(key)))]
-    if "crest_m" not in props or props["crest_m"] is None:
-        problems.append("missing `crest_m`")
-    elif problem := _level_problem("crest_m", props["crest_m"]):
-        problems.append(problem)
-    if props.get("outfall_m") is not None and (
-        problem := _level_problem("outfall_m", props["outfall_m"])
-    ):
-        problems.append(problem)
-    drain = props.get("drain_mm_h")
-    if drain is not None:
-        number = _number(drain)
-        if number is None:
-            problems.append(f"`drain_mm_h` must be a number, got {_json(drain)}")
-        elif not 0 < number <= MAX_DRAIN_MM_H:
-            problems.append(f"`drain_mm_h` {number:g} must be positive and at most 1000 mm/h")
-    priority = props.get("priority")
+def _crest_problem(crest: object) -> str | None:
+    """Why a segment's required `crest_m` is missing or unusable, or None."""
+    if crest is None:
+        return "missing `crest_m`"
+    return _level_problem("crest_m", crest)
+
+
+def _drain_problem(drain: object) -> str | None:
+    """Why an optional `drain_mm_h` is not a believable drainage capacity, or None."""
+    if drain is None:
+        return None
+    number = _number(drain)
+    if number is None:
+        return f"`drain_mm_h` must be a number, got {_json(drain)}"
+    if not 0 < number <= MAX_DRAIN_MM_H:
+        return f"`drain_mm_h` {number:g} must be positive and at most 1000 mm/h"
+    return None
+
+
+def _priority_problem(priority: object) -> str | None:
+    """Why an optional `priority` is not a whole number 1 to 5, or None."""
     if priority is not None and (
         isinstance(priority, bool) or not isinstance(priority, int) or priority not in PRIORITIES
     ):
-        problems.append(f"`priority` must be a whole number 1 to 5, got {_json(priority)}")
-    unit = props.get("unit")
+        return f"`priority` must be a whole number 1 to 5, got {_json(priority)}"
+    return None
+
+
+def _unit_problem(unit: object, unit_ids: set[str] | None) -> str | None:
+    """Why a segment's unit is not one of the config's [[units]], or None (also when unchecked)."""
     if unit_ids is not None and isinstance(unit, str) and unit.strip() and unit not in unit_ids:
-        problems.append(f"unknown unit {_short(unit)} (not in [[units]] of the config)")
+        return f"unknown unit {_short(unit)} (not in [[units]] of the config)"
+    return None
+
+
+def _station_ref_problems(props: dict, stations: dict[str, Station] | None) -> list[str]:
+    """Problems of a segment's `tide_station` and `rain_station` links."""
+    problems = []
     for key, variable in (("tide_station", "water_level"), ("rain_station", "rainfall")):
         ref = props.get(key)
         if ref is None:
@@ -374,10 +402,26 @@ def _segment_problems(
             problems.append(f"unknown {key} {_short(ref)}")
         elif variable not in stations[ref].measures:
             problems.append(f"{key} {ref!r} does not measure {variable}")
-    extra = sorted(str(k) for k in set(props) - _SEGMENT_KEYS)
-    if extra:
-        problems.append(f"unknown properties {_short(extra, 120)}")
     return problems
+
+
+def _segment_problems(
+    props: dict, stations: dict[str, Station] | None, unit_ids: set[str] | None
+) -> list[str]:
+    """Property problems of one segment feature (its id and geometry are checked apart)."""
+    problems = [p for key in ("name", "ward", "unit") if (p := _text_problem(key, props.get(key)))]
+    outfall = props.get("outfall_m")
+    found = (
+        _crest_problem(props.get("crest_m")),
+        None if outfall is None else _level_problem("outfall_m", outfall),
+        _drain_problem(props.get("drain_mm_h")),
+        _priority_problem(props.get("priority")),
+        _unit_problem(props.get("unit"), unit_ids),
+    )
+    problems += [p for p in found if p]
+    problems += _station_ref_problems(props, stations)
+    extra = _extra_problem(props, _SEGMENT_KEYS)
+    return problems + ([extra] if extra else [])
 
 
 def _load_segments(

@@ -62,14 +62,41 @@ def _parse_number(text: str, what: str) -> float:
     return value
 
 
-def load_constituents(path: Path, station: str) -> ConstituentTable:
-    """Read a constituent CSV (`constituent,amplitude_m,phase_deg`, with a Z0 row)."""
-    path = Path(path)
+def _read_lines(path: Path) -> list[str]:
+    """The lines of a constituent CSV, or InputError when the file cannot be read."""
     try:
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        return path.read_text(encoding="utf-8-sig").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
         reason = "file not found" if isinstance(exc, FileNotFoundError) else str(exc)
         raise InputError(f"{path}: line 0: cannot read constituent table: {reason}") from None
+
+
+def _parse_row(
+    fields: list[str], has_z0: bool, rows: dict[str, tuple[float, float]]
+) -> tuple[str, float, float]:
+    """(name, amplitude_m, phase_deg) of one data row, or ValueError saying what is wrong."""
+    if len(fields) != 3:
+        raise ValueError(f"expected 3 columns, found {len(fields)}")
+    name = fields[0].upper()
+    amplitude_m = _parse_number(fields[1], "amplitude_m")
+    phase_deg = _parse_number(fields[2], "phase_deg")
+    if name == MEAN_LEVEL:
+        if has_z0:
+            raise ValueError("duplicate constituent Z0")
+        return name, amplitude_m, phase_deg
+    if name not in uptide.tidal.omega:
+        raise ValueError(f"constituent {fields[0]!r} is unknown to uptide")
+    if name in rows:
+        raise ValueError(f"duplicate constituent {name}")
+    if amplitude_m < 0:
+        raise ValueError(f"amplitude_m {fields[1]} is negative")
+    return name, amplitude_m, phase_deg
+
+
+def load_constituents(path: Path, station: str) -> ConstituentTable:
+    """Read a constituent CSV (`constituent,amplitude_m,phase_deg`, with a Z0 row)."""
+    path = Path(path)
+    lines = _read_lines(path)
     header_line = 0
     z0_m: float | None = None
     rows: dict[str, tuple[float, float]] = {}
@@ -84,24 +111,12 @@ def load_constituents(path: Path, station: str) -> ConstituentTable:
             header_line = n
             continue
         try:
-            if len(fields) != 3:
-                raise ValueError(f"expected 3 columns, found {len(fields)}")
-            name = fields[0].upper()
-            amplitude_m = _parse_number(fields[1], "amplitude_m")
-            phase_deg = _parse_number(fields[2], "phase_deg")
-            if name == MEAN_LEVEL:
-                if z0_m is not None:
-                    raise ValueError("duplicate constituent Z0")
-                z0_m = amplitude_m
-                continue
-            if name not in uptide.tidal.omega:
-                raise ValueError(f"constituent {fields[0]!r} is unknown to uptide")
-            if name in rows:
-                raise ValueError(f"duplicate constituent {name}")
-            if amplitude_m < 0:
-                raise ValueError(f"amplitude_m {fields[1]} is negative")
+            name, amplitude_m, phase_deg = _parse_row(fields, z0_m is not None, rows)
         except ValueError as exc:
             raise InputError(f"{path}: line {n}: {exc}") from None
+        if name == MEAN_LEVEL:
+            z0_m = amplitude_m
+            continue
         rows[name] = (amplitude_m, phase_deg % 360.0)
     if not header_line:
         last = max(len(lines), 1)

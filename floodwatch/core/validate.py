@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from statistics import median
@@ -152,25 +152,20 @@ def time_problem(
     return None
 
 
-def validate(
+# Callbacks of `validate`: reject(reading, reason, why) and flag(index, code, why).
+_Reject = Callable[[Reading, str, str], None]
+_Flag = Callable[[int, str, str], None]
+
+
+def _screen(
     readings: Sequence[Reading],
     *,
     now: datetime,
     horizon: timedelta,
-    limits: ValidationSettings,
-    recent: Mapping[tuple[str, str], Sequence[tuple[datetime, float]]] = {},
-    wall_clock: datetime | None = None,
-) -> Verdict:
-    """Check one batch of readings; `recent` holds stored observations, oldest first.
-
-    `wall_clock` is the real time (None: trust `now`); a replay passes both.
-    """
-    rejected: list[Rejection] = []
-
-    def reject(r: Reading, reason: str, why: str) -> None:
-        rejected.append(Rejection(reason, f"{_describe(r)}: {why}", r.station, r.time, r))
-
-    # Duplicates and impossible times, in one pass; survivors grouped per (station, variable).
+    wall_clock: datetime | None,
+    reject: _Reject,
+) -> defaultdict[tuple[str, str], list[int]]:
+    """Reject duplicates and impossible times in one pass; survivors per (station, variable)."""
     latest_now = min(now, wall_clock) if wall_clock is not None else now
     observed_until = latest_now + OBSERVED_CLOCK_SLACK
     forecast_until = latest_now + horizon + FORECAST_SLACK
@@ -195,6 +190,63 @@ def validate(
                 reject(r, *problem)
                 continue
         groups[r.station, r.variable].append(i)
+    return groups
+
+
+def _check_limits(
+    readings: Sequence[Reading],
+    indices: list[int],
+    lim: VariableLimits,
+    ok: list[bool],
+    reject: _Reject,
+    flag: _Flag,
+) -> list[int]:
+    """Reject values outside hard limits, flag those outside soft limits; marks the rest `ok`.
+
+    Returns the indices of the accepted observations, for the series checks.
+    """
+    observed: list[int] = []
+    hard_min, hard_max, soft_min, soft_max = (
+        lim.hard_min,
+        lim.hard_max,
+        lim.soft_min,
+        lim.soft_max,
+    )
+    for i in indices:
+        r = readings[i]
+        value = r.value
+        if not math.isfinite(value):
+            reject(r, "malformed", "not a finite number")
+        elif value < hard_min or value > hard_max:
+            reject(r, "hard_limit", f"outside hard limits [{hard_min:g}, {hard_max:g}]")
+        else:
+            ok[i] = True
+            if value < soft_min or value > soft_max:
+                flag(i, "soft_limit", f"outside soft limits [{lim.soft_min:g}, {lim.soft_max:g}]")
+            if r.kind == _OBSERVED:
+                observed.append(i)
+    return observed
+
+
+def validate(
+    readings: Sequence[Reading],
+    *,
+    now: datetime,
+    horizon: timedelta,
+    limits: ValidationSettings,
+    recent: Mapping[tuple[str, str], Sequence[tuple[datetime, float]]] = {},
+    wall_clock: datetime | None = None,
+) -> Verdict:
+    """Check one batch of readings; `recent` holds stored observations, oldest first.
+
+    `wall_clock` is the real time (None: trust `now`); a replay passes both.
+    """
+    rejected: list[Rejection] = []
+
+    def reject(r: Reading, reason: str, why: str) -> None:
+        rejected.append(Rejection(reason, f"{_describe(r)}: {why}", r.station, r.time, r))
+
+    groups = _screen(readings, now=now, horizon=horizon, wall_clock=wall_clock, reject=reject)
 
     flags: list[str | None] = [r.flag for r in readings]
     notes: dict[int, str] = {}
@@ -209,28 +261,7 @@ def validate(
         lim = limits_for(limits, station, variable)
         if variable == Variable.WATER_LEVEL and _unit_mismatch(readings, indices, lim, reject):
             continue
-        observed: list[int] = []
-        hard_min, hard_max, soft_min, soft_max = (
-            lim.hard_min,
-            lim.hard_max,
-            lim.soft_min,
-            lim.soft_max,
-        )
-        for i in indices:
-            r = readings[i]
-            value = r.value
-            if not math.isfinite(value):
-                reject(r, "malformed", "not a finite number")
-            elif value < hard_min or value > hard_max:
-                reject(r, "hard_limit", f"outside hard limits [{hard_min:g}, {hard_max:g}]")
-            else:
-                ok[i] = True
-                if value < soft_min or value > soft_max:
-                    flag(
-                        i, "soft_limit", f"outside soft limits [{lim.soft_min:g}, {lim.soft_max:g}]"
-                    )
-                if r.kind == _OBSERVED:
-                    observed.append(i)
+        observed = _check_limits(readings, indices, lim, ok, reject, flag)
         if observed:
             history = recent.get((station, variable), ())
             _check_series(readings, observed, history, lim, variable, flag)

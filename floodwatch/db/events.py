@@ -8,7 +8,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 
-from sqlalchemy import Connection, Engine, bindparam, func, insert, literal, select, update
+from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 
 from floodwatch.core.events import CLOSED, FORECAST, Change, EventState, Message
 from floodwatch.db.engine import bulk_execute
@@ -20,6 +20,7 @@ from floodwatch.db.models import (
     EventNoteRow,
     EventRow,
     SegmentRow,
+    may_list,
 )
 from floodwatch.db.outbox import NewAlert, acknowledge_alerts_of_event, insert_alerts
 
@@ -380,11 +381,11 @@ class Events:
 
     def alerts_naming(self, event_id: int) -> list[tuple[AlertRow, list[DeliveryRow]]]:
         """Alerts whose `event_ids` list holds this event, each with its deliveries."""
-        # event_ids is comma-separated: wrap it in commas so 1 does not match 11.
-        wrapped = literal(",") + AlertRow.event_ids + literal(",")
-        query = select(AlertRow).where(wrapped.like(f"%,{int(event_id)},%")).order_by(AlertRow.id)
+        query = select(AlertRow).where(may_list(AlertRow.event_ids, event_id))
         with self.engine.connect() as conn:
-            alerts = list(conn.execute(query))
+            alerts = [
+                a for a in conn.execute(query.order_by(AlertRow.id)) if event_id in a.event_ids
+            ]
             ids = [a.id for a in alerts]
             deliveries: dict[int, list] = {i: [] for i in ids}
             if ids:

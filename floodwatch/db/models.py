@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Column, DateTime, Index, String, UniqueConstraint, cast
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
@@ -138,6 +138,16 @@ class EventChangeRow(SQLModel, table=True):
     note: str
 
 
+def may_list(column, number: int):
+    """A SQL pre-filter for rows whose JSON list `column` may hold `number`.
+
+    It matches the digits anywhere in the JSON text (11 for 1 too); callers keep
+    the rows whose decoded list really holds it. Portable across SQLite and
+    PostgreSQL, where JSON operators differ.
+    """
+    return cast(column, String).contains(str(int(number)))
+
+
 class AlertRow(SQLModel, table=True):
     """The alert outbox: committed with the event changes that caused it."""
 
@@ -146,8 +156,8 @@ class AlertRow(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     created_at: datetime = Field(sa_column=utc_column(nullable=False))
     unit: str
-    kinds: str  # comma-separated alert kinds in this message
-    event_ids: str  # comma-separated
+    kinds: list[str] = Field(sa_column=Column(JSON, nullable=False))  # most severe first
+    event_ids: list[int] = Field(sa_column=Column(JSON, nullable=False))
     body: str
     status: str = "pending"  # pending, sent, muted
     attempts: int = 0
@@ -173,7 +183,10 @@ class DeliveryRow(SQLModel, table=True):
     attempts: int = 0
     next_attempt_at: datetime | None = Field(default=None, sa_column=utc_column())
     sent_at: datetime | None = Field(default=None, sa_column=utc_column())
-    message_ids: str = ""  # comma-separated, one per part (and photo)
+    # Telegram's ids of the parts delivered so far, in order (text parts, then photos).
+    message_ids: list[int] = Field(
+        default_factory=list, sa_column=Column(JSON, nullable=False, default=lambda: [])
+    )
     last_error: str | None = None
 
 

@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from floodwatch.db.models import AlertRow, ChatRow, DeliveryRow, EventRow
+from floodwatch.db.models import AlertRow, ChatRow, DeliveryRow, EventRow, may_list
 
 PENDING, SENT, CONSOLE, BROKEN, FAILED, MUTED = (
     "pending", "sent", "console", "broken", "failed", "muted",
@@ -58,8 +58,8 @@ def insert_alerts(conn: Connection, alerts: Sequence[NewAlert]) -> list[int]:
             .values(
                 created_at=alert.at,
                 unit=alert.unit,
-                kinds=",".join(alert.kinds),
-                event_ids=",".join(str(i) for i in alert.event_ids),
+                kinds=list(alert.kinds),
+                event_ids=[int(i) for i in alert.event_ids],
                 body=alert.body,
                 status=MUTED if alert.muted else PENDING,
                 escalation_of=alert.escalation_of,
@@ -79,9 +79,9 @@ def insert_alerts(conn: Connection, alerts: Sequence[NewAlert]) -> list[int]:
     return ids
 
 
-def acknowledge_events(conn: Connection, event_ids: str, who: str, at: datetime) -> None:
+def acknowledge_events(conn: Connection, event_ids: Sequence[int], who: str, at: datetime) -> None:
     """Mark the events of an alert acknowledged (the first acknowledgement stands)."""
-    ids = [int(i) for i in event_ids.split(",") if i]
+    ids = list(event_ids)
     if ids:
         conn.execute(
             update(EventRow)
@@ -94,10 +94,10 @@ def acknowledge_alerts_of_event(conn: Connection, event_id: int, who: str, at: d
     """An event acknowledged elsewhere (the web) stops the escalation of its alerts."""
     candidates = conn.execute(
         select(AlertRow.id, AlertRow.event_ids).where(
-            AlertRow.ack_at.is_(None), AlertRow.event_ids.contains(str(event_id))
+            AlertRow.ack_at.is_(None), may_list(AlertRow.event_ids, event_id)
         )
     ).all()
-    ids = [a.id for a in candidates if str(event_id) in a.event_ids.split(",")]
+    ids = [a.id for a in candidates if event_id in a.event_ids]
     if ids:
         conn.execute(update(AlertRow).where(AlertRow.id.in_(ids)).values(ack_by=who, ack_at=at))
 
@@ -174,7 +174,7 @@ class Outbox:
                     status=SENT,
                     sent_at=at,
                     attempts=DeliveryRow.attempts + 1,
-                    message_ids=",".join(str(m) for m in message_ids),
+                    message_ids=list(message_ids),
                     last_error=None,
                 )
                 .returning(DeliveryRow.alert_id)
@@ -187,7 +187,7 @@ class Outbox:
             conn.execute(
                 update(DeliveryRow)
                 .where(DeliveryRow.id == delivery_id)
-                .values(message_ids=",".join(str(m) for m in message_ids))
+                .values(message_ids=list(message_ids))
             )
 
     def retry_later(self, delivery_id: int, when: datetime, error: str) -> None:
@@ -301,11 +301,7 @@ class Outbox:
             .where(DeliveryRow.status == SENT)
         )
         with self.engine.connect() as conn:
-            return [
-                (chat, [int(i) for i in ids.split(",")], body)
-                for chat, ids, body in conn.execute(query)
-                if ids
-            ]
+            return [(chat, list(ids), body) for chat, ids, body in conn.execute(query) if ids]
 
     def unacknowledged(self, kinds: frozenset[str], older_than: datetime) -> list[AlertRow]:
         """Delivered, unacknowledged, not yet escalated alerts of these kinds sent before a time.
@@ -321,7 +317,7 @@ class Outbox:
             AlertRow.sent_at <= older_than,
         )
         with self.engine.connect() as conn:
-            return [row for row in conn.execute(query) if set(row.kinds.split(",")) & kinds]
+            return [row for row in conn.execute(query) if set(row.kinds) & kinds]
 
     def escalate(self, alert_id: int, escalation: NewAlert, at: datetime) -> int | None:
         """Queue an escalation once (a second call for the same alert does nothing)."""

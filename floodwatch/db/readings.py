@@ -63,22 +63,7 @@ class Readings:
         known_by: datetime,
     ) -> ReadingArrays:
         """Readings of one variable in [start, end] known by `known_by`, as arrays."""
-        # Epoch seconds computed by the database where we know how (truncated
-        # like int(datetime.timestamp())): converting tens of thousands of
-        # datetimes in Python is most of the cost of a cycle's reading load.
-        dialect = self.engine.dialect.name
-        if dialect == "sqlite":  # naive UTC text
-
-            def epoch(column):
-                return cast(func.strftime("%s", column), BigInteger)
-
-        elif dialect == "postgresql":
-
-            def epoch(column):
-                return cast(func.trunc(extract("epoch", column)), BigInteger)
-
-        else:
-            epoch = None
+        epoch = _epoch_seconds(self.engine.dialect.name)
         time_col, issued_col = (
             (ReadingRow.time, ReadingRow.issued)
             if epoch is None
@@ -103,24 +88,7 @@ class Readings:
             rows = [r for r in conn.execute(query) if r[0] in station_index]
         if not rows:
             return ReadingArrays.empty()
-        station, time_s, value, kind, issued_s, source = zip(*rows, strict=True)
-        source_codes: dict[str, int] = {}
-        if epoch is None:
-            time_s = [int(t.timestamp()) for t in time_s]
-            issued_s = [int(t.timestamp()) for t in issued_s]
-        observed = Kind.OBSERVED.value
-        return ReadingArrays(
-            station=np.fromiter((station_index[s] for s in station), np.int64, len(rows)),
-            time_s=np.array(time_s, dtype=np.int64),
-            value=np.array(value, dtype=np.float64),
-            observed=np.fromiter((k == observed for k in kind), bool, len(rows)),
-            issued_s=np.array(issued_s, dtype=np.int64),
-            source=np.fromiter(
-                (source_codes.setdefault(name, len(source_codes)) for name in source),
-                np.int64,
-                len(rows),
-            ),
-        )
+        return _as_arrays(rows, station_index, epoch is not None)
 
     def flagged(self, after: datetime, until: datetime) -> list[Reading]:
         """Observations validation doubted, timed in (after, until], oldest first."""
@@ -201,3 +169,39 @@ class Readings:
         query = query.order_by(ReadingRow.time, ReadingRow.id).limit(limit)
         with self.engine.connect() as conn:
             return list(conn.execute(query))
+
+
+def _epoch_seconds(dialect: str):
+    """A SQL expression maker for a column's epoch seconds, or None where we do not know one.
+
+    Computed by the database (truncated like int(datetime.timestamp())):
+    converting tens of thousands of datetimes in Python is most of the cost
+    of a cycle's reading load.
+    """
+    if dialect == "sqlite":  # naive UTC text
+        return lambda column: cast(func.strftime("%s", column), BigInteger)
+    if dialect == "postgresql":
+        return lambda column: cast(func.trunc(extract("epoch", column)), BigInteger)
+    return None
+
+
+def _as_arrays(rows: list, station_index: dict[str, int], in_seconds: bool) -> ReadingArrays:
+    """(station, time, value, kind, issued, source) rows as ReadingArrays."""
+    station, time_s, value, kind, issued_s, source = zip(*rows, strict=True)
+    if not in_seconds:
+        time_s = [int(t.timestamp()) for t in time_s]
+        issued_s = [int(t.timestamp()) for t in issued_s]
+    source_codes: dict[str, int] = {}
+    observed = Kind.OBSERVED.value
+    return ReadingArrays(
+        station=np.fromiter((station_index[s] for s in station), np.int64, len(rows)),
+        time_s=np.array(time_s, dtype=np.int64),
+        value=np.array(value, dtype=np.float64),
+        observed=np.fromiter((k == observed for k in kind), bool, len(rows)),
+        issued_s=np.array(issued_s, dtype=np.int64),
+        source=np.fromiter(
+            (source_codes.setdefault(name, len(source_codes)) for name in source),
+            np.int64,
+            len(rows),
+        ),
+    )

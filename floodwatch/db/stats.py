@@ -87,7 +87,11 @@ def _event_stats_query(dialect: str, start: datetime, end: datetime, offset_s: f
         )
         .subquery()
     )
-    ev = per_event.c
+    return _per_segment(per_event.c, greatest)
+
+
+def _per_segment(ev, greatest):
+    """Sum the per-event rows of `_event_stats_query` up per segment."""
     from_day = greatest(ev.first_day, func.coalesce(ev.covered_day, ev.first_day - 1) + 1)
     new_days = greatest(ev.last_day - from_day + 1, 0)
 

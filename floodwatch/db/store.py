@@ -74,37 +74,7 @@ class Store:
         (the log and the exports still name it) unless `prune` says to remove it;
         returns the ids of such segments kept or pruned.
         """
-        station_rows = [
-            {
-                "id": s.id,
-                "name": s.name,
-                "river": s.river,
-                "measures": ",".join(sorted(s.measures)),
-                "lon": s.lon,
-                "lat": s.lat,
-                "alarm1_m": s.alarm_m[0],
-                "alarm2_m": s.alarm_m[1],
-                "alarm3_m": s.alarm_m[2],
-            }
-            for s in geodata.stations.values()
-        ]
-        segment_rows = [
-            {
-                "id": s.id,
-                "name": s.name,
-                "ward": s.ward,
-                "unit": s.unit,
-                "crest_m": s.crest_m,
-                "tide_station": s.tide_station,
-                "rain_station": s.rain_station,
-                "drain_mm_h": s.drain_mm_h,
-                "outfall_m": s.outfall_m,
-                "priority": s.priority,
-                "length_m": s.length_m,
-                "geometry": shapely.to_geojson(s.geometry) if s.geometry is not None else "",
-            }
-            for s in geodata.segments
-        ]
+        station_rows, segment_rows = _station_rows(geodata), _segment_rows(geodata)
         current = {row["id"] for row in segment_rows}
         with self.engine.begin() as conn:
             with_events = set(
@@ -128,3 +98,42 @@ class Store:
                 else "their rows are kept for the log; `floodwatch db prune-segments` removes them",
             )  # fmt: skip
         return gone
+
+
+def _station_rows(geodata: Geodata) -> list[dict]:
+    """The `station` table's rows for the loaded geodata."""
+    return [
+        {
+            "id": s.id,
+            "name": s.name,
+            "river": s.river,
+            "measures": ",".join(sorted(s.measures)),
+            "lon": s.lon,
+            "lat": s.lat,
+            "alarm1_m": s.alarm_m[0],
+            "alarm2_m": s.alarm_m[1],
+            "alarm3_m": s.alarm_m[2],
+        }
+        for s in geodata.stations.values()
+    ]
+
+
+def _segment_rows(geodata: Geodata) -> list[dict]:
+    """The `segment` table's rows for the loaded geodata (geometry as GeoJSON text)."""
+    return [
+        {
+            "id": s.id,
+            "name": s.name,
+            "ward": s.ward,
+            "unit": s.unit,
+            "crest_m": s.crest_m,
+            "tide_station": s.tide_station,
+            "rain_station": s.rain_station,
+            "drain_mm_h": s.drain_mm_h,
+            "outfall_m": s.outfall_m,
+            "priority": s.priority,
+            "length_m": s.length_m,
+            "geometry": shapely.to_geojson(s.geometry) if s.geometry is not None else "",
+        }
+        for s in geodata.segments
+    ]

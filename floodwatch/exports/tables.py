@@ -181,6 +181,60 @@ def gap_hours(store: Store, start: datetime, end: datetime, geodata: Geodata) ->
     return hours
 
 
+def _event_values(st, zone: ZoneInfo) -> dict[str, object]:
+    """The event statistics fields of one segment's row (zeros without events)."""
+    n = st.events if st is not None else 0
+    if not n:
+        return dict(
+            events=n,
+            flood_days=0,
+            hours_under_water=0.0,
+            max_peak_depth_m=0.0,
+            mean_peak_depth_m=0.0,
+            tide_share=0.0,
+            rain_share=0.0,
+            compound_share=0.0,
+            worst_event_date=None,
+            last_event_at=None,
+            depth_hours=0.0,
+        )
+    worst_at = _as_utc(st.worst_at)
+    last_at = _as_utc(st.last_at)
+    return dict(
+        events=n,
+        flood_days=int(st.flood_days or 0),
+        hours_under_water=float(st.hours or 0.0),
+        max_peak_depth_m=float(st.max_peak or 0.0),
+        mean_peak_depth_m=float(st.mean_peak or 0.0),
+        tide_share=st.tide / n,
+        rain_share=st.rain / n,
+        compound_share=st.compound / n,
+        worst_event_date=worst_at.astimezone(zone).date() if worst_at else None,
+        last_event_at=last_at.astimezone(zone) if last_at else None,
+        depth_hours=float(st.depth_hours or 0.0),
+    )
+
+
+def _segment_values(
+    segment, st, zone: ZoneInfo, report_counts, blind_hours: dict[str, float]
+) -> dict[str, object]:
+    """The fields of one segment's MaintenanceRow, all but its rank."""
+    values = _event_values(st, zone)
+    return dict(
+        segment_id=segment.id,
+        name=segment.name,
+        ward=segment.ward,
+        unit=segment.unit,
+        priority=segment.priority,
+        length_m=segment.length_m,
+        crest_m=segment.crest_m,
+        **values,
+        field_reports=int(report_counts.get(segment.id, 0)),
+        score=values["depth_hours"] * priority_weight(segment.priority),
+        hours_without_data=blind_hours.get(segment.id, 0.0),
+    )
+
+
 def maintenance_rows(
     store: Store,
     start: datetime,
@@ -206,38 +260,10 @@ def maintenance_rows(
     if unknown:
         logger.warning("exports: %d segments with events are not in the geodata", len(unknown))
 
-    unranked = []
-    for segment in geodata.segments:
-        st = stats.get(segment.id)
-        n = st.events if st is not None else 0
-        depth_hours = float(st.depth_hours or 0.0) if n else 0.0
-        worst_at = _as_utc(st.worst_at) if n else None
-        last_at = _as_utc(st.last_at) if n else None
-        unranked.append(
-            dict(
-                segment_id=segment.id,
-                name=segment.name,
-                ward=segment.ward,
-                unit=segment.unit,
-                priority=segment.priority,
-                length_m=segment.length_m,
-                crest_m=segment.crest_m,
-                events=n,
-                flood_days=int(st.flood_days or 0) if n else 0,
-                hours_under_water=float(st.hours or 0.0) if n else 0.0,
-                max_peak_depth_m=float(st.max_peak or 0.0) if n else 0.0,
-                mean_peak_depth_m=float(st.mean_peak or 0.0) if n else 0.0,
-                tide_share=st.tide / n if n else 0.0,
-                rain_share=st.rain / n if n else 0.0,
-                compound_share=st.compound / n if n else 0.0,
-                worst_event_date=worst_at.astimezone(zone).date() if worst_at else None,
-                last_event_at=last_at.astimezone(zone) if last_at else None,
-                field_reports=int(report_counts.get(segment.id, 0)),
-                depth_hours=depth_hours,
-                score=depth_hours * priority_weight(segment.priority),
-                hours_without_data=blind_hours.get(segment.id, 0.0),
-            )
-        )
+    unranked = [
+        _segment_values(segment, stats.get(segment.id), zone, report_counts, blind_hours)
+        for segment in geodata.segments
+    ]
     unranked.sort(key=lambda r: (-r["score"], -r["hours_under_water"], r["segment_id"]))
     pending = 0
     for rank, values in enumerate(unranked, start=1):

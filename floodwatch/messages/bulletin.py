@@ -243,6 +243,76 @@ def _closers(stack: tuple[tuple[str, str], ...]) -> str:
     return "".join(f"</{name}>" for name, _ in reversed(stack))
 
 
+_Stack = tuple[tuple[str, str], ...]
+# A possible cut: (token index where the part ends, stack there).
+_Cut = tuple[int, _Stack]
+
+
+@dataclass(frozen=True)
+class _Scan:
+    """How far one part can reach from its start, and the best cut of each kind on the way."""
+
+    end: int  # first token that no longer fits
+    state: _Stack  # the open-tag stack at `end`
+    newline: _Cut | None
+    paragraph: _Cut | None
+    space: _Cut | None
+    hard: _Cut | None
+
+
+def _scan_part(
+    tokens: list[str], sizes: list[int], start: int, stack: _Stack, limit: int, used: int
+) -> _Scan:
+    """Walk tokens from `start` while they fit in `limit`, noting every place a part may end."""
+    state = stack
+    # Best cut of each kind: (token index where the part ends, stack there).
+    newline = paragraph = space = hard = None
+    end = start
+    while end < len(tokens) and used + sizes[end] <= limit:
+        if tokens[end] == "\n" and end > start and used + _units(_closers(state)) <= limit:
+            newline = (end, state)
+            if tokens[end + 1 : end + 2] == ["\n"]:
+                paragraph = (end, state)
+        used += sizes[end]
+        state = _apply(state, tokens[end])
+        end += 1
+        if used + _units(_closers(state)) <= limit:
+            hard = (end, state)
+            if tokens[end - 1] == " ":
+                space = (end, state)
+    return _Scan(end, state, newline, paragraph, space, hard)
+
+
+def _line_break_cut(
+    tokens: list[str], start: int, newline: _Cut, paragraph: _Cut | None
+) -> tuple[int, _Stack, int]:
+    """Cut at a line break: (cut, stack there, line breaks to drop after it)."""
+    # A blank line (between stations, between roads) is the better cut unless it
+    # would leave the part less than half as full.
+    if paragraph and paragraph[0] - start >= (newline[0] - start) / 2:
+        newline = paragraph
+    (cut, cut_stack), skip = newline, 1
+    while tokens[cut + skip : cut + skip + 1] == ["\n"]:
+        skip += 1
+    return cut, cut_stack, skip
+
+
+def _choose_cut(
+    tokens: list[str], start: int, stack: _Stack, scan: _Scan
+) -> tuple[int, _Stack, int]:
+    """Where the part from `start` ends: (cut, stack there, tokens to drop after it)."""
+    end, state, hard = scan.end, scan.state, scan.hard
+    if end == len(tokens) and hard and hard[0] == end:
+        return end, state, 0
+    if scan.newline:
+        return _line_break_cut(tokens, start, scan.newline, scan.paragraph)
+    if scan.space or hard:
+        cut, cut_stack = scan.space or hard
+        return cut, cut_stack, 0
+    # Only a tag longer than the whole limit gets here: pass it through alone.
+    return start + 1, _apply(stack, tokens[start]), 0
+
+
 def split_html(text: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
     """Split Telegram HTML into parts of at most `limit` UTF-16 units, each balanced.
 
@@ -256,41 +326,12 @@ def split_html(text: str, limit: int = TELEGRAM_LIMIT) -> list[str]:
     tokens = _TOKEN.findall(text)
     sizes = [_units(t) for t in tokens]
     parts: list[str] = []
-    stack: tuple[tuple[str, str], ...] = ()
+    stack: _Stack = ()
     start = 0
     while start < len(tokens):
         prefix = "".join(opening for _, opening in stack)
-        used = _units(prefix)
-        state = stack
-        # Best cut of each kind: (token index where the part ends, stack there).
-        newline = paragraph = space = hard = None
-        end = start
-        while end < len(tokens) and used + sizes[end] <= limit:
-            if tokens[end] == "\n" and end > start and used + _units(_closers(state)) <= limit:
-                newline = (end, state)
-                if tokens[end + 1 : end + 2] == ["\n"]:
-                    paragraph = (end, state)
-            used += sizes[end]
-            state = _apply(state, tokens[end])
-            end += 1
-            if used + _units(_closers(state)) <= limit:
-                hard = (end, state)
-                if tokens[end - 1] == " ":
-                    space = (end, state)
-        if end == len(tokens) and hard and hard[0] == end:
-            cut, cut_stack, skip = end, state, 0
-        elif newline:
-            # A blank line (between stations, between roads) is the better cut unless it
-            # would leave the part less than half as full.
-            if paragraph and paragraph[0] - start >= (newline[0] - start) / 2:
-                newline = paragraph
-            (cut, cut_stack), skip = newline, 1
-            while tokens[cut + skip : cut + skip + 1] == ["\n"]:
-                skip += 1
-        elif space or hard:
-            (cut, cut_stack), skip = space or hard, 0
-        else:  # only a tag longer than the whole limit gets here: pass it through alone
-            cut, cut_stack, skip = start + 1, _apply(stack, tokens[start]), 0
+        scan = _scan_part(tokens, sizes, start, stack, limit, _units(prefix))
+        cut, cut_stack, skip = _choose_cut(tokens, start, stack, scan)
         body = "".join(tokens[start:cut])
         if body.strip() and not _is_only_tags(body):
             parts.append(prefix + body + _closers(cut_stack))

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import DateFormatter, DayLocator, HourLocator
 from matplotlib.figure import Figure
@@ -84,16 +85,18 @@ def _decimal_comma(value: float, _pos: int) -> str:
     return f"{value:.2f}".replace(".", ",")
 
 
-def render_hydrograph(
-    data: HydrographData, zone: ZoneInfo, width_px: int = 1000, height_px: int = 560
-) -> bytes:
-    """Draw the hydrograph and return it as PNG bytes of exactly `width_px` x `height_px`."""
+def _check_lengths(data: HydrographData) -> None:
+    """Refuse series whose lengths differ from the number of times."""
     n = len(data.times)
     if len(data.observed_m) != n or len(data.predicted_m) != n:
         raise ValueError(
             f"hydrograph {data.station_name}: {n} times, {len(data.observed_m)} observed, "
             f"{len(data.predicted_m)} predicted values"
         )
+
+
+def _new_figure(width_px: int, height_px: int) -> Figure:
+    """An empty figure of exactly `width_px` x `height_px` with fixed pixel margins."""
     fig = Figure(figsize=(width_px / DPI, height_px / DPI), dpi=DPI)
     # Fixed margins in pixels: a layout engine would double the render time.
     fig.subplots_adjust(
@@ -102,84 +105,122 @@ def render_hydrograph(
         top=1 - MARGIN_PX["top"] / height_px,
         bottom=MARGIN_PX["bottom"] / height_px,
     )
+    return fig
+
+
+def _plot_series(ax: Axes, times: list[datetime], data: HydrographData) -> None:
+    """Draw the predicted and observed level lines."""
+    ax.plot(
+        times,
+        [math.nan if v is None else v for v in data.predicted_m],
+        color=PREDICTED_COLOUR,
+        linestyle="--",
+        linewidth=1.6,
+        label="Dự báo",
+    )
+    ax.plot(
+        times,
+        [math.nan if v is None else v for v in data.observed_m],
+        color=OBSERVED_COLOUR,
+        linewidth=2.2,
+        label="Quan trắc",
+    )
+
+
+def _plot_reference_lines(ax: Axes, data: HydrographData) -> None:
+    """Draw the alarm levels and the road crest as horizontal lines."""
+    for name, level_m, colour in zip(ALARM_NAMES, data.alarm_m, ALARM_COLOURS, strict=True):
+        if level_m is not None:
+            ax.axhline(level_m, color=colour, linewidth=1.6, label=f"{name} ({metres(level_m)})")
+    if data.crest_m is not None:
+        road = f": {data.crest_label}" if data.crest_label else ""
+        ax.axhline(
+            data.crest_m,
+            color=CREST_COLOUR,
+            linestyle="-.",
+            linewidth=1.6,
+            label=f"Cao độ mặt đường{road} ({metres(data.crest_m)})",
+        )
+
+
+def _mark_now(ax: Axes, times: list[datetime], data: HydrographData) -> None:
+    """Draw the "now" line with its label and fit the x range around the series and now."""
+    ax.axvline(data.now, color=NOW_COLOUR, linewidth=1.2, linestyle=":")
+    # The label sits right of the line, or left of it when "now" is near the right edge.
+    near_right_edge = False
+    if times:
+        start, end = min(times[0], data.now), max(times[-1], data.now)
+        ax.set_xlim(start, end)
+        near_right_edge = end > start and (data.now - start) / (end - start) > 0.9
+    ax.annotate(
+        "Bây giờ",
+        xy=(data.now, 1.0),
+        xycoords=("data", "axes fraction"),
+        xytext=(-4 if near_right_edge else 4, -4),
+        textcoords="offset points",
+        ha="right" if near_right_edge else "left",
+        va="top",
+        color=NOW_COLOUR,
+        fontsize=10,
+    )
+
+
+def _format_ticks(
+    ax: Axes, times: list[datetime], data: HydrographData, zone: ZoneInfo, width_px: int
+) -> None:
+    """Set the y range, the local-time x ticks, decimal-comma y ticks and the grid."""
+    ax.set_ylim(*_y_limits(data))
+
+    if times:
+        span = max(times[-1], data.now) - min(times[0], data.now)
+        ax.xaxis.set_major_locator(_time_locator(span, width_px, zone))
+    ax.xaxis.set_major_formatter(DateFormatter("%d/%m %H:%M", tz=zone))
+    ax.yaxis.set_major_formatter(FuncFormatter(_decimal_comma))
+    ax.grid(True, color="#dddddd", linewidth=0.8)
+    ax.set_axisbelow(True)
+
+
+def _label_axes(ax: Axes, data: HydrographData, zone: ZoneInfo) -> None:
+    """Set the title and axis labels, naming the local UTC offset."""
+    offset = data.now.astimezone(zone).strftime("%z")  # "+0700"
+    utc = f"UTC{offset[0]}{int(offset[1:3])}" + (f":{offset[3:]}" if offset[3:] != "00" else "")
+    ax.set_title(f"Mực nước trạm {data.station_name}", fontsize=14, fontweight="bold")
+    ax.set_ylabel("Mực nước (m, hệ cao độ quốc gia)")
+    ax.set_xlabel(f"Thời gian (giờ địa phương, {utc})")
+
+
+def _add_legend(fig: Figure, ax: Axes) -> None:
+    """Put the legend below the plot, observed first."""
+    handles, labels = ax.get_legend_handles_labels()
+    # Observed is drawn last (on top) but listed first.
+    order = [1, 0, *range(2, len(handles))]
+    fig.legend(
+        [handles[i] for i in order],
+        [labels[i] for i in order],
+        loc="lower center",
+        bbox_to_anchor=(0.5, 0.0),
+        ncol=4,
+        fontsize=9,
+        frameon=False,
+    )
+
+
+def render_hydrograph(
+    data: HydrographData, zone: ZoneInfo, width_px: int = 1000, height_px: int = 560
+) -> bytes:
+    """Draw the hydrograph and return it as PNG bytes of exactly `width_px` x `height_px`."""
+    _check_lengths(data)
+    fig = _new_figure(width_px, height_px)
     canvas = FigureCanvasAgg(fig)
     try:
         ax = fig.add_subplot()
         times = list(data.times)
-        ax.plot(
-            times,
-            [math.nan if v is None else v for v in data.predicted_m],
-            color=PREDICTED_COLOUR,
-            linestyle="--",
-            linewidth=1.6,
-            label="Dự báo",
-        )
-        ax.plot(
-            times,
-            [math.nan if v is None else v for v in data.observed_m],
-            color=OBSERVED_COLOUR,
-            linewidth=2.2,
-            label="Quan trắc",
-        )
-        for name, level_m, colour in zip(ALARM_NAMES, data.alarm_m, ALARM_COLOURS, strict=True):
-            if level_m is not None:
-                ax.axhline(
-                    level_m, color=colour, linewidth=1.6, label=f"{name} ({metres(level_m)})"
-                )
-        if data.crest_m is not None:
-            road = f": {data.crest_label}" if data.crest_label else ""
-            ax.axhline(
-                data.crest_m,
-                color=CREST_COLOUR,
-                linestyle="-.",
-                linewidth=1.6,
-                label=f"Cao độ mặt đường{road} ({metres(data.crest_m)})",
-            )
-        ax.axvline(data.now, color=NOW_COLOUR, linewidth=1.2, linestyle=":")
-        # The label sits right of the line, or left of it when "now" is near the right edge.
-        near_right_edge = False
-        if times:
-            start, end = min(times[0], data.now), max(times[-1], data.now)
-            ax.set_xlim(start, end)
-            near_right_edge = end > start and (data.now - start) / (end - start) > 0.9
-        ax.annotate(
-            "Bây giờ",
-            xy=(data.now, 1.0),
-            xycoords=("data", "axes fraction"),
-            xytext=(-4 if near_right_edge else 4, -4),
-            textcoords="offset points",
-            ha="right" if near_right_edge else "left",
-            va="top",
-            color=NOW_COLOUR,
-            fontsize=10,
-        )
-        ax.set_ylim(*_y_limits(data))
-
-        if times:
-            span = max(times[-1], data.now) - min(times[0], data.now)
-            ax.xaxis.set_major_locator(_time_locator(span, width_px, zone))
-        ax.xaxis.set_major_formatter(DateFormatter("%d/%m %H:%M", tz=zone))
-        ax.yaxis.set_major_formatter(FuncFormatter(_decimal_comma))
-        ax.grid(True, color="#dddddd", linewidth=0.8)
-        ax.set_axisbelow(True)
-
-        offset = data.now.astimezone(zone).strftime("%z")  # "+0700"
-        utc = f"UTC{offset[0]}{int(offset[1:3])}" + (f":{offset[3:]}" if offset[3:] != "00" else "")
-        ax.set_title(f"Mực nước trạm {data.station_name}", fontsize=14, fontweight="bold")
-        ax.set_ylabel("Mực nước (m, hệ cao độ quốc gia)")
-        ax.set_xlabel(f"Thời gian (giờ địa phương, {utc})")
-        handles, labels = ax.get_legend_handles_labels()
-        # Observed is drawn last (on top) but listed first.
-        order = [1, 0, *range(2, len(handles))]
-        fig.legend(
-            [handles[i] for i in order],
-            [labels[i] for i in order],
-            loc="lower center",
-            bbox_to_anchor=(0.5, 0.0),
-            ncol=4,
-            fontsize=9,
-            frameon=False,
-        )
+        _plot_series(ax, times, data)
+        _plot_reference_lines(ax, data)
+        _mark_now(ax, times, data)
+        _format_ticks(ax, times, data, zone, width_px)
+        _label_axes(ax, data, zone)
+        _add_legend(fig, ax)
 
         buffer = io.BytesIO()
         canvas.print_png(buffer)

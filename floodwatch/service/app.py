@@ -86,7 +86,9 @@ class ConsoleNotifier:
             while batch := outbox.pending_alerts():
                 for alert in batch:
                     text = html_to_plain(alert.body)
-                    self.echo(f"── alert #{alert.id} → {alert.unit} [{alert.kinds}]\n{text}\n")
+                    self.echo(
+                        f"── alert #{alert.id} → {alert.unit} [{','.join(alert.kinds)}]\n{text}\n"
+                    )
                     outbox.mark_console(alert.id, utcnow())
                     sent += 1
         return sent

@@ -46,9 +46,9 @@ def station_hydrograph(app: App, station_id: str, now: datetime, crest: tuple | 
 
 def alert_hydrographs(app: App, alert: AlertRow, now: datetime) -> list[tuple[str, bytes]]:
     """(caption, PNG) per tide station of an onset or forecast alert's roads."""
-    if not set(alert.kinds.split(",")) & WITH_HYDROGRAPH or not alert.event_ids:
+    if not set(alert.kinds) & WITH_HYDROGRAPH or not alert.event_ids:
         return []
-    wanted = {int(i) for i in alert.event_ids.split(",") if i}
+    wanted = set(alert.event_ids)
     worst: dict[str, tuple[float, float, str]] = {}  # station -> (peak, crest, road)
     for ev in app.store.events.listing():
         if ev.id not in wanted:

@@ -169,6 +169,125 @@ def rules_from(settings: Settings) -> Rules:
     )
 
 
+@dataclass(frozen=True)
+class _StepTables:
+    """A cycle's arrays as plain lists, so stepping one segment costs no numpy scalars."""
+
+    at: datetime
+    times: list[datetime]  # the grid
+    level_until: list[int]  # per tide station: the first grid step not known
+    rain_until: list[int]  # per rain station: the same
+    tide_idx: list[int]
+    rain_idx: list[int]
+    fc: tuple[list, ...]  # has, onset, end, peak step, peak depth, cause (per segment)
+    final: tuple[list, ...]  # observed, depth, cause, complete at the cycle's moment
+    earlier: list[tuple[datetime, ObservedMoment]]  # observation times since the last cycle
+
+    @classmethod
+    def of(
+        cls,
+        at: datetime,
+        loaded: Loaded,
+        out: Outlook,
+        moments: list[ObservedMoment],
+        masks: tuple[np.ndarray, np.ndarray],
+        pipeline: Pipeline,
+    ) -> _StepTables:
+        """The tables of one cycle."""
+        grid = loaded.grid
+        level_blind, rain_blind = masks
+        level_until = np.where(level_blind, grid.now_idx,
+                               known_until(loaded.levels.known, grid.now_idx))  # fmt: skip
+        rain_until = np.where(rain_blind, grid.now_idx,
+                              known_until(loaded.rain.known, grid.now_idx))  # fmt: skip
+        last = moments[-1]
+        return cls(
+            at=at,
+            times=[grid.at(k) for k in range(len(grid.times_s))],
+            level_until=level_until.tolist(),
+            rain_until=rain_until.tolist(),
+            tide_idx=pipeline.tide_idx.tolist(),
+            rain_idx=pipeline.rain_idx.tolist(),
+            fc=(
+                out.fc_has.tolist(),
+                out.fc_onset.tolist(),
+                out.fc_end.tolist(),
+                out.fc_peak.tolist(),
+                out.fc_peak_m.tolist(),
+                out.fc_cause.tolist(),
+            ),  # fmt: skip
+            final=(
+                last.observed.tolist(),
+                last.depth_m.tolist(),
+                last.cause.tolist(),
+                last.complete.tolist(),
+            ),  # fmt: skip
+            earlier=[(datetime.fromtimestamp(m.at_s, tz=UTC), m) for m in moments[:-1]],
+        )
+
+    def forecast(self, i: int) -> Forecast | None:
+        """Segment i's next wet episode on the grid, if any."""
+        fc, times = self.fc, self.times
+        if not fc[0][i]:
+            return None
+        return Forecast(
+            onset_at=max(times[fc[1][i]], self.at),
+            end_at=times[min(fc[2][i], len(times) - 1)],
+            peak_at=times[fc[3][i]],
+            peak_m=fc[4][i],
+            cause=fc[5][i],
+        )
+
+    def known_until(self, i: int, forecast_ev: EventState | None, forecast: Forecast | None):
+        """How far the inputs of an open forecast event still reach, when no forecast stands."""
+        known_idx = len(self.times)
+        if forecast_ev is not None and forecast is None:
+            causes = forecast_ev.causes or TIDE
+            if causes & TIDE:
+                known_idx = min(known_idx, self.level_until[self.tide_idx[i]])
+            if causes & RAIN:
+                known_idx = min(known_idx, self.rain_until[self.rain_idx[i]])
+        return self.times[known_idx] if known_idx < len(self.times) else None
+
+    def moments_of(
+        self,
+        i: int,
+        segment: Segment,
+        forecast_ev: EventState | None,
+        reported: tuple[float, list] | None,
+    ) -> list[SegmentNow]:
+        """Segment i at each observation time since the last cycle, then at the cycle."""
+        moments = [
+            SegmentNow(
+                segment.id, segment.unit, when, True, float(m.depth_m[i]), int(m.cause[i]),
+                None, bool(m.complete[i]),
+            )
+            for when, m in self.earlier
+            if m.observed[i]
+        ]  # fmt: skip
+        observed, depth_m, cause, complete = (column[i] for column in self.final)
+        if reported is not None:  # a field report counts as an observed depth
+            depth_m = max(depth_m if observed else 0.0, reported[0])
+            if not (observed and cause):
+                cause = self.fc[5][i] if self.fc[0][i] else 0
+            observed = True
+        forecast = self.forecast(i)
+        moments.append(
+            SegmentNow(
+                segment_id=segment.id,
+                unit=segment.unit,
+                at=self.at,
+                observed=observed,
+                obs_depth_m=depth_m,
+                obs_cause=cause,
+                forecast=forecast,
+                complete=complete,
+                forecast_known_until=self.known_until(i, forecast_ev, forecast),
+            )
+        )
+        return moments
+
+
 class Pipeline:
     """The assessment and event stages over one store, for one set of geodata.
 
@@ -540,12 +659,35 @@ class Pipeline:
         blind: frozenset[tuple[str, str]],
     ) -> list[Change]:
         """Every event change of this cycle, segment by segment."""
-        grid = loaded.grid
-        segments = self.geodata.segments
-        first_threshold = self.rules.thresholds_m[0] - DEPTH_TOLERANCE_M
         # Python-level work only for segments that can change (wet at a moment or
         # later, or with an open event), in segment order; plain lists and a
         # precomputed time table avoid numpy scalar and datetime overhead per segment.
+        visit = self._visit(out, moments, open_events, reports)
+        tables = _StepTables.of(at, loaded, out, moments, self._masks(blind), self)
+        changes: list[Change] = []
+        for i in np.flatnonzero(visit).tolist():
+            segment = self.geodata.segments[i]
+            observed_ev = open_events.get((segment.id, OBSERVED))
+            forecast_ev = open_events.get((segment.id, FORECAST))
+            now_i = tables.moments_of(i, segment, forecast_ev, reports.get(segment.id))
+            changes.extend(step_through(now_i, observed_ev, forecast_ev, self.rules))
+        for (segment_id, _), ev in open_events.items():
+            if segment_id not in self.segment_index:
+                logger.warning("cycle: segment %s is no longer in the geodata; its %s event "
+                               "%s is closed", segment_id, ev.kind, ev.id)  # fmt: skip
+                changes.append(retire(ev, at))
+        return changes
+
+    def _visit(
+        self,
+        out: Outlook,
+        moments: list[ObservedMoment],
+        open_events: dict[tuple[str, str], EventState],
+        reports: dict[str, tuple[float, list]],
+    ) -> np.ndarray:
+        """Which segments can change: wet at a moment or later, with an open event or a report."""
+        segments = self.geodata.segments
+        first_threshold = self.rules.thresholds_m[0] - DEPTH_TOLERANCE_M
         visit = out.fc_has.copy()
         for moment in moments:
             visit |= moment.observed & (moment.depth_m >= first_threshold)
@@ -554,81 +696,7 @@ class Pipeline:
         for segment_id in reports:
             if (index := self.segment_index.get(segment_id)) is not None:
                 visit[index] = True
-        times = [grid.at(k) for k in range(len(grid.times_s))]
-        n_t = len(times)
-        level_blind, rain_blind = self._masks(blind)
-        level_until = np.where(level_blind, grid.now_idx,
-                               known_until(loaded.levels.known, grid.now_idx)).tolist()  # fmt: skip
-        rain_until = np.where(rain_blind, grid.now_idx,
-                              known_until(loaded.rain.known, grid.now_idx)).tolist()  # fmt: skip
-        tide_idx, rain_idx = self.tide_idx.tolist(), self.rain_idx.tolist()
-        fc = (
-            out.fc_has.tolist(), out.fc_onset.tolist(), out.fc_end.tolist(),
-            out.fc_peak.tolist(), out.fc_peak_m.tolist(), out.fc_cause.tolist(),
-        )  # fmt: skip
-        last_moment = moments[-1]
-        final = (
-            last_moment.observed.tolist(), last_moment.depth_m.tolist(),
-            last_moment.cause.tolist(), last_moment.complete.tolist(),
-        )  # fmt: skip
-        earlier = [(datetime.fromtimestamp(m.at_s, tz=UTC), m) for m in moments[:-1]]
-        changes: list[Change] = []
-        for i in np.flatnonzero(visit).tolist():
-            segment = segments[i]
-            observed_ev = open_events.get((segment.id, OBSERVED))
-            forecast_ev = open_events.get((segment.id, FORECAST))
-            forecast = None
-            if fc[0][i]:
-                forecast = Forecast(
-                    onset_at=max(times[fc[1][i]], at),
-                    end_at=times[min(fc[2][i], n_t - 1)],
-                    peak_at=times[fc[3][i]],
-                    peak_m=fc[4][i],
-                    cause=fc[5][i],
-                )
-            known_idx = n_t
-            if forecast_ev is not None and forecast is None:
-                causes = forecast_ev.causes or TIDE
-                if causes & TIDE:
-                    known_idx = min(known_idx, level_until[tide_idx[i]])
-                if causes & RAIN:
-                    known_idx = min(known_idx, rain_until[rain_idx[i]])
-            moments_i = [
-                SegmentNow(
-                    segment.id, segment.unit, when, True, float(m.depth_m[i]), int(m.cause[i]),
-                    None, bool(m.complete[i]),
-                )
-                for when, m in earlier
-                if m.observed[i]
-            ]  # fmt: skip
-            seg_observed, seg_depth_m, seg_cause, complete = (
-                final[0][i], final[1][i], final[2][i], final[3][i],
-            )  # fmt: skip
-            if (reported := reports.get(segment.id)) is not None:
-                seg_depth_m = max(seg_depth_m if seg_observed else 0.0, reported[0])
-                if not (seg_observed and seg_cause):
-                    seg_cause = fc[5][i] if fc[0][i] else 0
-                seg_observed = True
-            moments_i.append(
-                SegmentNow(
-                    segment_id=segment.id,
-                    unit=segment.unit,
-                    at=at,
-                    observed=seg_observed,
-                    obs_depth_m=seg_depth_m,
-                    obs_cause=seg_cause,
-                    forecast=forecast,
-                    complete=complete,
-                    forecast_known_until=times[known_idx] if known_idx < n_t else None,
-                )
-            )
-            changes.extend(step_through(moments_i, observed_ev, forecast_ev, self.rules))
-        for (segment_id, _), ev in open_events.items():
-            if segment_id not in self.segment_index:
-                logger.warning("cycle: segment %s is no longer in the geodata; its %s event "
-                               "%s is closed", segment_id, ev.kind, ev.id)  # fmt: skip
-                changes.append(retire(ev, at))
-        return changes
+        return visit
 
     def _compose(self, at: datetime, changes: list[Change]) -> list[Message]:
         """One message per unit (muted ones apart), each with its target chats; and one

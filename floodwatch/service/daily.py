@@ -15,7 +15,7 @@ from floodwatch.core.text import VARIABLE_VI, local_time
 from floodwatch.core.tides import find_extremes
 from floodwatch.db.outbox import NewAlert
 from floodwatch.messages.bulletin import RoadLine, StationLine, compose_bulletin
-from floodwatch.service.cycle import Situation
+from floodwatch.service.cycle import Situation, StationState
 from floodwatch.service.polling import health_view
 from floodwatch.service.routing import operator_targets, targets
 
@@ -92,9 +92,8 @@ def road_lines(app: App, now: datetime) -> list[RoadLine]:
     return sorted(roads, key=lambda r: r.onset_at)
 
 
-def situation_text(app: App, situation: Situation) -> str:
-    """One paragraph on the water and rain now; what nobody knows is said, never zeroed."""
-    names = {sid: s.name for sid, s in app.geodata.stations.items()}
+def _level_parts(situation: Situation, names: dict[str, str]) -> list[str]:
+    """Sentences on the water levels: the worst alarm, or all below alarm I, then the unknown."""
     levels = [s for s in situation.stations if s.measures_level]
     known = [s for s in levels if s.level_m is not None]
     unknown_levels = [names[s.station] for s in levels if s.level_m is None]
@@ -111,31 +110,49 @@ def situation_text(app: App, situation: Situation) -> str:
         parts.append(f"Mực nước tại các trạm{where} đang dưới mức báo động I.")
     if unknown_levels:
         parts.append(f"Mực nước: không có dữ liệu tại {', '.join(unknown_levels)}.")
+    return parts
 
+
+def _rain_sentence(wettest: StationState, unsure: bool, names: dict[str, str]) -> str:
+    """The sentence on the wettest station's rain, or on no rain worth naming.
+
+    `unsure`: some station has no rain total or only part of the 24 hours.
+    """
+    if wettest.rain_category or (wettest.rain_24h_mm or 0) >= 1:
+        window = (
+            "24 giờ qua" if wettest.rain_complete
+            else f"{wettest.rain_hours:.0f} giờ có số liệu trong 24 giờ qua"
+        )  # fmt: skip
+        return (
+            f"Lượng mưa {window} lớn nhất {wettest.rain_24h_mm:.0f} mm tại "
+            f"{names[wettest.station]}."
+        )
+    if unsure:
+        return "Không có mưa đáng kể tại các trạm có số liệu."
+    return "Không có mưa đáng kể trong 24 giờ qua."
+
+
+def _rain_parts(situation: Situation, names: dict[str, str]) -> list[str]:
+    """Sentences on the last 24 hours' rain, then the stations without a rain total."""
     rains = [s for s in situation.stations if s.measures_rain]
     rain_known = [s for s in rains if s.rain_24h_mm is not None]
     rain_unknown = [names[s.station] for s in rains if s.rain_24h_mm is None]
     partial = [s for s in rain_known if not s.rain_complete]
+    parts = []
     if not rain_known and rains:
         parts.append("Lượng mưa 24 giờ qua: không có dữ liệu.")
     elif rain_known:
         wettest = max(rain_known, key=lambda s: s.rain_24h_mm or 0)
-        if wettest.rain_category or (wettest.rain_24h_mm or 0) >= 1:
-            window = (
-                "24 giờ qua" if wettest.rain_complete
-                else f"{wettest.rain_hours:.0f} giờ có số liệu trong 24 giờ qua"
-            )  # fmt: skip
-            parts.append(
-                f"Lượng mưa {window} lớn nhất {wettest.rain_24h_mm:.0f} mm tại "
-                f"{names[wettest.station]}."
-            )
-        elif rain_unknown or partial:
-            parts.append("Không có mưa đáng kể tại các trạm có số liệu.")
-        else:
-            parts.append("Không có mưa đáng kể trong 24 giờ qua.")
+        parts.append(_rain_sentence(wettest, bool(rain_unknown or partial), names))
         if rain_unknown:
             parts.append(f"Mưa: không có dữ liệu tại {', '.join(rain_unknown)}.")
-    return " ".join(parts)
+    return parts
+
+
+def situation_text(app: App, situation: Situation) -> str:
+    """One paragraph on the water and rain now; what nobody knows is said, never zeroed."""
+    names = {sid: s.name for sid, s in app.geodata.stations.items()}
+    return " ".join(_level_parts(situation, names) + _rain_parts(situation, names))
 
 
 def missing_lines(app: App, health: HealthView, situation: Situation) -> list[str]:

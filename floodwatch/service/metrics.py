@@ -19,7 +19,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from floodwatch.core.events import FORECAST, OBSERVED
-from floodwatch.core.health import DEGRADED, FAILING, OK, STALE
+from floodwatch.core.health import DEGRADED, FAILING, OK, STALE, HealthView
 from floodwatch.db.engine import database_errors
 from floodwatch.db.outbox import SENT
 from floodwatch.errors import StorageError
@@ -72,8 +72,14 @@ class FloodwatchCollector(Collector):
 
     def _sources(self, now: datetime) -> Iterator[Metric]:
         """Per source: last poll's counts, totals, newest data age, status."""
-        store = self.app.store
-        runs = store.health.last_source_runs()
+        yield from self._last_polls()
+        yield from self._poll_totals()
+        yield from self._source_ages(now)
+        yield from self._source_health(now)
+
+    def _last_polls(self) -> Iterator[Metric]:
+        """Per source: the latest poll's readings by outcome, and whether it succeeded."""
+        runs = self.app.store.health.last_source_runs()
         last = GaugeMetricFamily(
             "floodwatch_source_last_poll_readings",
             "Readings of the source's latest poll: accepted, flagged (doubtful) or rejected.",
@@ -90,6 +96,9 @@ class FloodwatchCollector(Collector):
         yield last
         yield ok
 
+    def _poll_totals(self) -> Iterator[Metric]:
+        """Per source: readings by outcome and polls by result, over the stored polls."""
+        store = self.app.store
         totals = CounterMetricFamily(
             "floodwatch_source_readings",
             "Readings per source and outcome, summed over the stored polls.",
@@ -107,7 +116,9 @@ class FloodwatchCollector(Collector):
         yield totals
         yield polls
 
-        states = store.health.source_states()
+    def _source_ages(self, now: datetime) -> Iterator[Metric]:
+        """Per source: the age of its newest data and its failed polls in a row."""
+        states = self.app.store.health.source_states()
         age = GaugeMetricFamily(
             "floodwatch_source_newest_data_age_seconds",
             "Seconds since the newest data the source delivered became known.",
@@ -123,6 +134,8 @@ class FloodwatchCollector(Collector):
         yield age
         yield failures
 
+    def _source_health(self, now: datetime) -> Iterator[Metric]:
+        """Per source its status, per input its staleness, and the blind and unknown segments."""
         health = health_view(self.app, now)
         statuses = health.statuses
         status = GaugeMetricFamily(
@@ -135,6 +148,21 @@ class FloodwatchCollector(Collector):
             for name in SOURCE_STATUSES:
                 status.add_metric([source.name, name], 1 if name == current else 0)
         yield status
+        yield from self._inputs(health, now)
+        yield GaugeMetricFamily(
+            "floodwatch_blind_segments",
+            "Segments whose every source for a needed input is stale (state unknown).",
+            value=len(self.app.pipeline.blind_segments(health)),
+        )
+        situation = self.app.pipeline.situation(now, health)
+        yield GaugeMetricFamily(
+            "floodwatch_unknown_segments",
+            "Segments without usable data now (không có dữ liệu): a level or rain is missing.",
+            value=len(situation.unknown),
+        )
+
+    def _inputs(self, health: HealthView, now: datetime) -> Iterator[Metric]:
+        """Per source, station and variable: stale or not, and the newest data's age."""
         stale = GaugeMetricFamily(
             "floodwatch_input_stale",
             "1 while the source has delivered nothing new for the station's variable "
@@ -153,17 +181,6 @@ class FloodwatchCollector(Collector):
                 input_age.add_metric(labels, (now - item.health.newest_at).total_seconds())
         yield stale
         yield input_age
-        yield GaugeMetricFamily(
-            "floodwatch_blind_segments",
-            "Segments whose every source for a needed input is stale (state unknown).",
-            value=len(self.app.pipeline.blind_segments(health)),
-        )
-        situation = self.app.pipeline.situation(now, health)
-        yield GaugeMetricFamily(
-            "floodwatch_unknown_segments",
-            "Segments without usable data now (không có dữ liệu): a level or rain is missing.",
-            value=len(situation.unknown),
-        )
 
     def _cycle(self, now: datetime) -> Iterator[Metric]:
         """The latest cycle's duration and age."""

@@ -12,7 +12,7 @@ import json
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -35,6 +35,7 @@ from floodwatch.service.routing import operator_targets
 from floodwatch.sources import Source
 
 if TYPE_CHECKING:  # the service module imports this one
+    from floodwatch.db.health import SourceStateRow
     from floodwatch.service.app import App
 
 logger = logging.getLogger(__name__)
@@ -181,59 +182,110 @@ def _road_names(app: App, pairs: set[tuple[str, str]], blind: frozenset) -> list
     ]
 
 
+@dataclass
+class _StaleChanges:
+    """What refresh_health writes: stale marks per source and per input, and operator alerts."""
+
+    sources: dict[str, datetime | None] = field(default_factory=dict)
+    inputs: dict[tuple[str, str, str], datetime | None] = field(default_factory=dict)
+    alerts: list[NewAlert] = field(default_factory=list)
+
+
+def _inputs_gone(
+    app: App,
+    now: datetime,
+    name: str,
+    gone: list[InputStatus],
+    view: HealthView,
+    names: dict[str, str],
+    changes: _StaleChanges,
+) -> None:
+    """Alarm operators about a source's inputs that just went stale, and mark them."""
+    body = no_data_alert(
+        name, None, now, (), _road_names(app, {i.pair for i in gone}, view.blind),
+        app.settings.zone,
+        [(names.get(i.health.station, i.health.station), i.health.variable,
+          i.health.newest_at) for i in gone],
+    )  # fmt: skip
+    changes.alerts.append(_operators_alert(app, now, "no_data", body))
+    for i in gone:
+        changes.inputs[(name, *i.pair)] = now
+        logger.error("%s: %s %s: stale: no new data since %s", name, i.health.station,
+                     i.health.variable, i.health.newest_at)  # fmt: skip
+
+
+def _inputs_back(
+    app: App,
+    now: datetime,
+    name: str,
+    back: list[InputStatus],
+    names: dict[str, str],
+    changes: _StaleChanges,
+) -> None:
+    """Tell operators a source's stale inputs deliver again, and clear their marks."""
+    since = min(i.health.stale_since for i in back)  # type: ignore[type-var]
+    pairs = [(names.get(i.health.station, i.health.station), i.health.variable)
+             for i in back]  # fmt: skip
+    body = recovered_alert(name, since, now, app.settings.zone, pairs)
+    changes.alerts.append(_operators_alert(app, now, "data_back", body))
+    for i in back:
+        changes.inputs[(name, *i.pair)] = None
+    logger.warning("%s: delivering again for %d inputs", name, len(back))
+
+
+def _source_inputs(
+    app: App,
+    now: datetime,
+    name: str,
+    mine: list[InputStatus],
+    view: HealthView,
+    names: dict[str, str],
+    changes: _StaleChanges,
+) -> None:
+    """Raise or clear "no data" alarms for the inputs of a source that has inputs."""
+    gone = [i for i in mine if i.stale and i.health.stale_since is None]
+    back = [i for i in mine if not i.stale and i.health.stale_since is not None]
+    if gone:
+        _inputs_gone(app, now, name, gone, view, names, changes)
+    if back:
+        _inputs_back(app, now, name, back, names, changes)
+
+
+def _whole_source(
+    app: App, now: datetime, name: str, current: str, state: SourceStateRow, changes: _StaleChanges
+) -> None:
+    """Raise or clear the "no data" alarm of a source without inputs, as a whole."""
+    zone = app.settings.zone
+    if current == STALE and state.stale_since is None:
+        body = no_data_alert(name, state.newest_at, now, (), [], zone)
+        changes.sources[name] = now
+        changes.alerts.append(_operators_alert(app, now, "no_data", body))
+        logger.error("%s: stale: no new data since %s", name, state.newest_at)
+    elif current != STALE and state.stale_since is not None:
+        body = recovered_alert(name, state.stale_since, now, zone)
+        changes.sources[name] = None
+        changes.alerts.append(_operators_alert(app, now, "data_back", body))
+        logger.warning("%s: delivering again", name)
+
+
 def refresh_health(app: App, now: datetime) -> HealthView:
     """Raise or clear "no data" alarms, per input where a source has inputs; return the view."""
     view = health_view(app, now)
     states = app.store.health.source_states()
-    zone = app.settings.zone
     names = {sid: st.name for sid, st in app.geodata.stations.items()}
-    source_changes: dict[str, datetime | None] = {}
-    input_changes: dict[tuple[str, str, str], datetime | None] = {}
-    alerts = []
+    changes = _StaleChanges()
     by_source: dict[str, list[InputStatus]] = {}
     for item in view.inputs:
         by_source.setdefault(item.health.source, []).append(item)
     for name, current in view.statuses.items():
         mine = by_source.get(name, [])
         if mine:
-            gone = [i for i in mine if i.stale and i.health.stale_since is None]
-            back = [i for i in mine if not i.stale and i.health.stale_since is not None]
-            if gone:
-                body = no_data_alert(
-                    name, None, now, (), _road_names(app, {i.pair for i in gone}, view.blind),
-                    zone,
-                    [(names.get(i.health.station, i.health.station), i.health.variable,
-                      i.health.newest_at) for i in gone],
-                )  # fmt: skip
-                alerts.append(_operators_alert(app, now, "no_data", body))
-                for i in gone:
-                    input_changes[(name, *i.pair)] = now
-                    logger.error("%s: %s %s: stale: no new data since %s", name, i.health.station,
-                                 i.health.variable, i.health.newest_at)  # fmt: skip
-            if back:
-                since = min(i.health.stale_since for i in back)  # type: ignore[type-var]
-                pairs = [(names.get(i.health.station, i.health.station), i.health.variable)
-                         for i in back]  # fmt: skip
-                body = recovered_alert(name, since, now, zone, pairs)
-                alerts.append(_operators_alert(app, now, "data_back", body))
-                for i in back:
-                    input_changes[(name, *i.pair)] = None
-                logger.warning("%s: delivering again for %d inputs", name, len(back))
+            _source_inputs(app, now, name, mine, view, names, changes)
             continue
-        state = states[name]
-        if current == STALE and state.stale_since is None:
-            body = no_data_alert(name, state.newest_at, now, (), [], zone)
-            source_changes[name] = now
-            alerts.append(_operators_alert(app, now, "no_data", body))
-            logger.error("%s: stale: no new data since %s", name, state.newest_at)
-        elif current != STALE and state.stale_since is not None:
-            body = recovered_alert(name, state.stale_since, now, zone)
-            source_changes[name] = None
-            alerts.append(_operators_alert(app, now, "data_back", body))
-            logger.warning("%s: delivering again", name)
+        _whole_source(app, now, name, current, states[name], changes)
     opened, closed = _gap_changes(app, view)
-    if source_changes or input_changes or opened or closed:
-        app.store.health.set_stale(source_changes, alerts, input_changes, opened, closed)
+    if changes.sources or changes.inputs or opened or closed:
+        app.store.health.set_stale(changes.sources, changes.alerts, changes.inputs, opened, closed)
     return view
 
 

@@ -118,6 +118,70 @@ def _describe(response: requests.Response) -> str:
     return f"HTTP {response.status_code}: {text}"
 
 
+def _send(
+    session: requests.Session,
+    url: str,
+    params: dict | None,
+    headers: dict,
+    timeout_s: float,
+    form: dict | None,
+) -> requests.Response:
+    """One GET, or a POST of `form` as a form when given."""
+    if form is None:
+        return session.get(url, params=params, headers=headers, timeout=timeout_s)
+    return session.post(url, params=params, data=form, headers=headers, timeout=timeout_s)
+
+
+def _read_json(response: requests.Response, name: str, where: str) -> object:
+    """The JSON document of a successful response; SourceError when it cannot be read."""
+    try:
+        return response.json()
+    except RecursionError:  # nested thousands deep: hostile or broken
+        raise SourceError(f"{name}: {where} sent JSON nested too deeply to read") from None
+    except ValueError:
+        kind = response.headers.get("Content-Type", "?").split(";")[0]
+        raise SourceError(
+            f"{name}: {where} sent malformed JSON ({kind}, {len(response.content)} bytes)"
+        ) from None
+
+
+def _attempt(
+    session: requests.Session,
+    url: str,
+    *,
+    name: str,
+    where: str,
+    params: dict | None,
+    headers: dict,
+    timeout_s: float,
+    form: dict | None,
+) -> tuple[object, str | None, float | None]:
+    """One try: (document, None, None), or (None, problem, Retry-After seconds) to retry.
+
+    SourceError for a failure that no retry can mend.
+    """
+    import requests
+
+    try:
+        response = _send(session, url, params, headers, timeout_s, form)
+    except requests.Timeout:
+        return None, f"timed out after {timeout_s:g} s", None
+    except requests.ConnectionError as exc:
+        return None, f"cannot connect ({type(exc).__name__})", None
+    except requests.exceptions.ChunkedEncodingError:
+        return None, "the reply was cut short", None
+    except requests.RequestException as exc:
+        raise SourceError(f"{name}: request failed: {type(exc).__name__}") from None
+    if response.ok:
+        return _read_json(response, name, where), None, None
+    problem = _describe(response)
+    if response.status_code == 429:
+        return None, problem, retry_after_s(response.headers.get("Retry-After"))
+    if response.status_code < 500:
+        raise SourceError(f"{name}: {where}: {problem}", retryable=False)
+    return None, problem, None
+
+
 def get_json(
     session: requests.Session,
     url: str,
@@ -135,49 +199,18 @@ def get_json(
     `name` prefixes every log line; URLs are logged without their query string
     so an API key in it never reaches the logs.
     """
-    import requests
-
     policy = policy or RetryPolicy()
     where = url.split("?")[0]
     headers = {"User-Agent": policy.user_agent, **(headers or {})}
     attempt = 0
     while True:
         attempt += 1
-        wait: float | None = None
-        try:
-            if form is None:
-                response = session.get(url, params=params, headers=headers, timeout=timeout_s)
-            else:
-                response = session.post(
-                    url, params=params, data=form, headers=headers, timeout=timeout_s
-                )
-        except requests.Timeout:
-            problem = f"timed out after {timeout_s:g} s"
-        except requests.ConnectionError as exc:
-            problem = f"cannot connect ({type(exc).__name__})"
-        except requests.exceptions.ChunkedEncodingError:
-            problem = "the reply was cut short"
-        except requests.RequestException as exc:
-            raise SourceError(f"{name}: request failed: {type(exc).__name__}") from None
-        else:
-            if response.ok:
-                try:
-                    return response.json()
-                except RecursionError:  # nested thousands deep: hostile or broken
-                    raise SourceError(
-                        f"{name}: {where} sent JSON nested too deeply to read"
-                    ) from None
-                except ValueError:
-                    kind = response.headers.get("Content-Type", "?").split(";")[0]
-                    raise SourceError(
-                        f"{name}: {where} sent malformed JSON ({kind}, "
-                        f"{len(response.content)} bytes)"
-                    ) from None
-            problem = _describe(response)
-            if response.status_code == 429:
-                wait = retry_after_s(response.headers.get("Retry-After"))
-            elif response.status_code < 500:
-                raise SourceError(f"{name}: {where}: {problem}", retryable=False)
+        doc, problem, wait = _attempt(
+            session, url, name=name, where=where, params=params, headers=headers,
+            timeout_s=timeout_s, form=form,
+        )  # fmt: skip
+        if problem is None:
+            return doc
         if attempt > policy.retries:
             raise SourceError(f"{name}: {where}: {problem} (gave up after {attempt} tries)",
                               retryable=True)  # fmt: skip

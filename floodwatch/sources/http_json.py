@@ -78,6 +78,8 @@ from floodwatch.sources._http import RetryPolicy, get_json
 if TYPE_CHECKING:
     import requests
 
+    from floodwatch.core.geo import Station
+
 logger = logging.getLogger(__name__)
 
 
@@ -517,6 +519,108 @@ def parse_records(
     return result
 
 
+def _mapping_problems(
+    key: str, cfg: HttpJsonSettings, variable: Variable, stations: Mapping[str, Station]
+) -> list[str]:
+    """Problems of the station mapping: unknown stations, wrong variable, shared targets."""
+    problems: list[str] = []
+    for remote, ours in cfg.stations.items():
+        if ours not in stations:
+            problems.append(f"{key}.stations.{remote}: {ours!r} is not a station in geodata")
+        elif variable not in stations[ours].measures:
+            problems.append(
+                f"{key}.stations.{remote}: station {ours!r} does not measure {variable}"
+            )
+    targets = Counter(cfg.stations.values())
+    for ours, count in sorted(targets.items()):
+        if count > 1:
+            problems.append(f"{key}.stations: {count} remote stations map to {ours!r}")
+    return problems
+
+
+def _request_problems(key: str, cfg: HttpJsonSettings, per_station: bool, form: bool) -> list[str]:
+    """Problems of how stations reach the requests: `{station}` in the URL or a form."""
+    problems: list[str] = []
+    if per_station and not cfg.stations and not form:
+        problems.append(
+            f"{key}.stations: the url has {STATION_PLACEHOLDER}; list the remote station ids"
+        )
+    if form and not cfg.stations:
+        problems.append(
+            f"{key}.stations: preset vndms posts one request per station; map the remote "
+            'station ids to ours, e.g. "69716" = "tp_ca_mau"'
+        )
+    if form and per_station:
+        problems.append(
+            f"{key}.url: preset vndms posts the station id in a form; use the service "
+            f"endpoint without {STATION_PLACEHOLDER} (https://vndms.dmc.gov.vn/home/detailRain)"
+        )
+    return problems
+
+
+def _format_problems(key: str, time_format: str, scale: float) -> list[str]:
+    """Problems of the time format and the value scale."""
+    problems: list[str] = []
+    if time_format not in TIME_FORMATS and "%" not in time_format:
+        problems.append(
+            f"{key}.time_format: {time_format!r} is not iso, epoch_s, epoch_ms, vndms "
+            f"or a strptime format"
+        )
+    if scale == 0:
+        problems.append(f"{key}.scale: must not be 0")
+    return problems
+
+
+def _time_zone(key: str, cfg: HttpJsonSettings, problems: list[str]) -> ZoneInfo:
+    """The zone of times without an offset; UTC (and a problem) when it is unknown."""
+    zone_name = str(_setting(cfg, "time_zone"))
+    try:
+        return ZoneInfo(zone_name)
+    except (ZoneInfoNotFoundError, ValueError):
+        problems.append(f"{key}.time_zone: unknown time zone {zone_name!r}")
+        return ZoneInfo("UTC")
+
+
+def _request_headers(
+    key: str, cfg: HttpJsonSettings, environ: Mapping[str, str], form: bool, problems: list[str]
+) -> dict[str, str]:
+    """Headers of every request: the browser's for a form, the file's, and the auth token."""
+    headers = {**(browser_headers(cfg.url) if form else {}), **cfg.headers}
+    if cfg.auth_env:
+        token = (environ.get(cfg.auth_env) or "").strip()
+        if not token:
+            problems.append(f"{key}.auth_env: environment variable {cfg.auth_env} is not set")
+        else:
+            headers[cfg.auth_header] = f"{cfg.auth_scheme} {token}".strip()
+    return headers
+
+
+def _record_map(
+    cfg: HttpJsonSettings,
+    variable: Variable,
+    stations: Mapping[str, Station],
+    time_format: str,
+    zone: ZoneInfo,
+    scale: float,
+) -> RecordMap:
+    """The checked settings, with the preset applied, as a RecordMap."""
+    return RecordMap(
+        variable=variable,
+        kind=Kind(cfg.kind),
+        records=str(_setting(cfg, "records")),
+        station_field=_setting(cfg, "station_field"),  # type: ignore[arg-type]
+        time_field=str(_setting(cfg, "time_field")),
+        time_format=time_format,
+        zone=zone,
+        value_field=str(_setting(cfg, "value_field")),
+        scale=scale,
+        missing=tuple(cfg.missing),
+        stations=dict(cfg.stations),
+        alarms_m={s.id: tuple(s.alarm_m) for s in stations.values() if variable in s.measures},
+        columns=bool(PRESETS.get(cfg.preset or "", {}).get("columns", False)),
+    )
+
+
 def _new_session() -> requests.Session:
     """An HTTP session of its own (the service passes a shared one)."""
     import requests
@@ -545,81 +649,25 @@ class HttpJsonSource:
     ) -> HttpJsonSource:
         """Check the mapping against geodata and environment; ConfigError lists every problem."""
         key = f"sources.{name}"
-        problems: list[str] = []
         variable = Variable(cfg.variable)
         stations = context.geodata.stations
-        for remote, ours in cfg.stations.items():
-            if ours not in stations:
-                problems.append(f"{key}.stations.{remote}: {ours!r} is not a station in geodata")
-            elif variable not in stations[ours].measures:
-                problems.append(
-                    f"{key}.stations.{remote}: station {ours!r} does not measure {variable}"
-                )
-        targets = Counter(cfg.stations.values())
-        for ours, count in sorted(targets.items()):
-            if count > 1:
-                problems.append(f"{key}.stations: {count} remote stations map to {ours!r}")
+        problems = _mapping_problems(key, cfg, variable, stations)
         per_station = STATION_PLACEHOLDER in cfg.url
         form = bool(PRESETS.get(cfg.preset or "", {}).get("form", False))
-        if per_station and not cfg.stations and not form:
-            problems.append(
-                f"{key}.stations: the url has {STATION_PLACEHOLDER}; list the remote station ids"
-            )
-        if form and not cfg.stations:
-            problems.append(
-                f"{key}.stations: preset vndms posts one request per station; map the remote "
-                'station ids to ours, e.g. "69716" = "tp_ca_mau"'
-            )
-        if form and per_station:
-            problems.append(
-                f"{key}.url: preset vndms posts the station id in a form; use the service "
-                f"endpoint without {STATION_PLACEHOLDER} (https://vndms.dmc.gov.vn/home/detailRain)"
-            )
+        problems += _request_problems(key, cfg, per_station, form)
         time_format = str(_setting(cfg, "time_format"))
-        if time_format not in TIME_FORMATS and "%" not in time_format:
-            problems.append(
-                f"{key}.time_format: {time_format!r} is not iso, epoch_s, epoch_ms, vndms "
-                f"or a strptime format"
-            )
         scale = float(_setting(cfg, "scale"))  # type: ignore[arg-type]
-        if scale == 0:
-            problems.append(f"{key}.scale: must not be 0")
-        zone_name = str(_setting(cfg, "time_zone"))
-        try:
-            zone = ZoneInfo(zone_name)
-        except (ZoneInfoNotFoundError, ValueError):
-            problems.append(f"{key}.time_zone: unknown time zone {zone_name!r}")
-            zone = ZoneInfo("UTC")
-        headers = {**(browser_headers(cfg.url) if form else {}), **cfg.headers}
-        if cfg.auth_env:
-            token = (context.environ.get(cfg.auth_env) or "").strip()
-            if not token:
-                problems.append(f"{key}.auth_env: environment variable {cfg.auth_env} is not set")
-            else:
-                headers[cfg.auth_header] = f"{cfg.auth_scheme} {token}".strip()
+        problems += _format_problems(key, time_format, scale)
+        zone = _time_zone(key, cfg, problems)
+        headers = _request_headers(key, cfg, context.environ, form, problems)
         if problems:
             raise ConfigError(problems)
-        record_map = RecordMap(
-            variable=variable,
-            kind=Kind(cfg.kind),
-            records=str(_setting(cfg, "records")),
-            station_field=_setting(cfg, "station_field"),  # type: ignore[arg-type]
-            time_field=str(_setting(cfg, "time_field")),
-            time_format=time_format,
-            zone=zone,
-            value_field=str(_setting(cfg, "value_field")),
-            scale=scale,
-            missing=tuple(cfg.missing),
-            stations=dict(cfg.stations),
-            alarms_m={s.id: tuple(s.alarm_m) for s in stations.values() if variable in s.measures},
-            columns=bool(PRESETS.get(cfg.preset or "", {}).get("columns", False)),
-        )
         return cls(
             name=name,
             interval_minutes=cfg.interval_minutes,
             stale_after_minutes=cfg.stale_after_minutes,
             requests=build_requests(cfg.url, list(cfg.stations), form),
-            record_map=record_map,
+            record_map=_record_map(cfg, variable, stations, time_format, zone, scale),
             timeout_s=cfg.timeout_s,
             headers=headers,
             session=context.session,

@@ -143,6 +143,33 @@ def _user_name(update: Update) -> str:
     return user.full_name or (f"@{user.username}" if user.username else str(user.id))
 
 
+def _unknown_lines(unknown: list[Unknown]) -> list[str]:
+    """The /status section on roads without data (none when every road has data)."""
+    if not unknown:
+        return []
+    lines = [f"❔ <b>Không có dữ liệu ({len(unknown)}):</b>"]
+    for u in unknown[:MAX_ROADS]:
+        lines.append(
+            f"• <b>{_esc(u.segment.name)}</b> ({_esc(u.segment.ward)}): "
+            f"thiếu số liệu {u.missing_vi}"
+        )
+    if len(unknown) > MAX_ROADS:
+        lines.append(f"… và {len(unknown) - MAX_ROADS} đường khác")
+    lines.append("")
+    return lines
+
+
+def _road(r: dict, unit_id: str | None, names: dict) -> str:
+    """A road of /status: name and ward, and its unit when every unit is shown."""
+    unit = f", {_esc(names.get(r['unit'], r['unit']))}" if unit_id is None else ""
+    return f"<b>{_esc(r['name'])}</b> ({_esc(r['ward'])}{unit})"
+
+
+def _cause(r: dict) -> str:
+    """The cause suffix of a road of /status (", do …"), or '' when the cause is unknown."""
+    return f", do {CAUSE_VI[r['cause']]}" if r["cause"] in CAUSE_VI else ""
+
+
 class Commands:
     """The command handlers over one App."""
 
@@ -241,11 +268,6 @@ class Commands:
         """The /status reply; roads without data are named, never counted as dry."""
         names = {u.id: u.name for u in self.app.settings.units}
         title = names.get(unit_id, unit_id) if unit_id else "tất cả đơn vị"
-        none_flooded = (
-            "Không có đường nào đang ngập trong số các đường có số liệu."
-            if unknown
-            else "Không có đường nào đang ngập."
-        )
         lines = [
             f"<b>Tình hình ngập đường — {_esc(title)}</b>",
             f"Thời điểm: {local_time(self.clock(), self.zone)}",
@@ -253,51 +275,54 @@ class Commands:
         ]
         if quiet:
             lines += ["⚠️ <b>Mất tín hiệu:</b> " + _esc("; ".join(quiet)) + ".", ""]
-        if unknown:
-            lines.append(f"❔ <b>Không có dữ liệu ({len(unknown)}):</b>")
-            for u in unknown[:MAX_ROADS]:
-                lines.append(
-                    f"• <b>{_esc(u.segment.name)}</b> ({_esc(u.segment.ward)}): "
-                    f"thiếu số liệu {u.missing_vi}"
-                )
-            if len(unknown) > MAX_ROADS:
-                lines.append(f"… và {len(unknown) - MAX_ROADS} đường khác")
-            lines.append("")
-        lines.append(f"<b>Đang ngập ({len(flooded)}):</b>" if flooded else none_flooded)
+        lines += _unknown_lines(unknown)
+        lines += self._flooded_lines(flooded, bool(unknown), unit_id, names)
+        lines += self._expected_lines(expected, bool(unknown), unit_id, names)
+        return "\n".join(lines)
 
-        def road(r: dict) -> str:
-            unit = f", {_esc(names.get(r['unit'], r['unit']))}" if unit_id is None else ""
-            return f"<b>{_esc(r['name'])}</b> ({_esc(r['ward'])}{unit})"
-
-        def cause(r: dict) -> str:
-            return f", do {CAUSE_VI[r['cause']]}" if r["cause"] in CAUSE_VI else ""
-
+    def _flooded_lines(
+        self, flooded: list[dict], some_unknown: bool, unit_id: str | None, names: dict
+    ) -> list[str]:
+        """The /status section on roads flooded now, with a blank line after it."""
+        none_flooded = (
+            "Không có đường nào đang ngập trong số các đường có số liệu."
+            if some_unknown
+            else "Không có đường nào đang ngập."
+        )
+        lines = [f"<b>Đang ngập ({len(flooded)}):</b>" if flooded else none_flooded]
         for r in flooded[:MAX_ROADS]:
             state = "đang rút" if r["status"] == "receding" else f"mức {r['level']}"
             lines.append(
-                f"{LEVEL_MARK.get(r['level'], '')} {road(r)}: sâu {centimetres(r['depth_m'])} "
-                f"({state}), từ {local_time(r['since'], self.zone)}{cause(r)}"
+                f"{LEVEL_MARK.get(r['level'], '')} {_road(r, unit_id, names)}: sâu "
+                f"{centimetres(r['depth_m'])} ({state}), từ {local_time(r['since'], self.zone)}"
+                f"{_cause(r)}"
             )
         if len(flooded) > MAX_ROADS:
             lines.append(f"… và {len(flooded) - MAX_ROADS} đường khác")
         lines.append("")
+        return lines
+
+    def _expected_lines(
+        self, expected: list[dict], some_unknown: bool, unit_id: str | None, names: dict
+    ) -> list[str]:
+        """The /status section on roads expected to flood."""
         if expected:
-            lines.append(f"<b>Dự kiến ngập ({len(expected)}):</b>")
+            lines = [f"<b>Dự kiến ngập ({len(expected)}):</b>"]
         else:
-            lines.append(
+            lines = [
                 "Không có dự báo ngập cho các đường có số liệu."
-                if unknown
+                if some_unknown
                 else "Không có dự báo ngập."
-            )
+            ]
         for r in expected[:MAX_ROADS]:
             lines.append(
-                f"{LEVEL_MARK.get(r['level'], '')} {road(r)}: từ "
+                f"{LEVEL_MARK.get(r['level'], '')} {_road(r, unit_id, names)}: từ "
                 f"{local_time(r['onset_at'], self.zone)}, sâu nhất {centimetres(r['peak_depth_m'])}"
-                f" lúc {local_time(r['peak_at'], self.zone)}{cause(r)}"
+                f" lúc {local_time(r['peak_at'], self.zone)}{_cause(r)}"
             )
         if len(expected) > MAX_ROADS:
             lines.append(f"… và {len(expected) - MAX_ROADS} đường khác")
-        return "\n".join(lines)
+        return lines
 
     async def tide(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
         """/tide: the next predicted high waters per station."""

@@ -129,7 +129,7 @@ def retry_after_s(exc: RetryAfter) -> float:
 
 def ack_markup(alert: AlertRow) -> InlineKeyboardMarkup | None:
     """The "Đã nhận" button for alerts that need an acknowledgement."""
-    if not set(alert.kinds.split(",")) & NEEDS_ACK:
+    if not set(alert.kinds) & NEEDS_ACK:
         return None
     target = alert.escalation_of or alert.id
     button = InlineKeyboardButton("✅ Đã nhận", callback_data=f"{ACK_PREFIX}{target}")
@@ -182,31 +182,12 @@ class TelegramNotifier:
     async def _deliver(self, delivery: DeliveryRow, alert: AlertRow) -> bool:
         """Send one delivery (all its parts); record the outcome. True when sent."""
         chat = delivery.chat_id
-        parts = split_html(alert.body)
-        ids = [int(i) for i in delivery.message_ids.split(",") if i]
-        markup = ack_markup(alert)
         try:
-            for index in range(len(ids), len(parts)):
-                await self.limiter.wait(chat)
-                message_id = await self._send_part(
-                    chat, delivery.thread_id, parts[index],
-                    markup if index == len(parts) - 1 else None,
-                )  # fmt: skip
-                ids.append(message_id)
-                await asyncio.to_thread(self.outbox.progress, delivery.id, ids)
-            if self.settings.telegram.hydrographs and len(ids) == len(parts):
-                for caption, png in await self._pictures(alert):
-                    await self.limiter.wait(chat)
-                    message = await self.bot.send_photo(
-                        chat, png, caption=caption, message_thread_id=delivery.thread_id
-                    )
-                    ids.append(message.message_id)
-                    await asyncio.to_thread(self.outbox.progress, delivery.id, ids)
-            await asyncio.to_thread(self.outbox.delivered, delivery.id, self.clock(), ids)
+            parts = await self._send_all(delivery, alert)
             if chat in self._broken_chats:  # the bot is back in a chat it had lost
                 await asyncio.to_thread(self.outbox.chat_ok, chat, self.clock())
                 self._broken_chats.discard(chat)
-            logger.info("telegram: alert #%d → chat %d: %d part(s)", alert.id, chat, len(parts))
+            logger.info("telegram: alert #%d → chat %d: %d part(s)", alert.id, chat, parts)
             return True
         except RetryAfter as exc:
             wait_s = retry_after_s(exc)
@@ -215,32 +196,64 @@ class TelegramNotifier:
             logger.warning("telegram: chat %d: flood limit, retry in %.0f s", chat, wait_s)
             await asyncio.to_thread(self.outbox.retry_later, delivery.id, when, "retry_after")
         except ChatMigrated as exc:
-            logger.error("telegram: chat %d became %d; update the config", chat, exc.new_chat_id)
-            await asyncio.to_thread(self.outbox.redirect, chat, exc.new_chat_id, self.clock())
-            await self._tell_operators(
-                "chat_migrated",
-                f"⚠️ Nhóm Telegram {chat} đã được nâng cấp thành siêu nhóm "
-                f"{exc.new_chat_id}. Cảnh báo đã được chuyển sang nhóm mới; đề nghị cập "
-                "nhật cấu hình (telegram_chats).",
-                chat,
-            )
+            await self._migrated(chat, exc.new_chat_id)
         except Forbidden as exc:
             await self._broken(chat, f"forbidden: {exc.message}")
         except BadRequest as exc:
-            if "chat not found" in exc.message.lower():
-                await self._broken(chat, "chat not found")
-            else:
-                logger.error("telegram: alert #%d → chat %d rejected: %s", alert.id, chat,
-                             exc.message)  # fmt: skip
-                await asyncio.to_thread(
-                    self.outbox.give_up, delivery.id, FAILED, exc.message, self.clock()
-                )
+            await self._refused(delivery, alert, exc)
         except (NetworkError, TelegramError) as exc:  # timeouts, refused, 5xx, garbled replies
             when = self.clock() + backoff(delivery.attempts)
             logger.warning("telegram: chat %d: %s; retry at %s", chat, exc.message,
                            when.isoformat())  # fmt: skip
             await asyncio.to_thread(self.outbox.retry_later, delivery.id, when, exc.message)
         return False
+
+    async def _send_all(self, delivery: DeliveryRow, alert: AlertRow) -> int:
+        """Send the parts not yet sent, then the hydrographs; record each. Returns the parts."""
+        chat = delivery.chat_id
+        parts = split_html(alert.body)
+        ids = list(delivery.message_ids)
+        markup = ack_markup(alert)
+        for index in range(len(ids), len(parts)):
+            await self.limiter.wait(chat)
+            message_id = await self._send_part(
+                chat, delivery.thread_id, parts[index],
+                markup if index == len(parts) - 1 else None,
+            )  # fmt: skip
+            ids.append(message_id)
+            await asyncio.to_thread(self.outbox.progress, delivery.id, ids)
+        if self.settings.telegram.hydrographs and len(ids) == len(parts):
+            for caption, png in await self._pictures(alert):
+                await self.limiter.wait(chat)
+                message = await self.bot.send_photo(
+                    chat, png, caption=caption, message_thread_id=delivery.thread_id
+                )
+                ids.append(message.message_id)
+                await asyncio.to_thread(self.outbox.progress, delivery.id, ids)
+        await asyncio.to_thread(self.outbox.delivered, delivery.id, self.clock(), ids)
+        return len(parts)
+
+    async def _migrated(self, chat: int, new_chat_id: int) -> None:
+        """Follow a group that became a supergroup, and tell the operators to update the config."""
+        logger.error("telegram: chat %d became %d; update the config", chat, new_chat_id)
+        await asyncio.to_thread(self.outbox.redirect, chat, new_chat_id, self.clock())
+        await self._tell_operators(
+            "chat_migrated",
+            f"⚠️ Nhóm Telegram {chat} đã được nâng cấp thành siêu nhóm "
+            f"{new_chat_id}. Cảnh báo đã được chuyển sang nhóm mới; đề nghị cập "
+            "nhật cấu hình (telegram_chats).",
+            chat,
+        )
+
+    async def _refused(self, delivery: DeliveryRow, alert: AlertRow, exc: BadRequest) -> None:
+        """A request Telegram refused: the chat is gone, or this message will never go."""
+        chat = delivery.chat_id
+        if "chat not found" in exc.message.lower():
+            await self._broken(chat, "chat not found")
+            return
+        logger.error("telegram: alert #%d → chat %d rejected: %s", alert.id, chat,
+                     exc.message)  # fmt: skip
+        await asyncio.to_thread(self.outbox.give_up, delivery.id, FAILED, exc.message, self.clock())
 
     async def _pictures(self, alert: AlertRow) -> list[tuple[str, bytes]]:
         """The alert's hydrographs, drawn once per pass for all its chats.
@@ -371,7 +384,7 @@ class TelegramNotifier:
                 f"chuyển {target_name}\n\n{alert.body}"
             )
             chats = [(t.chat_id, t.thread_id) for t in targets(self.settings, unit.escalate_to)]
-            escalation = NewAlert(now, unit.escalate_to, alert.kinds.split(","), body, chats,
+            escalation = NewAlert(now, unit.escalate_to, alert.kinds, body, chats,
                                   escalation_of=alert.id)  # fmt: skip
             if await asyncio.to_thread(self.outbox.escalate, alert.id, escalation, now):
                 logger.warning("telegram: alert #%d unacknowledged; escalated to %s", alert.id,

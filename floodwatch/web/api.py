@@ -278,7 +278,7 @@ def get_event(event_id: int, ctx: WebContext = Depends(reader)):
     alerts = [
         {
             "id": a.id, "created_at": a.created_at, "unit": a.unit,
-            "kinds": a.kinds.split(","), "status": a.status, "sent_at": a.sent_at,
+            "kinds": list(a.kinds), "status": a.status, "sent_at": a.sent_at,
             "ack_by": a.ack_by, "ack_at": a.ack_at,
             "deliveries": [
                 {"chat_id": d.chat_id, "status": d.status, "sent_at": d.sent_at} for d in ds

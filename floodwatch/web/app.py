@@ -44,18 +44,8 @@ def _wants_json(request: Request) -> bool:
     return request.url.path.startswith("/api/") or request.url.path == "/healthz"
 
 
-def create_app(app: App, *, secret_key: str, open_reads: bool = True) -> FastAPI:
-    """The FastAPI application for an opened App; reads need a login unless `open_reads`."""
-    if not secret_key:
-        raise ValueError("the web needs a secret key for its session cookies")
-    web = FastAPI(
-        title="floodwatch",
-        summary="Ngập do triều cường và mưa — Cà Mau",
-        description="Flood events, road segments, stations, readings and service status.",
-        version="1",
-    )
-    web.state.web = WebContext(app=app, open_reads=open_reads,
-                               templates=make_templates(app.settings.zone))  # fmt: skip
+def _install_session(web: FastAPI, secret_key: str) -> None:
+    """Keep the operator's login in a signed session cookie that lasts one shift."""
     web.add_middleware(
         SessionMiddleware,
         secret_key=secret_key,
@@ -63,6 +53,10 @@ def create_app(app: App, *, secret_key: str, open_reads: bool = True) -> FastAPI
         max_age=SESSION_MAX_AGE_S,
         same_site="lax",
     )
+
+
+def _install_nul_guard(web: FastAPI) -> None:
+    """Refuse requests with a NUL byte in the address before any route sees them."""
 
     @web.middleware("http")
     async def refuse_nul(request: Request, call_next):
@@ -73,11 +67,18 @@ def create_app(app: App, *, secret_key: str, open_reads: bool = True) -> FastAPI
             return Response("Yêu cầu không hợp lệ.", status_code=400, media_type="text/plain")
         return await call_next(request)
 
+
+def _install_routes(web: FastAPI) -> None:
+    """Mount the static files and include the pages, actions, API and planning routers."""
     web.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     web.include_router(pages.router)
     web.include_router(actions.router)
     web.include_router(api.router)
     web.include_router(planning.router)
+
+
+def _install_health(web: FastAPI, app: App) -> None:
+    """Add the open /healthz and /metrics endpoints."""
 
     @web.get("/healthz", tags=["health"])
     def healthz() -> JSONResponse:
@@ -97,6 +98,10 @@ def create_app(app: App, *, secret_key: str, open_reads: bool = True) -> FastAPI
     def metrics() -> Response:
         """Prometheus metrics, read from the database at each scrape (open, like /healthz)."""
         return Response(generate_latest(registry), media_type=METRICS_CONTENT_TYPE)
+
+
+def _install_error_handlers(web: FastAPI) -> None:
+    """Answer login, filter, HTTP and validation errors as JSON for the API, as pages otherwise."""
 
     @web.exception_handler(NeedLogin)
     def need_login(request: Request, _exc: NeedLogin):
@@ -129,4 +134,23 @@ def create_app(app: App, *, secret_key: str, open_reads: bool = True) -> FastAPI
         return render(request, "error.html", status_code=400, status=400,
                       message="Dữ liệu gửi lên không hợp lệ.")  # fmt: skip
 
+
+def create_app(app: App, *, secret_key: str, open_reads: bool = True) -> FastAPI:
+    """The FastAPI application for an opened App; reads need a login unless `open_reads`."""
+    if not secret_key:
+        raise ValueError("the web needs a secret key for its session cookies")
+    web = FastAPI(
+        title="floodwatch",
+        summary="Ngập do triều cường và mưa — Cà Mau",
+        description="Flood events, road segments, stations, readings and service status.",
+        version="1",
+    )
+    web.state.web = WebContext(app=app, open_reads=open_reads,
+                               templates=make_templates(app.settings.zone))  # fmt: skip
+    # Order matters: the NUL guard is added last, so it runs outside the session.
+    _install_session(web, secret_key)
+    _install_nul_guard(web)
+    _install_routes(web)
+    _install_health(web, app)
+    _install_error_handlers(web)
     return web

@@ -223,21 +223,19 @@ def _texts(
     return road, headline, f"{road}: {row.note}. {detail}", instruction
 
 
-def _alert(row, references: list[str], ctx: dict) -> tuple[str, str, bytes]:
-    """One CAP alert document for one change; returns (identifier, sent, XML bytes)."""
-    zone = ctx["zone"]
-    identifier = f"{ctx['prefix']}-evt{row.event_id}-chg{row.change_id}"
-    sent = cap_time(row.at, zone)
+def _msg_type(row) -> str:
+    """The CAP msgType of one change: Alert, Update or Cancel."""
     if row.change == "opened":
-        msg_type = "Alert"
-    elif row.change in ENDINGS and row.kind == FORECAST:
-        msg_type = "Cancel"
-    else:
-        msg_type = "Update"
-    onset = _onset(row, zone)
-    response, urgency, severity, certainty = _grading(row, onset)
-    road, headline, description, instruction = _texts(row, onset, zone, ctx["level_names"])
+        return "Alert"
+    if row.change in ENDINGS and row.kind == FORECAST:
+        return "Cancel"
+    return "Update"
 
+
+def _alert_head(
+    row, references: list[str], ctx: dict, identifier: str, sent: str, msg_type: str
+) -> ET.Element:
+    """The `alert` element with its header fields, up to and including `incidents`."""
     alert = ET.Element(f"{{{CAP_NS}}}alert")
     for tag, text in (
         ("identifier", identifier),
@@ -258,8 +256,12 @@ def _alert(row, references: list[str], ctx: dict) -> tuple[str, str, bytes]:
     if references:
         _sub(alert, "references", " ".join(references))
     _sub(alert, "incidents", f"{ctx['prefix']}-evt{row.event_id}")
+    return alert
 
-    info = _sub(alert, "info")
+
+def _info_grading(info: ET.Element, row, onset: datetime | None, sent: str, zone: tzinfo) -> None:
+    """Append the fixed info fields, the grading and the effective/onset/expires times."""
+    response, urgency, severity, certainty = _grading(row, onset)
     _sub(info, "language", "vi-VN")
     _sub(info, "category", "Met")  # CAP's Met includes flooding
     _sub(info, "category", "Transport")  # what it means here: a road to avoid
@@ -274,13 +276,10 @@ def _alert(row, references: list[str], ctx: dict) -> tuple[str, str, bytes]:
     expires = row.expected_end_at if row.kind == FORECAST else None
     if row.change not in ENDINGS and expires is not None and expires > max(row.at, onset or row.at):
         _sub(info, "expires", cap_time(row.expected_end_at, zone))
-    _sub(info, "senderName", ctx["sender_name"])
-    _sub(info, "headline", headline)
-    _sub(info, "description", description)
-    if instruction:
-        _sub(info, "instruction", instruction)
-    if ctx["event_url"]:
-        _sub(info, "web", ctx["event_url"].format(event_id=row.event_id))
+
+
+def _info_parameters(info: ET.Element, row) -> None:
+    """Append the floodwatch parameters of one change (those with a value)."""
     for name, value in (
         ("segment_id", row.segment_id),
         ("event_id", row.event_id),
@@ -297,15 +296,69 @@ def _alert(row, references: list[str], ctx: dict) -> tuple[str, str, bytes]:
     ):
         if value is not None:
             _pair(info, "parameter", name, value)
+
+
+def _info_area(info: ET.Element, row, road: str, ctx: dict) -> None:
+    """Append the `area`: the road's name, its buffered polygons and its segment geocode."""
     area = _sub(info, "area")
     _sub(area, "areaDesc", road)
     for polygon in ctx["polygons"](row):
         _sub(area, "polygon", polygon)
     _pair(area, "geocode", "floodwatch_segment", row.segment_id)
 
+
+def _alert_info(alert: ET.Element, row, sent: str, ctx: dict) -> None:
+    """Append the one Vietnamese `info` block of one change to `alert`."""
+    zone = ctx["zone"]
+    onset = _onset(row, zone)
+    road, headline, description, instruction = _texts(row, onset, zone, ctx["level_names"])
+    info = _sub(alert, "info")
+    _info_grading(info, row, onset, sent, zone)
+    _sub(info, "senderName", ctx["sender_name"])
+    _sub(info, "headline", headline)
+    _sub(info, "description", description)
+    if instruction:
+        _sub(info, "instruction", instruction)
+    if ctx["event_url"]:
+        _sub(info, "web", ctx["event_url"].format(event_id=row.event_id))
+    _info_parameters(info, row)
+    _info_area(info, row, road, ctx)
+
+
+def _alert(row, references: list[str], ctx: dict) -> tuple[str, str, bytes]:
+    """One CAP alert document for one change; returns (identifier, sent, XML bytes)."""
+    identifier = f"{ctx['prefix']}-evt{row.event_id}-chg{row.change_id}"
+    sent = cap_time(row.at, ctx["zone"])
+    alert = _alert_head(row, references, ctx, identifier, sent, _msg_type(row))
+    _alert_info(alert, row, sent, ctx)
     ET.indent(alert)
     document = ET.tostring(alert, encoding="utf-8", xml_declaration=True, default_namespace=CAP_NS)
     return identifier, sent, document
+
+
+def _check_names(status: str, sender: str, identifier_prefix: str) -> None:
+    """Raise for a CAP status, sender or identifier prefix CAP does not allow."""
+    if status not in STATUSES:
+        raise ValueError(f"CAP status must be one of {', '.join(STATUSES)}, got {status!r}")
+    for what, name in (("sender", sender), ("identifier prefix", identifier_prefix)):
+        if not _CAP_NAME.fullmatch(name):
+            raise ConfigError([f"CAP {what} {name!r}: no spaces, commas, '<' or '&' allowed"])
+
+
+def _road_areas(geodata: Geodata | None):
+    """A function giving a change row's road polygons, computed once per segment."""
+    polygons: dict[str, list[str]] = {}
+
+    def road_area(row) -> list[str]:
+        if row.segment_id not in polygons:
+            segment = geodata.segment(row.segment_id) if geodata is not None else None
+            geometry = segment.geometry if segment is not None else None
+            if geometry is None and row.geometry:
+                geometry = shapely.from_geojson(row.geometry)
+            polygons[row.segment_id] = road_polygons(geometry) if geometry is not None else []
+        return polygons[row.segment_id]
+
+    return road_area
 
 
 def cap_alerts(
@@ -338,22 +391,7 @@ def cap_alerts(
         ConfigError: for a sender or identifier prefix CAP does not allow.
         ValueError: for a status other than those above.
     """
-    if status not in STATUSES:
-        raise ValueError(f"CAP status must be one of {', '.join(STATUSES)}, got {status!r}")
-    for what, name in (("sender", sender), ("identifier prefix", identifier_prefix)):
-        if not _CAP_NAME.fullmatch(name):
-            raise ConfigError([f"CAP {what} {name!r}: no spaces, commas, '<' or '&' allowed"])
-    polygons: dict[str, list[str]] = {}
-
-    def road_area(row) -> list[str]:
-        if row.segment_id not in polygons:
-            segment = geodata.segment(row.segment_id) if geodata is not None else None
-            geometry = segment.geometry if segment is not None else None
-            if geometry is None and row.geometry:
-                geometry = shapely.from_geojson(row.geometry)
-            polygons[row.segment_id] = road_polygons(geometry) if geometry is not None else []
-        return polygons[row.segment_id]
-
+    _check_names(status, sender, identifier_prefix)
     ctx = {
         "zone": zone,
         "sender": sender,
@@ -362,7 +400,7 @@ def cap_alerts(
         "level_names": level_names,
         "sender_name": sender_name,
         "event_url": event_url,
-        "polygons": road_area,
+        "polygons": _road_areas(geodata),
     }
     made: list[tuple[datetime, int, bytes]] = []
     history: dict[int, list[str]] = {}
