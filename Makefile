@@ -25,6 +25,7 @@ bench: $(STAMP)  ## print ingest, cycle, Telegram delivery and export figures (s
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_telegram.py
 	$(BIN)/python benchmarks/bench_exports.py
+	$(BIN)/python benchmarks/bench_startup.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

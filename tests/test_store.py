@@ -257,3 +257,30 @@ def test_comma_lists_become_json_lists_on_upgrade(database_url):
     [pending] = store.outbox.pending_alerts()
     assert pending.kinds == ["heartbeat"] and pending.event_ids == []
     store.close()
+
+
+def test_unchanged_geodata_is_not_written_again(database_url):
+    """Each command syncs the geodata; the same files leave the tables untouched."""
+    from floodwatch.core.geo import load_geodata
+    from floodwatch.db.models import SegmentRow
+    from tests.conftest import ROOT
+
+    geodata = load_geodata(ROOT / "geodata/segments.geojson", ROOT / "geodata/stations.geojson")
+    store = Store(database_url)
+    try:
+        store.sync_geodata(geodata)
+        with store.engine.begin() as conn:  # a marker the sync would wipe if it rewrote
+            conn.execute(SegmentRow.__table__.update().values(name="marker"))
+        store.sync_geodata(geodata)
+        with store.engine.connect() as conn:
+            names = set(conn.execute(select(SegmentRow.name)).scalars())
+        assert names == {"marker"}
+        first = geodata.segments[0]
+        changed = load_geodata(ROOT / "geodata/segments.geojson", ROOT / "geodata/stations.geojson")
+        object.__setattr__(changed.segments[0], "crest_m", first.crest_m + 0.01)
+        store.sync_geodata(changed)
+        with store.engine.connect() as conn:
+            names = set(conn.execute(select(SegmentRow.name)).scalars())
+        assert "marker" not in names and first.name in names
+    finally:
+        store.close()

@@ -190,6 +190,14 @@ class DeliveryRow(SQLModel, table=True):
     last_error: str | None = None
 
 
+class MetaRow(SQLModel, table=True):
+    """Small facts about the database itself, by key (e.g. the synced geodata's fingerprint)."""
+
+    __tablename__ = "meta"
+    key: str = Field(primary_key=True)
+    value: str
+
+
 class ChatRow(SQLModel, table=True):
     """What delivery learned about a chat: gone (blocked, not found) or migrated."""
 

@@ -9,6 +9,8 @@ lives in this package.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 
 import shapely
@@ -19,7 +21,7 @@ from floodwatch.core.geo import Geodata
 from floodwatch.db.engine import bulk_execute, make_engine, migrate, redact
 from floodwatch.db.events import Events
 from floodwatch.db.health import SourceHealth
-from floodwatch.db.models import EventRow, SegmentRow, StationRow
+from floodwatch.db.models import EventRow, MetaRow, SegmentRow, StationRow
 from floodwatch.db.outbox import Outbox
 from floodwatch.db.readings import Readings
 from floodwatch.db.reports import FieldReports
@@ -29,6 +31,8 @@ from floodwatch.db.users import Users
 from floodwatch.errors import StorageError
 
 logger = logging.getLogger(__name__)
+# The `meta` key holding the fingerprint of the geodata last written to the tables.
+GEODATA_KEY = "geodata_sha256"
 
 
 class Store:
@@ -72,11 +76,18 @@ class Store:
 
         A segment that has events but is no longer in the geodata keeps its row
         (the log and the exports still name it) unless `prune` says to remove it;
-        returns the ids of such segments kept or pruned.
+        returns the ids of such segments kept or pruned. Geodata identical to the
+        last synced (by fingerprint) is not written again.
         """
         station_rows, segment_rows = _station_rows(geodata), _segment_rows(geodata)
+        digest = hashlib.sha256(
+            json.dumps([station_rows, segment_rows], sort_keys=True).encode()
+        ).hexdigest()
         current = {row["id"] for row in segment_rows}
         with self.engine.begin() as conn:
+            synced = conn.execute(select(MetaRow.value).where(MetaRow.key == GEODATA_KEY))
+            if not prune and synced.scalar() == digest:
+                return []
             with_events = set(
                 conn.execute(
                     select(SegmentRow.id).where(
@@ -90,6 +101,8 @@ class Store:
             conn.execute(delete(StationRow))
             bulk_execute(conn, insert(StationRow), station_rows)
             bulk_execute(conn, insert(SegmentRow), segment_rows)
+            conn.execute(delete(MetaRow).where(MetaRow.key == GEODATA_KEY))
+            conn.execute(insert(MetaRow).values(key=GEODATA_KEY, value=digest))
         if gone:
             logger.warning(
                 "geodata: %d segments with events are no longer in the segment file (%s%s); "

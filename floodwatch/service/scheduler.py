@@ -8,7 +8,9 @@ cycle never overlaps another.
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 import threading
 import time
@@ -101,15 +103,29 @@ class Heartbeat:
 
 class StopRequest:
     """SIGTERM as a flag that start-up checks between its steps and that stops the
-    scheduler: an exception raised from the handler could land anywhere (inside a
-    weakref callback it is swallowed, and the stop is lost)."""
+    scheduler.
+
+    The signal handler only writes a byte to a pipe (safe at any point, as an
+    exception or a lock taken inside a handler is not: a handler runs between
+    two bytecodes of the main thread, which may hold the very lock it needs);
+    a watcher thread reads it, sets the flag and calls `on_stop`.
+    """
 
     def __init__(self):
         self.event = threading.Event()
         self.on_stop: Callable[[], None] = lambda: None
+        self._read, self._write = os.pipe()
+        os.set_blocking(self._write, False)
+        threading.Thread(target=self._watch, name="stop-request", daemon=True).start()
         signal.signal(signal.SIGTERM, self._handle)
 
     def _handle(self, signum, _frame) -> None:
+        with contextlib.suppress(BlockingIOError):  # a full pipe: a stop is on its way
+            os.write(self._write, bytes([signum]))
+
+    def _watch(self) -> None:
+        """Wait for the signal's byte, then stop (in this thread, never in the handler)."""
+        signum = os.read(self._read, 1)[0]
         logger.info("signal %s: stopping", signum)
         self.event.set()
         self.on_stop()

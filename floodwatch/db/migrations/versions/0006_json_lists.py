@@ -1,7 +1,9 @@
-"""list-valued columns as JSON: alert.kinds, alert.event_ids, delivery.message_ids
+"""list-valued columns as JSON: alert.kinds, alert.event_ids, delivery.message_ids; meta
 
-They were comma-joined text; existing rows are converted ("onset,level_up"
-becomes ["onset", "level_up"], "3,11" becomes [3, 11], "" becomes []).
+The lists were comma-joined text; existing rows are converted ("onset,level_up"
+becomes ["onset", "level_up"], "3,11" becomes [3, 11], "" becomes []). The
+`meta` table keeps small facts about the database, such as the fingerprint of
+the geodata last synced (so commands skip rewriting unchanged segments).
 
 Revision ID: 0006
 Revises: 0005
@@ -40,6 +42,12 @@ def _convert(table: str, columns: tuple[str, ...], to_json: bool) -> None:
 
 
 def upgrade() -> None:
+    op.create_table(
+        "meta",
+        sa.Column("key", sa.String(), nullable=False),
+        sa.Column("value", sa.String(), nullable=False),
+        sa.PrimaryKeyConstraint("key"),
+    )
     postgres = op.get_bind().dialect.name == "postgresql"
     for table, columns in COLUMNS.items():
         _convert(table, columns, to_json=True)
@@ -67,3 +75,4 @@ def downgrade() -> None:
                     postgresql_using=f"{column}::text" if postgres else None,
                 )
         _convert(table, columns, to_json=False)
+    op.drop_table("meta")
