@@ -246,6 +246,24 @@ def _extra_problem(props: dict, keys: set[str]) -> str | None:
     return f"unknown properties {_short(extra, 120)}" if extra else None
 
 
+def _identified(
+    path: Path, i: int, feature: object, seen: set[str], problems: list[str]
+) -> tuple[dict, str | None]:
+    """A feature's properties and where it is, if it is an object with a new, usable id.
+
+    Otherwise its problem is appended and `where` is None. The id joins `seen`.
+    """
+    props, unusable = _properties(feature)
+    sid = props.get("id")
+    where = _where(path, i, sid)
+    problem = unusable or _text_problem("id", sid) or ("duplicate id" if sid in seen else None)
+    if problem:
+        problems.append(f"{where}: {problem}")
+        return props, None
+    seen.add(sid)
+    return props, where
+
+
 _STATION_KEYS = {"id", "name", "measures", "river", "alarm_m"}
 
 
@@ -303,19 +321,10 @@ def _load_stations(path: Path, problems: list[str]) -> dict[str, Station] | None
     seen: set[str] = set()
     known = {v.value for v in Variable}
     for i, feature in enumerate(features):
-        props, unusable = _properties(feature)
-        sid = props.get("id")
-        where = _where(path, i, sid)
-        if unusable:
-            problems.append(f"{where}: {unusable}")
+        props, where = _identified(path, i, feature, seen, problems)
+        if where is None:
             continue
-        if problem := _text_problem("id", sid):
-            problems.append(f"{where}: {problem}")
-            continue
-        if sid in seen:
-            problems.append(f"{where}: duplicate id")
-            continue
-        seen.add(sid)
+        sid = props["id"]
         geom, problem = _geometry(feature, ("Point",))
         found = ([problem] if problem else []) + _station_problems(props, known)
         problems += [f"{where}: {p}" for p in found]
@@ -442,19 +451,9 @@ def _load_segments(
         return rows, geoms
     seen: set[str] = set()
     for i, feature in enumerate(features):
-        props, unusable = _properties(feature)
-        sid = props.get("id")
-        where = _where(path, i, sid)
-        if unusable:
-            problems.append(f"{where}: {unusable}")
+        props, where = _identified(path, i, feature, seen, problems)
+        if where is None:
             continue
-        if problem := _text_problem("id", sid):
-            problems.append(f"{where}: {problem}")
-            continue
-        if sid in seen:
-            problems.append(f"{where}: duplicate id")
-            continue
-        seen.add(sid)
         geom, problem = _geometry(feature, ("LineString", "MultiLineString"))
         found = ([problem] if problem else []) + _segment_problems(props, stations, unit_ids)
         problems += [f"{where}: {p}" for p in found]
