@@ -254,3 +254,11 @@ def test_a_date_alone_as_the_end_is_that_whole_day_in_cli_export_and_web(replaye
             assert len(earlier) < len(everything)  # the last day's events are left out
     finally:
         app.close()
+
+
+@pytest.mark.parametrize("command", [("events",), ("export", "events", "--format", "json")])
+def test_a_reversed_period_is_one_line_and_exit_2(replayed, command):
+    result = run(replayed, *command, "--from", "2024-12-17", "--to", "2024-12-16", ok=False)
+    assert result.exit_code == 2
+    assert "--from '2024-12-17' is after --to '2024-12-16'" in result.output
+    assert "Traceback" not in result.output

@@ -59,6 +59,16 @@ def parse_when(value: str | None, zone, *, end_of_day: bool = False) -> datetime
         raise click.BadParameter(f"{value[:40]!r}: {exc}") from None
 
 
+def parse_period(
+    start: str | None, end: str | None, zone
+) -> tuple[datetime | None, datetime | None]:
+    """--from and --to (the end's date alone is that whole day); exit 2 when reversed."""
+    first, last = parse_when(start, zone), parse_when(end, zone, end_of_day=True)
+    if first is not None and last is not None and first > last:
+        raise click.BadParameter(f"--from {start[:40]!r} is after --to {end[:40]!r}")
+    return first, last
+
+
 class Context:
     """Options shared by every command."""
 

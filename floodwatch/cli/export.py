@@ -254,9 +254,10 @@ def events(ctx, start, end, fmt, output, progress, **filters) -> None:
         app = ctx.obj.open(with_sources=False, writes=False)
         try:
             zone = app.settings.zone
+            first, last = cli.parse_period(start, end, zone)
             flt = EventFilter(
-                start=_when(start, zone),
-                end=_when(end, zone, end_of_day=True),
+                start=first,
+                end=last,
                 segment=filters["segment"],
                 road=filters["road"],
                 ward=filters["ward"],

@@ -22,6 +22,7 @@ from floodwatch.cli.base import (
     Context,
     fail,
     handles_errors,
+    parse_period,
     parse_when,
     pass_ctx,
 )
@@ -605,10 +606,11 @@ def events(ctx, start, end, segment, unit, kind, fmt) -> None:
     app = ctx.open(with_sources=False, writes=False)
     try:
         zone = app.settings.zone
+        first, last = parse_period(start, end, zone)
         rows = app.store.events.listing(
             _filter(
-                start=parse_when(start, zone),
-                end=parse_when(end, zone, end_of_day=True),
+                start=first,
+                end=last,
                 segment=segment,
                 unit=unit,
                 kind=kind,
