@@ -9,8 +9,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
+import sys
+import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from subprocess import STDOUT, Popen
 
 import pytest
 from sqlalchemy import create_engine, text
@@ -65,6 +71,40 @@ def on_database(config: Path, url: str, copy: Path | None = None) -> Path:
         shutil.copyfile(config, copy)
         config = copy
     return edit_config(config, {current.group(0): f'database_url = "{url}"'})
+
+
+@contextmanager
+def floodwatch_run(config: Path, log: Path, token: str | None = None) -> Iterator[Popen]:
+    """`floodwatch run` as its own process writing to `log` (Telegram with `token`).
+
+    Leaving the block sends SIGTERM and asserts a clean exit within 30 s; the
+    process is killed if the test fails first.
+    """
+    env = {k: v for k, v in os.environ.items() if k != "FLOODWATCH_TELEGRAM_TOKEN"}
+    env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", PTB_TIMEDELTA="true")
+    if token is not None:
+        env["FLOODWATCH_TELEGRAM_TOKEN"] = token
+    with log.open("w") as out:
+        proc = Popen(
+            [sys.executable, "-m", "floodwatch", "--config", str(config), "run"],
+            stdout=out, stderr=STDOUT, env=env, cwd=log.parent,
+        )  # fmt: skip
+        try:
+            yield proc
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0, log.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
+def wait_until(done, proc: Popen, log: Path, seconds: float = 60, every: float = 0.2) -> None:
+    """Poll `done` until true; fail with the process log if it dies or time runs out."""
+    deadline = time.monotonic() + seconds
+    while not done():
+        assert proc.poll() is None, log.read_text()
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(every)
 
 
 @pytest.fixture(autouse=True)

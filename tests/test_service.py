@@ -4,36 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, floodwatch_run, wait_until
 
 
 def test_run_starts_prints_the_outlook_and_stops_on_sigterm(project, tmp_path):
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    env.pop("FLOODWATCH_TELEGRAM_TOKEN", None)
     out_path = tmp_path / "run.out"
-    with out_path.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "floodwatch", "--config", str(project), "run"],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=env,
-            cwd=tmp_path,
-        )
-        try:
-            deadline = time.monotonic() + 60
-            while "Running;" not in out_path.read_text() and time.monotonic() < deadline:
-                assert proc.poll() is None, out_path.read_text()
-                time.sleep(0.2)
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=20) == 0
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    with floodwatch_run(project, out_path) as proc:
+        wait_until(lambda: "Running;" in out_path.read_text(), proc, out_path)
     output = out_path.read_text()
     assert "Next high waters" in output
     assert "TP Cà Mau" in output
@@ -59,31 +39,16 @@ def test_sigterm_during_the_first_poll_finishes_it_then_stops(
     fake_server.routes["/v1/marine"] = slow_refusal
     text = project.read_text(encoding="utf-8")
     project.write_text(text.replace(f"http://127.0.0.1:{closed_port}", fake_server.url))
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
-    env.pop("FLOODWATCH_TELEGRAM_TOKEN", None)
     out_path = tmp_path / "run.out"
-    with out_path.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "floodwatch", "--config", str(project), "run"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 60
-            while not arrived and time.monotonic() < deadline:
-                assert proc.poll() is None, out_path.read_text()
-                time.sleep(0.05)
-            assert arrived, out_path.read_text()
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=30) == 0, out_path.read_text()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    with floodwatch_run(project, out_path) as proc:
+        wait_until(lambda: bool(arrived), proc, out_path, every=0.05)
     output = out_path.read_text()
     assert "Running;" not in output and "Traceback" not in output, output
     listing = subprocess.run(
         [sys.executable, "-m", "floodwatch", "--config", str(project), "sources",
          "--format", "json"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, check=True,
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+        cwd=tmp_path, check=True,
     )  # fmt: skip
     polled = {s["name"]: s["last_poll"] for s in json.loads(listing.stdout)}
     # The poll the signal arrived in was finished and recorded with its failure.

@@ -14,7 +14,7 @@ from floodwatch.cli import main
 from floodwatch.db.models import AlertRow, DeliveryRow
 from floodwatch.service.app import App
 from floodwatch.telegram.sender import Limiter, TelegramNotifier, read_token
-from tests.conftest import DATA, edit_config, on_test_roads
+from tests.conftest import DATA, edit_config, floodwatch_run, on_test_roads, wait_until
 from tests.fake_telegram import FakeTelegram
 
 TOKEN = "123456:TEST-TOKEN"
@@ -308,13 +308,6 @@ def test_replay_without_token_prints_alerts_on_the_console(config):
 
 
 def test_run_without_token_delivers_on_the_console(config, tmp_path):
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    from tests.conftest import ROOT
-
     replay_quietly(config)  # alerts committed and waiting in the outbox
     app = App.open(config, with_sources=False)
     try:
@@ -322,8 +315,6 @@ def test_run_without_token_delivers_on_the_console(config, tmp_path):
     finally:
         app.close()
     assert waiting
-    env = {k: v for k, v in os.environ.items() if k != "FLOODWATCH_TELEGRAM_TOKEN"}
-    env["PYTHONPATH"] = str(ROOT)
     log = tmp_path / "run.log"
 
     def statuses() -> dict[int, str]:
@@ -333,65 +324,23 @@ def test_run_without_token_delivers_on_the_console(config, tmp_path):
         finally:
             app.close()
 
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "floodwatch", "--config", str(config), "run"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
-        )  # fmt: skip
-        try:
-            wait_until(lambda: "pending" not in statuses().values(), proc, log)
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=30) == 0, log.read_text()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    with floodwatch_run(config, log) as proc:
+        wait_until(lambda: "pending" not in statuses().values(), proc, log)
     output = log.read_text()
     assert set(statuses().values()) == {"sent"}  # every waiting alert, written out
     assert "BẮT ĐẦU NGẬP" in output
     assert "Telegram delivery on." not in output and "Traceback" not in output
 
 
-def wait_until(done, proc, log, seconds: float = 60) -> None:
-    """Poll `done` until true; fail with the process log if it dies or time runs out."""
-    deadline = time.monotonic() + seconds
-    while not done():
-        assert proc.poll() is None, log.read_text()
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.2)
-
-
 def test_run_with_a_token_delivers_through_telegram(config, tg, tmp_path):
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
-    from tests.conftest import ROOT
-
     queued = CliRunner().invoke(
         main, ["--config", str(config), "bulletin", "--send", "--at", "2025-11-09T06:00+07:00"]
     )
     assert queued.exit_code == 0, queued.output
     assert "TIN CẢNH BÁO NGẬP LỤT DO TRIỀU CƯỜNG" in queued.output
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "FLOODWATCH_TELEGRAM_TOKEN": TOKEN,
-           "PTB_TIMEDELTA": "true"}  # fmt: skip
     log = tmp_path / "run.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "floodwatch", "--config", str(config), "run"],
-            stdout=out, stderr=subprocess.STDOUT, env=env, cwd=tmp_path,
-        )  # fmt: skip
-        try:
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and not tg.texts(OPERATORS):
-                assert proc.poll() is None, log.read_text()
-                time.sleep(0.2)
-            proc.send_signal(signal.SIGTERM)
-            assert proc.wait(timeout=30) == 0, log.read_text()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
+    with floodwatch_run(config, log, token=TOKEN) as proc:
+        wait_until(lambda: bool(tg.texts(OPERATORS)), proc, log, seconds=30)
     texts = tg.texts(OPERATORS)
     assert any("TIN CẢNH BÁO NGẬP LỤT DO TRIỀU CƯỜNG" in (t or "") for t in texts)
     # Every message went to a configured chat, and nothing reached a chat twice.
