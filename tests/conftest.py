@@ -74,11 +74,13 @@ def on_database(config: Path, url: str, copy: Path | None = None) -> Path:
 
 
 @contextmanager
-def floodwatch_run(config: Path, log: Path, token: str | None = None) -> Iterator[Popen]:
+def floodwatch_run(
+    config: Path, log: Path, token: str | None = None, stop: int = signal.SIGTERM
+) -> Iterator[Popen]:
     """`floodwatch run` as its own process writing to `log` (Telegram with `token`).
 
-    Leaving the block sends SIGTERM and asserts a clean exit within 30 s; the
-    process is killed if the test fails first.
+    Leaving the block sends `stop` (SIGTERM) and asserts a clean exit within 30 s;
+    the process is killed if the test fails first.
     """
     env = {k: v for k, v in os.environ.items() if k != "FLOODWATCH_TELEGRAM_TOKEN"}
     env.update(PYTHONPATH=str(ROOT), PYTHONUNBUFFERED="1", PTB_TIMEDELTA="true")
@@ -91,7 +93,7 @@ def floodwatch_run(config: Path, log: Path, token: str | None = None) -> Iterato
         )  # fmt: skip
         try:
             yield proc
-            proc.send_signal(signal.SIGTERM)
+            proc.send_signal(stop)
             assert proc.wait(timeout=30) == 0, log.read_text()
         finally:
             if proc.poll() is None:

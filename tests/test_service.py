@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+
+import pytest
 
 from tests.conftest import ROOT, floodwatch_run, wait_until
 
 
-def test_run_starts_prints_the_outlook_and_stops_on_sigterm(project, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "ctrl-c"])
+def test_run_starts_prints_the_outlook_and_stops_on_sigterm(project, tmp_path, stop):
     out_path = tmp_path / "run.out"
-    with floodwatch_run(project, out_path) as proc:
+    with floodwatch_run(project, out_path, stop=stop) as proc:
         wait_until(lambda: "Running;" in out_path.read_text(), proc, out_path)
     output = out_path.read_text()
     assert "Next high waters" in output

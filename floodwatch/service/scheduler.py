@@ -102,8 +102,8 @@ class Heartbeat:
 
 
 class StopRequest:
-    """SIGTERM as a flag that start-up checks between its steps and that stops the
-    scheduler.
+    """SIGTERM (and a first Ctrl-C) as a flag that start-up checks between its steps
+    and that stops the scheduler.
 
     The signal handler only writes a byte to a pipe (safe at any point, as an
     exception or a lock taken inside a handler is not: a handler runs between
@@ -118,8 +118,11 @@ class StopRequest:
         os.set_blocking(self._write, False)
         threading.Thread(target=self._watch, name="stop-request", daemon=True).start()
         signal.signal(signal.SIGTERM, self._handle)
+        signal.signal(signal.SIGINT, self._handle)
 
     def _handle(self, signum, _frame) -> None:
+        if signum == signal.SIGINT:  # Ctrl-C stops like SIGTERM; a second one interrupts
+            signal.signal(signal.SIGINT, signal.default_int_handler)
         with contextlib.suppress(BlockingIOError):  # a full pipe: a stop is on its way
             os.write(self._write, bytes([signum]))
 
