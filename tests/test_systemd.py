@@ -11,7 +11,7 @@ import pytest
 from tests.conftest import ROOT
 
 UNITS = ("floodwatch.service", "floodwatch-web.service")
-pytestmark = pytest.mark.skipif(
+needs_analyze = pytest.mark.skipif(
     shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed"
 )
 
@@ -29,6 +29,7 @@ def units(tmp_path):
     return paths
 
 
+@needs_analyze
 def test_units_verify(units):
     result = subprocess.run(
         ["systemd-analyze", "verify", *map(str, units)], capture_output=True, text=True
@@ -37,6 +38,7 @@ def test_units_verify(units):
     assert result.stderr.strip() == ""
 
 
+@needs_analyze
 def test_exposure_below_three(units):
     for unit in units:
         result = subprocess.run(
@@ -51,3 +53,12 @@ def test_the_service_is_a_notify_service_with_a_watchdog():
     text = (ROOT / "systemd" / "floodwatch.service").read_text(encoding="utf-8")
     assert "Type=notify" in text and "WatchdogSec=" in text
     assert "LoadCredential=telegram-token:" in text
+
+
+def test_the_web_listens_on_loopback_behind_a_login():
+    """The shipped web unit never serves open reads to the network (issue 11)."""
+    text = (ROOT / "systemd" / "floodwatch-web.service").read_text(encoding="utf-8")
+    [command] = [line for line in text.splitlines() if line.startswith("ExecStart=")]
+    assert "--host 127.0.0.1" in command and "--login-required" in command
+    assert "0.0.0.0" not in command and "--allow-open-reads" not in command
+    assert "--forwarded-allow-ips 127.0.0.1" in command

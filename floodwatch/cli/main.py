@@ -14,6 +14,7 @@ from floodwatch.cli.db import db
 from floodwatch.cli.export import export
 from floodwatch.cli.service import COMMANDS
 from floodwatch.cli.tide import tide
+from floodwatch.cli.tokens import token
 from floodwatch.cli.web import user, web
 
 
@@ -45,5 +46,5 @@ def main(ctx: click.Context, config: Path | None, verbose: int) -> None:
     ctx.obj = Context(config)
 
 
-for command in (*COMMANDS, tide, db, export, user, web):
+for command in (*COMMANDS, tide, db, export, user, token, web):
     main.add_command(command)

@@ -602,6 +602,7 @@ def events(ctx, start, end, segment, unit, kind, fmt) -> None:
       floodwatch events --unit so_xay_dung --format json
     """
     from floodwatch.db.events import dumps
+    from floodwatch.exports.tables import neutralised
 
     app = ctx.open(with_sources=False, writes=False)
     try:
@@ -624,7 +625,8 @@ def events(ctx, start, end, segment, unit, kind, fmt) -> None:
         out = io.StringIO()
         writer = csv.DictWriter(out, fieldnames=EVENT_COLUMNS, extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(r.as_json() for r in rows)
+        # Formula-like text (a road named "=…") is neutralised for spreadsheets.
+        writer.writerows({k: neutralised(v) for k, v in r.as_json().items()} for r in rows)
         click.echo(out.getvalue(), nl=False)
     else:
         click.echo(f"{'id':>5} {'segment':<26} {'kind':<8} {'status':<9} {'opened':<16} "

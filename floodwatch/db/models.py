@@ -342,3 +342,42 @@ class UserRow(SQLModel, table=True):
     password_hash: str
     display_name: str = ""
     created_at: datetime = Field(sa_column=utc_column(nullable=False))
+    # Set by `floodwatch user disable`: no login, and every session ends.
+    disabled: bool = False
+    last_login_at: datetime | None = Field(default=None, sa_column=utc_column())
+
+
+class SessionRow(SQLModel, table=True):
+    """A web login: the sha256 of the random id in the signed cookie (server-side, so
+    logout, `user remove` and `user disable` end it at once)."""
+
+    __tablename__ = "web_session"
+    id_hash: str = Field(primary_key=True)
+    username: str = Field(index=True)
+    created_at: datetime = Field(sa_column=utc_column(nullable=False))
+    expires_at: datetime = Field(sa_column=utc_column(nullable=False, index=True))
+
+
+class LoginThrottleRow(SQLModel, table=True):
+    """Failed logins of one user name (`user:NAME`) or one address (`addr:IP`): after a
+    few, attempts are refused for a growing delay; a user name can be locked out."""
+
+    __tablename__ = "login_throttle"
+    key: str = Field(primary_key=True)
+    failures: int = 0  # consecutive failures (started attempts, until one succeeds)
+    last_failure_at: datetime = Field(sa_column=utc_column(nullable=False, index=True))
+    blocked_until: datetime | None = Field(default=None, sa_column=utc_column())
+    locked: bool = False  # a user name locked out until `user unlock` or blocked_until
+
+
+class ApiTokenRow(SQLModel, table=True):
+    """A token a program sends as `Authorization: Bearer …` (only its sha256 is kept)."""
+
+    __tablename__ = "api_token"
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(sa_column=Column(String, nullable=False, unique=True))
+    token_hash: str = Field(sa_column=Column(String, nullable=False, unique=True))
+    note: str = ""
+    created_at: datetime = Field(sa_column=utc_column(nullable=False))
+    last_used_at: datetime | None = Field(default=None, sa_column=utc_column())
+    revoked_at: datetime | None = Field(default=None, sa_column=utc_column())

@@ -3,7 +3,8 @@
 `Store(url)` opens the engine (SQLite with WAL by default, any SQLAlchemy URL
 otherwise), runs the Alembic migrations when the schema is behind, and gives
 each table group its repository: `readings`, `events`, `outbox`, `health`,
-`silences`, `reports`, `stats` and `users`. Every SQL statement of floodwatch
+`silences`, `reports`, `stats`, `users` (with their sessions), `logins` (throttling)
+and `tokens` (API tokens). Every SQL statement of floodwatch
 lives in this package.
 """
 
@@ -21,12 +22,14 @@ from floodwatch.core.geo import Geodata
 from floodwatch.db.engine import bulk_execute, make_engine, migrate, redact
 from floodwatch.db.events import Events
 from floodwatch.db.health import SourceHealth
+from floodwatch.db.logins import LoginThrottle
 from floodwatch.db.models import EventRow, MetaRow, SegmentRow, StationRow
 from floodwatch.db.outbox import Outbox
 from floodwatch.db.readings import Readings
 from floodwatch.db.reports import FieldReports
 from floodwatch.db.silences import Silences
 from floodwatch.db.stats import Stats
+from floodwatch.db.tokens import ApiTokens
 from floodwatch.db.users import Users
 from floodwatch.errors import StorageError
 
@@ -49,6 +52,8 @@ class Store:
         self.reports = FieldReports(self.engine)
         self.stats = Stats(self.engine)
         self.users = Users(self.engine)
+        self.logins = LoginThrottle(self.engine)
+        self.tokens = ApiTokens(self.engine)
         if run_migrations:
             try:
                 migrate(self.engine)

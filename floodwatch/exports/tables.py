@@ -319,6 +319,31 @@ def maintenance_notes(
     ]
 
 
+# --- spreadsheet cells ------------------------------------------------------------
+
+# A text cell starting with one of these is read as a formula by spreadsheets (OWASP
+# "CSV injection"): a road or operator named "=HYPERLINK(…)" would become a live link.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def formula_like(value: object) -> bool:
+    """Whether a cell is text that a spreadsheet would take for a formula."""
+    return isinstance(value, str) and value.startswith(FORMULA_STARTS)
+
+
+def neutralised(value: object) -> object:
+    """A CSV cell that no spreadsheet runs: formula-like text gets a leading apostrophe
+    (OWASP's advice); numbers, times and other text are unchanged."""
+    return "'" + value if formula_like(value) else value
+
+
+def csv_cell(value: object) -> object:
+    """A cell for CSV: local times as dd/mm/yyyy HH:MM, None as empty, text neutralised."""
+    if isinstance(value, datetime):
+        return value.strftime(TIME_FMT)
+    return "" if value is None else neutralised(value)
+
+
 def _tick(progress: Progress | None, done: int) -> None:
     """Report progress every PROGRESS_EVERY rows."""
     if progress is not None and done % PROGRESS_EVERY == 0:
@@ -355,7 +380,7 @@ def write_maintenance_csv(rows: Iterable[MaintenanceRow], out, *, bom: bool = Fa
         writer = csv.writer(stream)
         writer.writerow(MAINTENANCE_HEADERS)
         for row in rows:
-            writer.writerow(["" if v is None else v for v in maintenance_record(row).values()])
+            writer.writerow([csv_cell(v) for v in maintenance_record(row).values()])
             n += 1
     return n
 
@@ -413,13 +438,6 @@ def event_values(event: EventRecord, zone: ZoneInfo) -> list[object]:
     ]
 
 
-def _csv_cell(value: object) -> object:
-    """A cell for CSV: local times as dd/mm/yyyy HH:MM, None as empty."""
-    if isinstance(value, datetime):
-        return value.strftime(TIME_FMT)
-    return "" if value is None else value
-
-
 def write_events_csv(
     events: Iterable[EventRecord], out, zone: ZoneInfo, *, bom: bool = False, progress=None
 ) -> int:
@@ -429,7 +447,7 @@ def write_events_csv(
         writer = csv.writer(stream)
         writer.writerow(EVENT_HEADERS)
         for event in events:
-            writer.writerow([_csv_cell(v) for v in event_values(event, zone)])
+            writer.writerow([csv_cell(v) for v in event_values(event, zone)])
             n += 1
             _tick(progress, n)
     _tock(progress, n)
@@ -478,12 +496,17 @@ class _Sheet:
         self.rows = 0
 
     def append(self, values: Sequence[object]) -> None:
-        """Append one row, formatting the cells whose column has a number format."""
+        """Append one row, formatting the cells whose column has a number format; text that
+        looks like a formula is stored as text (with Excel's quote prefix)."""
         cells = []
         for value, fmt in zip(values, self.formats, strict=True):
             if isinstance(value, datetime):
                 value = value.replace(tzinfo=None)  # Excel has no time zones: local time
-            if fmt is None or value is None or value == "":
+            if formula_like(value):  # kept as typed, as text: never a formula
+                cell = self._cell(self.ws, value=value)
+                cell.data_type, cell.quotePrefix = "s", True
+                cells.append(cell)
+            elif fmt is None or value is None or value == "":
                 cells.append(value)
             else:
                 cell = self._cell(self.ws, value=value)

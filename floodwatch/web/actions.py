@@ -30,6 +30,27 @@ def login_form(request: Request, next: str = "/"):
     return render(request, "login.html", next=safe_next(next), error=None)
 
 
+def _wait_vi(seconds: int) -> str:
+    """`45 giây`, `3 phút`, `24 giờ`: how long to wait, in Vietnamese."""
+    if seconds < 120:
+        return f"{seconds} giây"
+    if seconds < 2 * 3600:
+        return f"{-(-seconds // 60)} phút"
+    return f"{-(-seconds // 3600)} giờ"
+
+
+def _refused(request: Request, next: str, exc: auth.LoginRefused):
+    """429 with Retry-After: too many failed logins (the password was not checked)."""
+    if exc.locked:
+        error = ("Tài khoản này tạm bị khóa vì đăng nhập sai quá nhiều lần. Hãy nhờ quản trị "
+                 f"viên mở khóa, hoặc thử lại sau {_wait_vi(exc.retry_after_s)}.")  # fmt: skip
+    else:
+        error = f"Đăng nhập sai quá nhiều lần. Hãy thử lại sau {_wait_vi(exc.retry_after_s)}."
+    response = render(request, "login.html", status_code=429, next=safe_next(next), error=error)
+    response.headers["Retry-After"] = str(exc.retry_after_s)
+    return response
+
+
 @router.post("/login")
 def login(
     request: Request,
@@ -39,25 +60,31 @@ def login(
     next: str = Form("/"),
     ctx: WebContext = Depends(web),
 ):
-    """Check the password; on success put the operator in the session."""
+    """Check the password (unless throttled); on success start a session."""
     check_csrf(request, csrf)
-    user = auth.authenticate(ctx.app.store, username, password)
-    if user is None:
-        logger.warning("web: failed login for %r", username[:64])
-        return render(
-            request, "login.html", status_code=401, next=safe_next(next),
-            error="Sai tên đăng nhập hoặc mật khẩu.",
-        )  # fmt: skip
-    auth.log_in(request.session, user)
+    address = request.client.host if request.client else "unknown"
+    try:
+        user = auth.log_in_attempt(ctx.app.store, username, password, address, utcnow())
+    except auth.LoginRefused as exc:
+        logger.warning("web: login for %r from %s refused for %d s (too many failures)",
+                       username[:64], address, exc.retry_after_s)  # fmt: skip
+        return _refused(request, next, exc)
+    if user is None or user.disabled:
+        logger.warning("web: failed login for %r from %s%s", username[:64], address,
+                       " (disabled)" if user is not None else "")  # fmt: skip
+        error = ("Tài khoản này đã bị tắt. Hãy liên hệ quản trị viên." if user is not None
+                 else "Sai tên đăng nhập hoặc mật khẩu.")  # fmt: skip
+        return render(request, "login.html", status_code=401, next=safe_next(next), error=error)
+    auth.log_in(ctx.app.store, request.session, user, utcnow())
     logger.info("web: %s logged in", user.username)
     return back(safe_next(next))
 
 
 @router.post("/logout")
-def logout(request: Request, csrf: str = Form("")):
-    """End the session."""
+def logout(request: Request, csrf: str = Form(""), ctx: WebContext = Depends(web)):
+    """End the session, in the database too (an old copy of the cookie is then worthless)."""
     check_csrf(request, csrf)
-    request.session.clear()
+    auth.log_out(ctx.app.store, request.session)
     return back("/")
 
 

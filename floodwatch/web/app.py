@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from urllib.parse import urlencode, urlsplit
 
 import prometheus_client.exposition
@@ -18,7 +19,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from floodwatch.errors import StorageError
 from floodwatch.service.app import App
 from floodwatch.service.metrics import metrics_registry
-from floodwatch.web import actions, api, pages, planning
+from floodwatch.web import actions, api, apidocs, auth, pages, planning
 from floodwatch.web.context import (
     HERE,
     BadFilter,
@@ -27,10 +28,14 @@ from floodwatch.web.context import (
     make_templates,
     render,
 )
+from floodwatch.web.security import SecurityHeaders
 
 logger = logging.getLogger(__name__)
 SESSION_COOKIE = "floodwatch_session"
-SESSION_MAX_AGE_S = 12 * 3600  # one shift
+SESSION_MAX_AGE_S = auth.SESSION_MAX_AGE_S  # one shift
+# What a program without (or with a wrong) token is told to send.
+WWW_AUTHENTICATE = 'Bearer realm="floodwatch"'
+
 # The classic text format every Prometheus reads: prometheus-client 0.22+ calls 1.0.0 "latest"
 # (the same text for our names); older releases name only 0.0.4, as CONTENT_TYPE_LATEST.
 METRICS_CONTENT_TYPE = getattr(
@@ -45,7 +50,8 @@ def _wants_json(request: Request) -> bool:
 
 
 def _install_session(web: FastAPI, secret_key: str) -> None:
-    """Keep the operator's login in a signed session cookie that lasts one shift."""
+    """Keep the operator's session id in a signed cookie that lasts one shift (the session
+    itself is in the database: logout ends it; SecurityHeaders adds `Secure` over HTTPS)."""
     web.add_middleware(
         SessionMiddleware,
         secret_key=secret_key,
@@ -103,10 +109,18 @@ def _install_health(web: FastAPI, app: App) -> None:
 def _install_error_handlers(web: FastAPI) -> None:
     """Answer login, filter, HTTP and validation errors as JSON for the API, as pages otherwise."""
 
+    @web.exception_handler(auth.BadToken)
+    def bad_token(_request: Request, _exc: auth.BadToken):
+        """A wrong, revoked or malformed Bearer token: 401 on pages and API alike."""
+        challenge = WWW_AUTHENTICATE + ', error="invalid_token"'
+        return JSONResponse({"detail": "invalid or revoked API token"}, status_code=401,
+                            headers={"WWW-Authenticate": challenge})  # fmt: skip
+
     @web.exception_handler(NeedLogin)
     def need_login(request: Request, _exc: NeedLogin):
         if _wants_json(request):
-            return JSONResponse({"detail": "login required"}, status_code=401)
+            return JSONResponse({"detail": "login or API token required"}, status_code=401,
+                                headers={"WWW-Authenticate": WWW_AUTHENTICATE})  # fmt: skip
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         if request.method != "GET":  # back to the page the form was on
             target = urlsplit(request.headers.get("referer", "")).path or "/"
@@ -135,8 +149,11 @@ def _install_error_handlers(web: FastAPI) -> None:
                       message="Dữ liệu gửi lên không hợp lệ.")  # fmt: skip
 
 
-def create_app(app: App, *, secret_key: str, open_reads: bool = True) -> FastAPI:
-    """The FastAPI application for an opened App; reads need a login unless `open_reads`."""
+def create_app(
+    app: App, *, secret_key: str, open_reads: bool = True, img_origins: Sequence[str] = ()
+) -> FastAPI:
+    """The FastAPI application for an opened App; reads need a login (or an API token)
+    unless `open_reads`. `img_origins`: other origins the CSP allows images from (tiles)."""
     if not secret_key:
         raise ValueError("the web needs a secret key for its session cookies")
     web = FastAPI(
@@ -144,12 +161,17 @@ def create_app(app: App, *, secret_key: str, open_reads: bool = True) -> FastAPI
         summary="Ngập do triều cường và mưa — Cà Mau",
         description="Flood events, road segments, stations, readings and service status.",
         version="1",
+        docs_url=None,  # served from local assets by apidocs
+        redoc_url=None,  # ReDoc needs inline styles: not served
     )
     web.state.web = WebContext(app=app, open_reads=open_reads,
                                templates=make_templates(app.settings.zone))  # fmt: skip
-    # Order matters: the NUL guard is added last, so it runs outside the session.
+    # Order matters: the last added runs outermost. The NUL guard runs outside the
+    # session, and the security headers outside everything (its answers carry them too).
     _install_session(web, secret_key)
     _install_nul_guard(web)
+    web.add_middleware(SecurityHeaders, img_origins=tuple(img_origins))
+    apidocs.install(web)  # before /static, which would otherwise take /static/swagger
     _install_routes(web)
     _install_health(web, app)
     _install_error_handlers(web)

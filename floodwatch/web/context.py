@@ -119,14 +119,19 @@ def web(request: Request) -> WebContext:
 def reader(request: Request) -> WebContext:
     """Dependency of every read: the context, after the login check when reads are closed."""
     ctx = web(request)
-    if not ctx.open_reads and auth.session_user(request.session) is None:
+    token = auth.bearer_token(request)  # a program's API token (auth.BadToken if wrong)
+    if token is not None:
+        if not auth.token_ok(ctx.app.store, token):
+            raise auth.BadToken()
+        return ctx
+    if not ctx.open_reads and auth.current_user(request, ctx.app.store) is None:
         raise NeedLogin()
     return ctx
 
 
 def operator(request: Request) -> dict:
-    """The logged-in operator, or NeedLogin."""
-    user = auth.session_user(request.session)
+    """The logged-in operator (a running session of an enabled user), or NeedLogin."""
+    user = auth.current_user(request, web(request).app.store)
     if user is None:
         raise NeedLogin()
     return user
@@ -149,7 +154,7 @@ def render(request: Request, name: str, status_code: int = 200, **context):
     """A page with the shared context (user, CSRF token, formats)."""
     ctx = web(request)
     context.update(
-        user=auth.session_user(request.session),
+        user=auth.current_user(request, ctx.app.store),
         csrf=auth.csrf_token(request.session),
         open_reads=ctx.open_reads,
         web=ctx,

@@ -16,7 +16,7 @@ from floodwatch.core.events import OBSERVED
 from floodwatch.core.health import HealthView
 from floodwatch.core.text import CAUSE_VI, KIND_VI, STATUS_VI
 from floodwatch.db.events import EventFilter, EventRecord
-from floodwatch.exports.tables import EVENT_HEADERS, TIME_FMT, event_values
+from floodwatch.exports.tables import EVENT_HEADERS, csv_cell, event_values
 from floodwatch.service.charts import station_hydrograph
 from floodwatch.service.cycle import Situation, utcnow
 from floodwatch.service.polling import health_view
@@ -234,12 +234,7 @@ def csv_lines(ctx: WebContext, flt: EventFilter) -> Iterator[str]:
     for ev in ctx.app.store.events.stream(flt):
         buffer.seek(0)
         buffer.truncate()
-        writer.writerow(
-            [
-                v.strftime(TIME_FMT) if isinstance(v, datetime) else ("" if v is None else v)
-                for v in event_values(ev, ctx.zone)
-            ]
-        )
+        writer.writerow([csv_cell(v) for v in event_values(ev, ctx.zone)])  # formula-safe
         yield buffer.getvalue()
 
 
