@@ -78,7 +78,10 @@ class LoginThrottle:
             conn.execute(delete(LoginThrottleRow).where(and_(stale, free)))
             self._insert_missing(conn, keys, at)
             rows = conn.execute(
-                select(LoginThrottleRow).where(LoginThrottleRow.key.in_(keys)).with_for_update()
+                select(LoginThrottleRow)
+                .where(LoginThrottleRow.key.in_(keys))
+                .order_by(LoginThrottleRow.key)  # one lock order: no deadlock on PostgreSQL
+                .with_for_update()
             ).all()
             blocked = [r for r in rows if r.blocked_until is not None and r.blocked_until > at]
             if blocked:

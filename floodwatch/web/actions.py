@@ -66,8 +66,9 @@ def login(
     try:
         user = auth.log_in_attempt(ctx.app.store, username, password, address, utcnow())
     except auth.LoginRefused as exc:
-        logger.warning("web: login for %r from %s refused for %d s (too many failures)",
-                       username[:64], address, exc.retry_after_s)  # fmt: skip
+        # Info, not warning: an attack would fill the journal (the checked failures warn).
+        logger.info("web: login for %r from %s refused for %d s (too many failures)",
+                    username[:64], address, exc.retry_after_s)  # fmt: skip
         return _refused(request, next, exc)
     if user is None or user.disabled:
         logger.warning("web: failed login for %r from %s%s", username[:64], address,
