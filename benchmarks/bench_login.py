@@ -65,8 +65,9 @@ def run(label: str, url: str, names, rate: float | None, threads: int) -> None:
             statuses = list(pool.map(lambda n: attempt(url, n), names))
     counts = Counter(statuses)
     elapsed = time.monotonic() - start
+    other = len(statuses) - counts[401] - counts[429]
     print(f"{label}: {len(statuses)} attempts in {elapsed:.1f} s: {counts[401]} checked "
-          f"(401), {counts[429]} refused (429), other {len(statuses) - counts[401] - counts[429]}")  # fmt: skip
+          f"(401), {counts[429]} refused (429), other {other}")  # fmt: skip
 
 
 def fresh_run(label: str, names, rate: float | None, threads: int) -> None:
