@@ -284,3 +284,31 @@ def test_unchanged_geodata_is_not_written_again(database_url):
         assert "marker" not in names and first.name in names
     finally:
         store.close()
+
+
+def test_operators_survive_the_locked_doors_upgrade(database_url):
+    """0007: an operator made before sessions and throttling logs in after, enabled."""
+    from sqlalchemy import text as sql
+
+    from floodwatch.web.auth import hash_password, log_in_attempt
+
+    store = Store(database_url, run_migrations=False)
+    migrate(store.engine, "0006")
+    t = datetime(2024, 12, 16, 11, tzinfo=UTC)
+    with store.engine.begin() as conn:
+        conn.execute(
+            sql("INSERT INTO web_user (username, password_hash, display_name, created_at) "
+                "VALUES ('lan', :h, 'Nguyễn Thị Lan', :at)"),
+            {"h": hash_password("mật-khẩu-dài"), "at": t},
+        )  # fmt: skip
+    store.close()
+    store = Store(database_url)
+    try:
+        [row] = store.users.listing(t)
+        assert row.username == "lan" and row.disabled is False and row.last_login_at is None
+        assert row.sessions == 0
+        user = log_in_attempt(store, "lan", "mật-khẩu-dài", "192.0.2.1", datetime.now(UTC))
+        assert user is not None and user.display_name == "Nguyễn Thị Lan"
+        assert store.tokens.listing() == [] and store.logins.locked_out(t) == {}
+    finally:
+        store.close()

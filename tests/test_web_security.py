@@ -170,6 +170,12 @@ def test_user_disable_and_remove_end_sessions_at_once(client, fw_app):
     assert re.search(r"^lan +Nguyễn Thị Lan +\S+ \S+ +yes ", listing, re.M)
     assert fw(fw_app, "user", "enable", "lan").exit_code == 0
     assert log_in(client).status_code == 303
+    new_password = "mật-khẩu-mới-2025"
+    changed = cli(fw_app.settings.config_path, "user", "add", "lan", "--password-stdin",
+                  input=new_password + "\n")  # fmt: skip
+    assert changed.exit_code == 0 and "updated" in changed.output
+    assert "Nguyễn Thị Lan" not in client.get("/").text  # a new password ends the sessions
+    assert log_in(client, password=new_password).status_code == 303
     assert fw(fw_app, "user", "remove", "lan").exit_code == 0
     assert "Nguyễn Thị Lan" not in client.get("/").text
     assert log_in(client).status_code == 401
@@ -353,13 +359,14 @@ def test_api_tokens_open_the_api_under_login_required(fw_app, caplog):
 def test_web_refuses_open_reads_on_the_network(project, monkeypatch):
     import uvicorn
 
+    served_with = []  # uvicorn.run's options (uvicorn is not started)
+    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served_with.append(options))
     for host in ("0.0.0.0", "192.0.2.10", "::", "ngap.example.vn"):
         result = cli(project, "web", "--host", host)
         assert result.exit_code == 2, host
         [line] = result.output.splitlines()
         assert "--login-required" in line and "--allow-open-reads" in line
-    served_with = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **options: served_with.append(options))
+    assert served_with == []
     for args in (["--host", "0.0.0.0", "--login-required"],
                  ["--host", "0.0.0.0", "--allow-open-reads"], ["--host", "::1"],
                  ["--forwarded-allow-ips", "10.1.2.3"]):  # fmt: skip
