@@ -18,7 +18,6 @@ from fastapi.testclient import TestClient
 
 import tests.conftest
 from floodwatch.cli.main import main
-from floodwatch.exports.tables import csv_cell, neutralised
 from floodwatch.web.app import create_app
 from floodwatch.web.auth import add_user
 from tests import test_web
@@ -112,6 +111,8 @@ def test_web_downloads_hold_no_formula(acknowledged):
 
 
 def test_numbers_stay_numbers_and_only_formula_starts_are_quoted():
+    from floodwatch.exports.tables import csv_cell, neutralised
+
     assert neutralised(-0.25) == -0.25 and neutralised(3) == 3 and neutralised(None) is None
     for text in ("=1+1", "+84 90", "-5", "@SUM(A1)", "\tx", "\rx"):
         assert neutralised(text) == "'" + text

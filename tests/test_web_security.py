@@ -21,9 +21,7 @@ from click.testing import CliRunner
 from fastapi.testclient import TestClient
 
 from floodwatch.cli.main import main
-from floodwatch.db.logins import Limit
 from floodwatch.web.app import create_app
-from floodwatch.web.auth import ADDRESS_LIMIT, USER_LIMIT
 from floodwatch.web.context import HERE
 from tests import test_web
 from tests.test_web import PASSWORD, csrf_of, log_in
@@ -96,6 +94,9 @@ def test_one_address_trying_many_names_is_slowed_down_too(client):
 
 def test_delays_double_and_ten_failures_lock_the_user_out(fw_app):
     """The schedule, with the clock given: 5 free, 1 s, 2 s, 4 s, 8 s, then a lockout."""
+    from floodwatch.db.logins import Limit
+    from floodwatch.web.auth import ADDRESS_LIMIT, USER_LIMIT
+
     logins = fw_app.store.logins
     limits = {"user:lan": USER_LIMIT, "addr:192.0.2.1": ADDRESS_LIMIT}
     t = datetime(2025, 11, 5, 8, tzinfo=UTC)
@@ -121,6 +122,8 @@ def test_delays_double_and_ten_failures_lock_the_user_out(fw_app):
 
 
 def test_a_locked_out_user_is_told_and_unlock_lifts_it(client, fw_app):
+    from floodwatch.web.auth import USER_LIMIT
+
     logins, now = fw_app.store.logins, datetime.now(UTC)
     for i in range(10):  # ten failures in a row in the last half hour, spaced out
         assert logins.attempt({"user:lan": USER_LIMIT}, now - timedelta(minutes=30 - i)).allowed
