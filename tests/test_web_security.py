@@ -315,6 +315,10 @@ def test_docs_use_local_assets_only(client):
         assert client.get(url).status_code == 200, url
     assert "<script>" not in page.text  # the initializer is a file (the CSP allows no inline)
     assert client.get("/redoc").status_code == 404  # ReDoc needs inline styles: not served
+    spec = client.get("/openapi.json").json()
+    assert spec["components"]["securitySchemes"]["apiToken"]["scheme"] == "bearer"
+    assert {"apiToken": []} in spec["paths"]["/api/v1/status"]["get"]["security"]
+    assert "security" not in spec["paths"]["/healthz"]["get"]
 
 
 # --- API tokens ----------------------------------------------------------------------

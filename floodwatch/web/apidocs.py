@@ -35,8 +35,34 @@ PAGE = """<!doctype html>
 """
 
 
+TOKEN_SCHEME = {
+    "type": "http",
+    "scheme": "bearer",
+    "description": "An API token made by `floodwatch token add NAME` (needed when the web "
+    "runs with --login-required; a wrong or revoked token is a 401).",
+}
+
+
+def _with_token_scheme(web: FastAPI) -> None:
+    """Describe the API token in /openapi.json (Swagger UI's "Authorize" then sends it)."""
+    plain = web.openapi
+
+    def openapi() -> dict:
+        if web.openapi_schema is None:
+            schema = plain()
+            schema.setdefault("components", {})["securitySchemes"] = {"apiToken": TOKEN_SCHEME}
+            for path, operations in schema["paths"].items():
+                if path.startswith("/api/"):
+                    for operation in operations.values():
+                        operation["security"] = [{"apiToken": []}, {}]  # optional
+        return web.openapi_schema
+
+    web.openapi = openapi
+
+
 def install(web: FastAPI) -> None:
-    """Mount the Swagger UI assets and add the /docs page."""
+    """Mount the Swagger UI assets, add the /docs page and the token to the OpenAPI."""
+    _with_token_scheme(web)
     web.mount(ASSETS_URL, StaticFiles(directory=str(SWAGGER_ASSETS)), name="swagger")
     page = PAGE.format(title=html.escape(web.title), assets=ASSETS_URL)
 
