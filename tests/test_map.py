@@ -1,0 +1,189 @@
+"""The "now" map (Leaflet, vendored): its data, legend, basemap settings and outline."""
+
+from __future__ import annotations
+
+import json
+import re
+from html import unescape
+
+import pytest
+from fastapi.testclient import TestClient
+
+from floodwatch.config import OSM_TILES, parse_settings
+from floodwatch.errors import ConfigError
+from floodwatch.service.app import App
+from floodwatch.web.app import create_app
+from tests.conftest import ROOT, WEB_TILES_OFF, edit_config
+from tests.test_web import CUT, SEGMENTS, event_id, fw_app  # noqa: F401 (fixture)
+
+AT = {"at": CUT.isoformat()}
+
+
+def map_data(html: str) -> dict:
+    """The JSON the page hands to static/map.js."""
+    found = re.search(r'<script type="application/json" id="map-data">(.*?)</script>', html, re.S)
+    assert found is not None, "no #map-data block"
+    return json.loads(found.group(1))
+
+
+@pytest.fixture
+def client(fw_app):  # noqa: F811
+    with TestClient(create_app(fw_app, secret_key="test-secret")) as test_client:
+        yield test_client
+
+
+def roads_of(data: dict) -> dict[str, dict]:
+    return {f["properties"]["id"]: f for f in data["roads"]["features"]}
+
+
+def test_roads_carry_their_state_level_forecast_flag_and_links(client):
+    data = map_data(client.get("/", params=AT).text)
+    roads = roads_of(data)
+    assert set(roads) == SEGMENTS
+    low, edge, dry = roads["tide-low"], roads["tide-edge"], roads["high-dry"]
+    assert low["properties"]["css"] == "seg lvl-1" and low["properties"]["level"] == 1
+    assert not low["properties"]["forecast"]
+    assert low["properties"]["label"].startswith("Đang ngập: Mức 1")
+    observed = event_id(client, "tide-low", status="flooded")
+    assert low["properties"]["event"] == f"/events/{observed}"
+    assert edge["properties"]["css"] == "seg fc lvl-1" and edge["properties"]["forecast"]
+    assert edge["properties"]["label"].startswith("Dự báo sẽ ngập: Mức 1")
+    forecast = event_id(client, "tide-edge", kind="forecast")
+    assert edge["properties"]["event"] == f"/events/{forecast}"
+    assert dry["properties"]["css"] == "seg dry" and dry["properties"]["event"] is None
+    assert dry["properties"]["label"] == "Không ngập"
+    assert dry["properties"]["road"] == "/roads/high-dry"
+    assert client.get(low["properties"]["event"]).status_code == 200
+    # WGS84 lon/lat, rounded to 5 decimals.
+    coords = low["geometry"]["coordinates"]
+    flat = coords if isinstance(coords[0][0], float) else [p for line in coords for p in line]
+    assert all(104 < lon < 106 and 8 < lat < 10 for lon, lat in flat)
+    assert all(round(v, 5) == v for point in flat for v in point)
+
+
+def test_stations_are_labelled_with_their_alarm_level(client):
+    data = map_data(client.get("/", params=AT).text)
+    stations = {f["properties"]["id"]: f["properties"] for f in data["stations"]["features"]}
+    assert stations["tp_ca_mau"]["label"] == "BĐ III"  # 1.07 m is over BĐ III (85 cm)
+    assert stations["tp_ca_mau"]["css"] == "st bd-3"
+    assert len(stations) == len(client.get("/api/v1/stations").json())
+
+
+def test_a_road_and_a_station_without_data_say_so(fw_app, client):  # noqa: F811
+    # A day before anything was replayed nobody knew any level: no data, never dry.
+    html = client.get("/", params={"at": "2024-12-10T12:00+07:00"}).text
+    data = map_data(html)
+    assert {f["properties"]["css"] for f in data["roads"]["features"]} == {"seg nodata"}
+    assert all(f["properties"]["label"] == "Không có dữ liệu" for f in data["roads"]["features"])
+    tp = next(f for f in data["stations"]["features"] if f["properties"]["id"] == "tp_ca_mau")
+    assert tp["properties"] == {**tp["properties"], "css": "st nodata", "label": "không có dữ liệu"}
+
+
+def test_the_legend_shows_the_configured_levels_only(client):
+    html = client.get("/").text
+    legend = html[html.index('id="chu-giai"') : html.index("</ul>", html.index('id="chu-giai"'))]
+    assert re.findall(r"Mức (\d+)", legend) == ["1", "2", "3"]
+    assert 'class="swatch nodata"' in legend and 'class="swatch dry"' in legend
+
+
+def test_the_page_loads_leaflet_from_the_package_and_has_no_inline_code(client):
+    html = client.get("/", params=AT).text
+    assert '<script src="/static/vendor/leaflet/leaflet.js" defer></script>' in html
+    assert '<script src="/static/map.js" defer></script>' in html
+    for path in ("vendor/leaflet/leaflet.js", "vendor/leaflet/leaflet.css",
+                 "vendor/leaflet/LICENSE", "vendor/leaflet/images/layers.png", "map.js"):  # fmt: skip
+        assert client.get(f"/static/{path}").status_code == 200, path
+    assert "Leaflet 1.9.4" in client.get("/static/vendor/leaflet/leaflet.js").text
+    # Strict CSP: scripts are files or JSON data, no handlers or style attributes.
+    for attrs in re.findall(r"<script([^>]*)>", html):
+        assert "src=" in attrs or 'type="application/json"' in attrs, attrs
+    assert not re.search(r"\son\w+=|\sstyle=|<style", html)
+    assert "<noscript>" in html and "Bản đồ cần JavaScript" in html
+
+
+def test_default_tiles_are_openstreetmap_with_its_attribution(project):
+    app = _app_with(project, "")  # the shipped config, whose [web] is commented out
+    try:
+        with TestClient(create_app(app, secret_key="s")) as client:
+            tiles = map_data(client.get("/").text)["tiles"]
+            assert client.app.state.web.tile_origin == "https://tile.openstreetmap.org"
+    finally:
+        app.close()
+    assert tiles == {"url": OSM_TILES, "attribution": "© OpenStreetMap contributors",
+                     "link": "https://www.openstreetmap.org/copyright", "max_zoom": 19}  # fmt: skip
+
+
+def _app_with(project, web: str) -> App:
+    edit_config(project, {WEB_TILES_OFF: web})
+    return App.open(project, with_sources=False)
+
+
+def test_tiles_none_and_custom_reach_the_page(project):
+    app = _app_with(project, '[web]\ntiles = "none"\n')
+    try:
+        with TestClient(create_app(app, secret_key="s")) as client:
+            data = map_data(client.get("/").text)
+            assert data["tiles"] is None and client.app.state.web.tile_origin is None
+            kinds = [f["properties"]["kind"] for f in data["outline"]["features"]]
+            assert kinds == ["land", "coast"]  # the shipped outline, drawn without tiles
+    finally:
+        app.close()
+
+
+def test_custom_tiles_need_and_carry_their_attribution(project):
+    attribution = "© OpenStreetMap contributors, <b>tiles</b> by Sở TN&MT"
+    app = _app_with(
+        project,
+        '[web]\ntiles = "http://127.0.0.1:8081/t/{z}/{x}/{y}.png"\n'
+        f'tiles_attribution = "{attribution}"\n',
+    )
+    try:
+        with TestClient(create_app(app, secret_key="s")) as client:
+            html = client.get("/").text
+            tiles = map_data(html)["tiles"]
+            assert tiles["url"] == "http://127.0.0.1:8081/t/{z}/{x}/{y}.png"
+            assert tiles["attribution"] == attribution and tiles["link"] is None
+            assert "<b>" not in html  # JSON-escaped in the page; map.js escapes it again
+            assert client.app.state.web.tile_origin == "http://127.0.0.1:8081"
+    finally:
+        app.close()
+
+
+@pytest.mark.parametrize(
+    ("web", "problem"),
+    [
+        ({"tiles": "ftp://tiles.example/{z}/{x}/{y}.png"}, "web.tiles: 'ftp://"),
+        ({"tiles": "tiles.example/{z}/{x}/{y}.png"}, "is not an http(s) tile URL"),
+        ({"tiles": "https://tiles.example/{z}/{x}.png"}, "must hold {z}, {x} and {y}"),
+        ({"tiles": "https://tiles.example/{z}/{x}/{y}.png"}, "web.tiles_attribution: required"),
+        ({"tiles": ""}, "web.tiles: '' is not"),
+        ({"tiles": 19}, "web.tiles: Input should be a valid string"),
+        ({"tiles": "none", "tiles_attribution": " "}, "web.tiles_attribution: must be"),
+        ({"tile": "none"}, "web.tile: unknown key"),
+    ],
+)
+def test_bad_tiles_settings_are_one_line_naming_the_key(web, problem):
+    with pytest.raises(ConfigError) as info:
+        parse_settings({"web": web})
+    [line] = info.value.problems
+    assert problem in line, line
+
+
+def test_a_missing_outline_file_is_a_config_problem(project):
+    edit_config(project, {'outline = "../geodata/outline.geojson"': 'outline = "nowhere.geojson"'})
+    with pytest.raises(ConfigError) as info:
+        App.open(project, with_sources=False)
+    assert any("geodata.outline: file not found" in p for p in info.value.problems)
+
+
+def test_the_shipped_outline_is_the_coast_of_ca_mau_from_natural_earth():
+    outline = json.loads((ROOT / "geodata" / "outline.geojson").read_text(encoding="utf-8"))
+    kinds = {f["properties"]["kind"]: f for f in outline["features"]}
+    assert set(kinds) == {"land", "coast"}
+    assert all("Natural Earth" in f["properties"]["source"] for f in outline["features"])
+    coast = kinds["coast"]["geometry"]["coordinates"]
+    points = coast if isinstance(coast[0][0], float) else [p for line in coast for p in line]
+    assert len(points) > 50
+    assert all(104.3 <= lon <= 105.7 and 8.3 <= lat <= 9.7 for lon, lat in points)
+    readme = (ROOT / "geodata" / "README.md").read_text(encoding="utf-8")
+    assert "public domain" in readme and "world-atlas" in readme
