@@ -32,33 +32,38 @@ def client(fw_app):  # noqa: F811
         yield test_client
 
 
-def roads_of(data: dict) -> dict[str, dict]:
-    return {f["properties"]["id"]: f for f in data["roads"]["features"]}
-
-
-def test_roads_carry_their_state_level_forecast_flag_and_links(client):
-    data = map_data(client.get("/", params=AT).text)
-    roads = roads_of(data)
-    assert set(roads) == SEGMENTS
-    low, edge, dry = roads["tide-low"], roads["tide-edge"], roads["high-dry"]
-    assert low["properties"]["css"] == "seg lvl-1" and low["properties"]["level"] == 1
-    assert not low["properties"]["forecast"]
-    assert low["properties"]["label"].startswith("Đang ngập: Mức 1")
+def test_roads_carry_their_state_level_forecast_flag_and_events(client):
+    roads = map_data(client.get("/", params=AT).text)["roads"]
     observed = event_id(client, "tide-low", status="flooded")
-    assert low["properties"]["event"] == f"/events/{observed}"
-    assert edge["properties"]["css"] == "seg fc lvl-1" and edge["properties"]["forecast"]
-    assert edge["properties"]["label"].startswith("Dự báo sẽ ngập: Mức 1")
     forecast = event_id(client, "tide-edge", kind="forecast")
-    assert edge["properties"]["event"] == f"/events/{forecast}"
-    assert dry["properties"]["css"] == "seg dry" and dry["properties"]["event"] is None
-    assert dry["properties"]["label"] == "Không ngập"
-    assert dry["properties"]["road"] == "/roads/high-dry"
-    assert client.get(low["properties"]["event"]).status_code == 200
+    low, mid, edge = (roads["events"][s] for s in ("tide-low", "tide-mid", "tide-edge"))
+    assert low == {"css": "seg lvl-1", "level": 1, "forecast": False, "event": observed,
+                   "label": "Đang ngập: Mức 1: Ngập nhẹ: xe máy đi chậm được"}  # fmt: skip
+    assert mid["css"] == "seg lvl-1" and not mid["forecast"]
+    assert edge == {"css": "seg fc lvl-1", "level": 1, "forecast": True, "event": forecast,
+                    "label": "Dự báo sẽ ngập: Mức 1: Ngập nhẹ: xe máy đi chậm được"}  # fmt: skip
+    # high-dry and rain-only are dry: neither an event nor without data.
+    assert set(roads["events"]) == {"tide-low", "tide-mid", "tide-edge"}
+    assert roads["nodata"] == roads["blind"] == []
+    assert client.get(f"/events/{observed}").status_code == 200
+
+
+def test_road_lines_are_served_once_for_the_browser_to_keep(client):
+    roads = map_data(client.get("/", params=AT).text)["roads"]
+    assert roads["url"].startswith("/map/roads.geojson?v=")
+    response = client.get(roads["url"])
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/geo+json"
+    assert response.headers["cache-control"] == "private, max-age=31536000, immutable"
+    lines = {f["properties"]["id"]: f for f in response.json()["features"]}
+    assert set(lines) == SEGMENTS
+    assert lines["tide-low"]["properties"] == {"id": "tide-low", "name": "Đường thử triều thấp"}
     # WGS84 lon/lat, rounded to 5 decimals.
-    coords = low["geometry"]["coordinates"]
-    flat = coords if isinstance(coords[0][0], float) else [p for line in coords for p in line]
-    assert all(104 < lon < 106 and 8 < lat < 10 for lon, lat in flat)
-    assert all(round(v, 5) == v for point in flat for v in point)
+    coords = lines["tide-low"]["geometry"]["coordinates"]
+    assert all(104 < lon < 106 and 8 < lat < 10 for lon, lat in coords)
+    assert all(round(v, 5) == v for point in coords for v in point)
+    # Without the current version (an old page), it is not kept.
+    assert client.get("/map/roads.geojson?v=old").headers["cache-control"] == "no-cache"
 
 
 def test_stations_are_labelled_with_their_alarm_level(client):
@@ -69,12 +74,12 @@ def test_stations_are_labelled_with_their_alarm_level(client):
     assert len(stations) == len(client.get("/api/v1/stations").json())
 
 
-def test_a_road_and_a_station_without_data_say_so(fw_app, client):  # noqa: F811
+def test_roads_and_a_station_without_data_say_so(client):
     # A day before anything was replayed nobody knew any level: no data, never dry.
     html = client.get("/", params={"at": "2024-12-10T12:00+07:00"}).text
     data = map_data(html)
-    assert {f["properties"]["css"] for f in data["roads"]["features"]} == {"seg nodata"}
-    assert all(f["properties"]["label"] == "Không có dữ liệu" for f in data["roads"]["features"])
+    assert data["roads"]["events"] == {} and data["roads"]["blind"] == []
+    assert data["roads"]["nodata"] == sorted(SEGMENTS)  # none of them drawn as dry
     tp = next(f for f in data["stations"]["features"] if f["properties"]["id"] == "tp_ca_mau")
     assert tp["properties"] == {**tp["properties"], "css": "st nodata", "label": "không có dữ liệu"}
 
@@ -143,7 +148,7 @@ def test_custom_tiles_need_and_carry_their_attribution(project):
             tiles = map_data(html)["tiles"]
             assert tiles["url"] == "http://127.0.0.1:8081/t/{z}/{x}/{y}.png"
             assert tiles["attribution"] == attribution and tiles["link"] is None
-            assert "<b>" not in html  # JSON-escaped in the page; map.js escapes it again
+            assert "<b>" not in html and "\\u003cb\\u003e" in html  # map.js escapes it again
             assert client.app.state.web.tile_origin == "http://127.0.0.1:8081"
     finally:
         app.close()

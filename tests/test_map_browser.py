@@ -133,7 +133,7 @@ def road_classes(page) -> dict[str, str]:
         """() => {
           const found = {};
           floodwatchMap.eachLayer(l => {
-            if (l.feature && l.feature.properties.css && l._path && l.getLatLngs) {
+            if (l.state && l._path) {
               found[l.feature.properties.id] = l._path.getAttribute("class");
             }
           });

@@ -24,7 +24,7 @@ from floodwatch.db.events import SORTS, EventFilter
 from floodwatch.service.app import App
 from floodwatch.service.cycle import utcnow
 from floodwatch.web import auth
-from floodwatch.web.maps import read_outline, road_shapes
+from floodwatch.web.maps import RoadLayer, read_outline, road_layer
 
 HERE = Path(__file__).resolve().parent
 PAGE_SIZE = 50
@@ -82,7 +82,7 @@ class WebContext:
     app: App
     open_reads: bool
     templates: Jinja2Templates
-    _shapes: dict[str, dict] | None = field(default=None, repr=False)
+    _roads: RoadLayer | None = field(default=None, repr=False)
     _outline: tuple[dict | None] | None = field(default=None, repr=False)
 
     @property
@@ -91,11 +91,11 @@ class WebContext:
         return self.app.settings.zone
 
     @property
-    def road_shapes(self) -> dict[str, dict]:
-        """Each segment's rounded GeoJSON geometry, computed on first use."""
-        if self._shapes is None:
-            self._shapes = road_shapes(self.app.geodata)
-        return self._shapes
+    def road_layer(self) -> RoadLayer:
+        """The map's road lines (GeoJSON), computed on first use."""
+        if self._roads is None:
+            self._roads = road_layer(self.app.geodata)
+        return self._roads
 
     @property
     def outline(self) -> dict | None:

@@ -1,19 +1,24 @@
-"""The "now" map's data: roads, stations, the outline and the basemap for static/map.js.
+"""The "now" map's data for static/map.js (Leaflet, vendored in static/vendor/leaflet).
 
-The page carries it as JSON (`<script type="application/json" id="map-data">`); Leaflet,
-vendored in static/vendor/leaflet, draws it. Coordinates are WGS84 rounded to 5 decimals
-(about 1 m). Roads keep the CSS classes of their state (`seg lvl-2`, `seg fc lvl-1`,
-`seg nodata`, `seg dry`), stations theirs (`st bd-0..3`, `st nodata`).
+The roads' lines are one GeoJSON document per geodata (`RoadLayer`, served at
+`/map/roads.geojson?v=VERSION` and cached by the browser); the page carries the rest as
+JSON (`<script type="application/json" id="map-data">`): basemap tiles, the outline, the
+state of every road that is not dry, and the stations. Coordinates are WGS84 rounded to
+5 decimals (about 1 m). Roads take the CSS classes of their state (`seg lvl-2`,
+`seg fc lvl-1`, `seg nodata`, `seg dry`), stations theirs (`st bd-0..3`, `st nodata`).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import shapely
+from markupsafe import Markup
 from shapely.geometry import mapping
 
 from floodwatch.config import OSM_ATTRIBUTION, OSM_COPYRIGHT, OSM_TILES, WebSettings
@@ -31,14 +36,43 @@ OUTLINE_KINDS = ("land", "coast", "river")
 NODATA_VI = "không có dữ liệu"
 
 
-def road_shapes(geodata: Geodata) -> dict[str, dict]:
-    """Each segment's GeoJSON geometry, rounded to DIGITS decimals (computed once)."""
-    shapes = {}
+@dataclass(frozen=True)
+class RoadLayer:
+    """Every segment's line as GeoJSON (id and name only), served once and cached by the
+    browser, so a page carries only the state of the roads that are not dry."""
+
+    body: bytes
+    version: str  # changes with the geodata: part of the URL, so caches never go stale
+
+    @property
+    def url(self) -> str:
+        """Where the page's script fetches it."""
+        return f"/map/roads.geojson?v={self.version}"
+
+
+def road_layer(geodata: Geodata) -> RoadLayer:
+    """The segments' lines in WGS84, rounded to DIGITS decimals (computed once)."""
+    features = []
     for segment in geodata.segments:
         if segment.geometry is not None:
             geom = shapely.set_precision(segment.geometry, 10**-DIGITS)
-            shapes[segment.id] = mapping(geom)
-    return shapes
+            features.append({"type": "Feature", "geometry": mapping(geom),
+                             "properties": {"id": segment.id, "name": segment.name}})  # fmt: skip
+    body = compact_json({"type": "FeatureCollection", "features": features}).encode()
+    return RoadLayer(body, hashlib.sha256(body).hexdigest()[:16])
+
+
+def compact_json(data: object) -> str:
+    """JSON without spaces, Vietnamese kept as UTF-8."""
+    return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+
+
+def script_json(data: object) -> Markup:
+    """JSON safe inside `<script type="application/json">` (no `</script>`, no `<!--`)."""
+    text = compact_json(data)
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        text = text.replace(char, escaped)
+    return Markup(text)  # noqa: S704 (escaped above for a script element)
 
 
 def read_outline(path: Path | None) -> dict | None:
@@ -75,70 +109,44 @@ def tile_layer(web: WebSettings) -> dict | None:
             "max_zoom": MAX_ZOOM}  # fmt: skip
 
 
-def segment_class(
-    observed_level: int | None, forecast_level: int | None, unknown: bool, blind: bool
-) -> str:
-    """The CSS classes of a segment: its level, a forecast (dashed), no data, or dry.
-
-    Water seen on the road wins; then a forecast; a road without usable data is
-    "nodata" (never drawn as dry), "blind" besides when its sources went quiet.
-    """
-    if observed_level is not None:
-        return f"seg lvl-{max(observed_level, 0)}"
-    if forecast_level is not None:
-        return f"seg fc lvl-{max(forecast_level, 1)}"
-    if unknown or blind:
-        return "seg nodata blind" if blind else "seg nodata"
-    return "seg dry"
-
-
-def _road_label(event: EventRecord | None, css: str, level_name: Callable[[int], str]) -> str:
-    """What the road's popup says of its state, in Vietnamese."""
-    if event is None:
-        if "nodata" in css:
-            return NODATA_VI.capitalize() + (" (mất tín hiệu)" if "blind" in css else "")
-        return "Không ngập"
+def _event_label(event: EventRecord, level_name: Callable[[int], str]) -> str:
+    """What a road's popup says of its open event, in Vietnamese."""
     if event.kind != OBSERVED:
         return f"Dự báo sẽ ngập: {level_name(max(event.max_level, 1))}"
     return "Đang rút" if event.level <= 0 else f"Đang ngập: {level_name(event.level)}"
 
 
-def road_features(
-    geodata: Geodata,
-    shapes: dict[str, dict],
+def road_states(
     open_events: list[EventRecord],
     unknown_ids: set[str],
     blind_ids: set[str],
     level_name: Callable[[int], str],
-) -> list[dict]:
-    """One GeoJSON feature per segment, with its state at the map's time and its links."""
+) -> dict:
+    """The state of every road that is not dry at the map's time.
+
+    `events`: the roads with an open event (water seen wins over a forecast) with their
+    CSS classes, label, level, event id and whether it is a forecast. `nodata` and
+    `blind`: the ids of the roads without usable data (blind: their source went quiet).
+    Every other road is dry.
+    """
     observed = {e.segment_id: e for e in open_events if e.kind == OBSERVED}
     forecast = {e.segment_id: e for e in open_events if e.kind != OBSERVED}
-    features = []
-    for segment in geodata.segments:
-        geometry = shapes.get(segment.id)
-        if geometry is None:
-            continue
-        seen, expected = observed.get(segment.id), forecast.get(segment.id)
-        css = segment_class(
-            seen.level if seen else None,
-            expected.max_level if expected else None,
-            segment.id in unknown_ids,
-            segment.id in blind_ids,
-        )
-        event = seen or expected
-        properties = {
-            "id": segment.id,
-            "name": segment.name,
-            "css": css,
-            "forecast": seen is None and expected is not None,
-            "level": seen.level if seen else (expected.max_level if expected else None),
-            "label": _road_label(event, css, level_name),
-            "road": f"/roads/{segment.id}",
-            "event": f"/events/{event.id}" if event else None,
+    events = {}
+    for segment_id, event in {**forecast, **observed}.items():
+        seen = segment_id in observed
+        level = event.level if seen else event.max_level
+        events[segment_id] = {
+            "css": f"seg lvl-{max(level, 0)}" if seen else f"seg fc lvl-{max(level, 1)}",
+            "label": _event_label(event, level_name),
+            "level": level,
+            "event": event.id,
+            "forecast": not seen,
         }
-        features.append({"type": "Feature", "properties": properties, "geometry": geometry})
-    return features
+    return {
+        "events": events,
+        "blind": sorted(blind_ids - set(events)),
+        "nodata": sorted(unknown_ids - blind_ids - set(events)),
+    }
 
 
 def _station_label(row: dict) -> tuple[str, str]:

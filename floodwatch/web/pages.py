@@ -32,7 +32,13 @@ from floodwatch.web.context import (
     render,
     sort_params,
 )
-from floodwatch.web.maps import legend_levels, road_features, station_features, tile_layer
+from floodwatch.web.maps import (
+    legend_levels,
+    road_states,
+    script_json,
+    station_features,
+    tile_layer,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -123,21 +129,29 @@ def health_at(ctx: WebContext, now: datetime) -> tuple[HealthView, bool]:
 
 def map_data(ctx: WebContext, situation: Situation, open_events: list, blind: list,
              stations: list[dict]) -> dict:  # fmt: skip
-    """What static/map.js draws: basemap tiles, outline, roads by state, stations."""
-    roads = road_features(
-        ctx.app.geodata,
-        ctx.road_shapes,
-        open_events,
-        {u.segment.id for u in situation.unknown},
-        {s.id for s in blind},
+    """What static/map.js draws: basemap tiles, outline, the roads' states (their lines
+    come from /map/roads.geojson), stations."""
+    states = road_states(
+        open_events, {u.segment.id for u in situation.unknown}, {s.id for s in blind},
         ctx.level_name,
-    )
+    )  # fmt: skip
     return {
         "tiles": tile_layer(ctx.app.settings.web),
         "outline": ctx.outline,
-        "roads": {"type": "FeatureCollection", "features": roads},
+        "roads": {"url": ctx.road_layer.url, **states},
         "stations": {"type": "FeatureCollection", "features": station_features(stations)},
     }
+
+
+@router.get("/map/roads.geojson")
+def map_roads(request: Request, ctx: WebContext = Depends(reader)):
+    """Every road's line (id, name): the same for every page until the geodata changes, so
+    the browser keeps it (the page asks for it with the current version)."""
+    layer = ctx.road_layer
+    current = request.query_params.get("v") == layer.version
+    cache = "private, max-age=31536000, immutable" if current else "no-cache"
+    return Response(layer.body, media_type="application/geo+json",
+                    headers={"Cache-Control": cache})  # fmt: skip
 
 
 @router.get("/")
@@ -161,7 +175,7 @@ def now_page(request: Request, ctx: WebContext = Depends(reader)):
         "now.html",
         now=now,
         looking_back=looking_back,
-        map_data=map_data(ctx, situation, open_events, blind, stations),
+        map_data=script_json(map_data(ctx, situation, open_events, blind, stations)),
         stations=stations,
         sources=source_rows(ctx, health) if not looking_back else [],
         stale=stale_rows(ctx, health) if not looking_back else [],

@@ -1,9 +1,11 @@
-/* The "now" map: draws the page's #map-data (GeoJSON) with Leaflet (static/vendor/leaflet).
+/* The "now" map: draws the page's #map-data with Leaflet (static/vendor/leaflet).
  *
- * Roads keep the CSS classes of their state (seg lvl-N, seg fc, seg nodata, seg dry), stations
- * theirs (st bd-N, st nodata) with a permanent label; the outline (coast) lies under the
- * basemap tiles, so it shows wherever tiles are off or fail. No inline code or styles: the
- * page runs under a strict Content-Security-Policy.
+ * The roads' lines come from #map-data's roads.url (GeoJSON, cached by the browser); the page
+ * gives the state of each road that is not dry. Roads take the CSS classes of their state
+ * (seg lvl-N, seg fc, seg nodata, seg dry), stations theirs (st bd-N, st nodata) with a
+ * permanent label; the outline (coast) lies under the basemap tiles, so it shows wherever
+ * tiles are off or fail. No inline code or styles: the page runs under a strict
+ * Content-Security-Policy.
  */
 (function () {
   "use strict";
@@ -63,28 +65,51 @@
     }).addTo(map);
   }
 
-  function roadPopup(props) {
+  var DRY = { css: "seg dry", label: "Không ngập" };
+  var NODATA = { css: "seg nodata", label: "Không có dữ liệu" };
+  var BLIND = { css: "seg nodata blind", label: "Không có dữ liệu (mất tín hiệu)" };
+
+  /* Each road's state from the page: an open event, no data, blind, or else dry. */
+  function stateOf(roads) {
+    var states = {};
+    roads.nodata.forEach(function (id) {
+      states[id] = NODATA;
+    });
+    roads.blind.forEach(function (id) {
+      states[id] = BLIND;
+    });
+    Object.keys(roads.events).forEach(function (id) {
+      states[id] = roads.events[id];
+    });
+    return function (id) {
+      return Object.prototype.hasOwnProperty.call(states, id) ? states[id] : DRY;
+    };
+  }
+
+  function roadPopup(props, state) {
     var box = el("div", "road-popup");
     box.appendChild(el("strong", null, props.name));
-    box.appendChild(el("p", "state", props.label));
+    box.appendChild(el("p", "state", state.label));
     var links = el("p", "links");
-    if (props.event) {
-      links.appendChild(link(props.event, props.forecast ? "Xem dự báo ngập" : "Xem đợt ngập"));
+    if (state.event) {
+      var text = state.forecast ? "Xem dự báo ngập" : "Xem đợt ngập";
+      links.appendChild(link("/events/" + state.event, text));
       links.appendChild(document.createTextNode(" · "));
     }
-    links.appendChild(link(props.road, "Xem đoạn đường"));
+    links.appendChild(link("/roads/" + encodeURIComponent(props.id), "Xem đoạn đường"));
     box.appendChild(links);
     return box;
   }
 
-  function addRoads(map, roads) {
-    return L.geoJSON(roads, {
+  function addRoads(map, lines, state) {
+    return L.geoJSON(lines, {
       style: function (feature) {
         // Colours, widths and dashes come from the classes (style.css), not from here.
-        return { className: feature.properties.css };
+        return { className: state(feature.properties.id).css };
       },
       onEachFeature: function (feature, layer) {
-        layer.bindPopup(roadPopup(feature.properties));
+        layer.state = state(feature.properties.id);
+        layer.bindPopup(roadPopup(feature.properties, layer.state));
         layer.bindTooltip(feature.properties.name, { sticky: true, className: "road-label" });
       },
     }).addTo(map);
@@ -126,11 +151,11 @@
     refresh();
   }
 
-  /* Fit the flooded roads (observed water), or every road when none is flooded. */
+  /* Fit the flooded roads (water seen, receding too), or every road when none is flooded. */
   function initialView(map, roads, stations) {
     var flooded = L.featureGroup();
     roads.eachLayer(function (layer) {
-      if (/\blvl-[1-9]/.test(layer.feature.properties.css) && !layer.feature.properties.forecast) {
+      if (layer.state.event && !layer.state.forecast) {
         flooded.addLayer(layer);
       }
     });
@@ -149,14 +174,25 @@
     if (!holder || !source || !window.L) return;
     var data = JSON.parse(source.textContent);
     var map = L.map(holder, { maxZoom: 19, zoomSnap: 0.5 });
+    window.floodwatchMap = map; // for the browser tests and curious operators
     if (data.tiles) addTiles(map, data.tiles, document.getElementById("ban-do-nen"));
     if (data.outline) addOutline(map, data.outline);
-    var roads = addRoads(map, data.roads);
     var stations = addStations(map, data.stations);
-    initialView(map, roads, stations);
-    roadLabels(map, roads);
-    holder.classList.add("ready");
-    window.floodwatchMap = map; // for the browser tests and curious operators
+    fetch(data.roads.url, { credentials: "same-origin" })
+      .then(function (response) {
+        if (!response.ok) throw new Error("HTTP " + response.status);
+        return response.json();
+      })
+      .then(function (lines) {
+        var roads = addRoads(map, lines, stateOf(data.roads));
+        initialView(map, roads, stations);
+        roadLabels(map, roads);
+        holder.classList.add("ready");
+      })
+      .catch(function () {
+        document.getElementById("ban-do-loi").hidden = false;
+        initialView(map, L.featureGroup(), stations);
+      });
   }
 
   if (document.readyState === "loading") {
