@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from html import unescape
 
 import pytest
 from fastapi.testclient import TestClient
@@ -95,8 +94,8 @@ def test_the_page_loads_leaflet_from_the_package_and_has_no_inline_code(client):
     html = client.get("/", params=AT).text
     assert '<script src="/static/vendor/leaflet/leaflet.js" defer></script>' in html
     assert '<script src="/static/map.js" defer></script>' in html
-    for path in ("vendor/leaflet/leaflet.js", "vendor/leaflet/leaflet.css",
-                 "vendor/leaflet/LICENSE", "vendor/leaflet/images/layers.png", "map.js"):  # fmt: skip
+    vendor = ("leaflet.js", "leaflet.css", "LICENSE", "images/layers.png")
+    for path in [f"vendor/leaflet/{name}" for name in vendor] + ["map.js"]:
         assert client.get(f"/static/{path}").status_code == 200, path
     assert "Leaflet 1.9.4" in client.get("/static/vendor/leaflet/leaflet.js").text
     # Strict CSP: scripts are files or JSON data, no handlers or style attributes.
@@ -192,3 +191,28 @@ def test_the_shipped_outline_is_the_coast_of_ca_mau_from_natural_earth():
     assert all(104.3 <= lon <= 105.7 and 8.3 <= lat <= 9.7 for lon, lat in points)
     readme = (ROOT / "geodata" / "README.md").read_text(encoding="utf-8")
     assert "public domain" in readme and "world-atlas" in readme
+
+
+def test_every_configured_level_has_its_legend_entry_and_colours(project):
+    names = [f"Mức thử {n}" for n in range(1, 7)]
+    edit_config(
+        project,
+        {
+            "thresholds_m = [0.10, 0.30, 0.50]": "thresholds_m = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6]",
+            '  "Ngập sâu: không nên đi qua",\n]': '  "Ngập sâu: không nên đi qua",\n'
+            + "".join(f'  "{n}",\n' for n in names[3:])
+            + "]",
+        },
+    )
+    app = App.open(project, with_sources=False)
+    try:
+        with TestClient(create_app(app, secret_key="s")) as client:
+            html = client.get("/").text
+    finally:
+        app.close()
+    legend = html[html.index('id="chu-giai"') : html.index("</ul>", html.index('id="chu-giai"'))]
+    assert re.findall(r"Mức (\d+)", legend) == ["1", "2", "3", "4", "5", "6"]
+    css = (ROOT / "floodwatch" / "web" / "static" / "style.css").read_text(encoding="utf-8")
+    for level in range(1, 7):  # a swatch and a road colour of its own, never the dry grey
+        assert re.search(rf"\.swatch\.lvl-{level} \{{ background: [^;]+; \}}", css), level
+        assert re.search(rf"svg \.seg\.lvl-{level} \{{ stroke: [^;]+; \}}", css), level

@@ -244,9 +244,7 @@ def test_map_with_tiles_from_a_local_server(page, tiles, tiles_on):
     page.set_viewport_size({"width": 1366, "height": 768})
     open_map(page)
     # Tiles were asked of the configured server and drawn.
-    page.wait_for_function(
-        "document.querySelectorAll('img.leaflet-tile-loaded').length > 0"
-    )
+    page.wait_for_function("document.querySelectorAll('img.leaflet-tile-loaded').length > 0")
     assert tiles.requests and all(r.endswith(".png") for r in tiles.requests)
     sizes = page.locator("img.leaflet-tile-loaded").evaluate_all(
         "imgs => imgs.map(i => [i.naturalWidth, i.naturalHeight, i.src])"
