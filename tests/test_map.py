@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 
 import pytest
+import shapely.geometry
 from fastapi.testclient import TestClient
 
 from floodwatch.config import OSM_TILES, parse_settings
@@ -216,3 +218,29 @@ def test_every_configured_level_has_its_legend_entry_and_colours(project):
     for level in range(1, 7):  # a swatch and a road colour of its own, never the dry grey
         assert re.search(rf"\.swatch\.lvl-{level} \{{ background: [^;]+; \}}", css), level
         assert re.search(rf"svg \.seg\.lvl-{level} \{{ stroke: [^;]+; \}}", css), level
+
+
+def test_the_outline_tool_decodes_topojson_and_keeps_only_the_shore():
+    spec = importlib.util.spec_from_file_location(
+        "make_outline", ROOT / "geodata" / "tools" / "make_outline.py"
+    )
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    # One square of land, lon 104–105, lat 8–9, as quantized, delta-encoded TopoJSON arcs
+    # (a grid of 0.5°): it sticks out of the province's box to the west and south.
+    topology = {
+        "type": "Topology",
+        "transform": {"scale": [0.5, 0.5], "translate": [100, 0]},
+        "arcs": [[[8, 16], [2, 0], [0, 2], [-2, 0], [0, -2]]],
+        "objects": {"land": {"type": "GeometryCollection",
+                             "geometries": [{"type": "Polygon", "arcs": [[0]]}]}},
+    }  # fmt: skip
+    land, coast = tool.outline(topology)["features"]
+    assert land["properties"]["kind"] == "land" and coast["properties"]["kind"] == "coast"
+    lons = [p[0] for ring in land["geometry"]["coordinates"][0] for p in ring]
+    lats = [p[1] for ring in land["geometry"]["coordinates"][0] for p in ring]
+    assert (min(lons), max(lons), min(lats), max(lats)) == (104.3, 105.0, 8.3, 9.0)
+    # The shore is the square's east and north sides inside the box, not the box's cut.
+    shore = shapely.geometry.shape(coast["geometry"])
+    assert shore.length == pytest.approx(0.7 + 0.7)
+    assert shore.bounds == (104.3, 8.3, 105.0, 9.0)
