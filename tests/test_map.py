@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import re
@@ -244,3 +245,14 @@ def test_the_outline_tool_decodes_topojson_and_keeps_only_the_shore():
     shore = shapely.geometry.shape(coast["geometry"])
     assert shore.length == pytest.approx(0.7 + 0.7)
     assert shore.bounds == (104.3, 8.3, 105.0, 9.0)
+
+
+def test_vendored_leaflet_is_the_npm_release_unmodified():
+    folder = ROOT / "floodwatch" / "web" / "static" / "vendor" / "leaflet"
+    table = (folder / "VENDOR.md").read_text(encoding="utf-8")
+    listed = dict(re.findall(r"^\| `([^`]+)` \| `([0-9a-f]{64})` \|$", table, re.M))
+    shipped = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
+    assert set(listed) == shipped - {"VENDOR.md"}
+    for name, digest in listed.items():
+        assert hashlib.sha256((folder / name).read_bytes()).hexdigest() == digest, name
+    assert (folder / "LICENSE").read_text().startswith("BSD 2-Clause License")

@@ -47,10 +47,12 @@ def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
 
 
 class TileServer:
-    """A tile server on 127.0.0.1: the same 256×256 PNG for any /{z}/{x}/{y}.png, counted."""
+    """A tile server on 127.0.0.1: the same 256×256 PNG for any /{z}/{x}/{y}.png, counted;
+    `broken`: a truncated PNG, which no browser can draw (the tile layer's error)."""
 
-    def __init__(self):
+    def __init__(self, broken: bool = False):
         tile = png(256, 256, TILE_RGB)
+        tile = tile[:40] if broken else tile
         self.requests: list[str] = []
         server = self
 
@@ -85,21 +87,31 @@ class TileServer:
 
 
 @pytest.fixture
-def tiles():
-    with TileServer() as server:
-        yield server
+def tiles_on():
+    """The map's tiles: "local" (the test's server), "broken" (it sends no pictures) or
+    "none" (`[web] tiles = "none"`); a test parametrizes this."""
+    return "local"
 
 
 @pytest.fixture
-def tiles_on():
-    """Whether the map gets the test's tile server (a test parametrizes this)."""
-    return True
+def tiles(tiles_on):
+    with TileServer(broken=tiles_on == "broken") as server:
+        yield server
+
+
+HOSTILE_STATION = "Gành <b>Hào</b> <img src=x>"
 
 
 @pytest.fixture
 def project(project, tiles, tiles_on):
-    """The browser tests' project, with `[web] tiles` on the local tile server, or "none"."""
-    if tiles_on:
+    """The browser tests' project, with `[web] tiles` on the local tile server, or "none";
+    a station's name holds HTML (the map shows it as text)."""
+    stations = project.parent.parent / "geodata" / "stations.geojson"
+    text = stations.read_text(encoding="utf-8")
+    name = '"name": "Gành Hào"'
+    assert text.count(name) == 1
+    stations.write_text(text.replace(name, f'"name": "{HOSTILE_STATION}"'), encoding="utf-8")
+    if tiles_on != "none":
         web = (f'[web]\ntiles = "{tiles.url}/{{z}}/{{x}}/{{y}}.png"\n'
                f'tiles_attribution = "{ATTRIBUTION}"\n')  # fmt: skip
         edit_config(project, {WEB_TILES_OFF: web})
@@ -121,8 +133,7 @@ def settle(page) -> None:
     """Wait until the map stands still and every tile it asked for has come."""
     page.wait_for_function(
         """() => !document.querySelector('.leaflet-zoom-anim, .leaflet-pan-anim')
-                 && [...document.querySelectorAll('img.leaflet-tile')].every(
-                      i => i.complete && i.classList.contains('leaflet-tile-loaded'))"""
+                 && [...document.querySelectorAll('img.leaflet-tile')].every(i => i.complete)"""
     )
     page.wait_for_timeout(100)
 
@@ -227,6 +238,9 @@ def check_roads_and_stations(page) -> None:
     label = page.locator(".leaflet-tooltip.station-label", has_text="TP Cà Mau")
     assert label.inner_text() == "TP Cà Mau: BĐ III" and label.is_visible()
     assert page.locator(".leaflet-tooltip.station-label").count() == 7  # every station
+    hostile = page.locator(".leaflet-tooltip.station-label", has_text="Gành")
+    assert hostile.inner_text().startswith(HOSTILE_STATION + ": ")  # as text, not HTML
+    assert hostile.locator("b, img").count() == 0
 
 
 def check_drawn_on_top(page, background: tuple[int, int, int]) -> None:
@@ -239,7 +253,7 @@ def check_drawn_on_top(page, background: tuple[int, int, int]) -> None:
     assert pixels(page, road, station, away) == [LVL1_RGB, BD3_RGB, background]
 
 
-@pytest.mark.parametrize("tiles_on", [True])
+@pytest.mark.parametrize("tiles_on", ["local"])
 def test_map_with_tiles_from_a_local_server(page, tiles, tiles_on):
     page.set_viewport_size({"width": 1366, "height": 768})
     open_map(page)
@@ -287,7 +301,7 @@ def test_map_with_tiles_from_a_local_server(page, tiles, tiles_on):
     assert page.locator("h1").inner_text().startswith(f"Sự kiện ngập số {observed}")
 
 
-@pytest.mark.parametrize("tiles_on", [False])
+@pytest.mark.parametrize("tiles_on", ["none"])
 def test_map_offline_without_tiles(page, tiles, tiles_on, base_url):
     asked: list[str] = []
     page.on("request", lambda request: asked.append(request.url))
@@ -317,3 +331,17 @@ def test_map_offline_without_tiles(page, tiles, tiles_on, base_url):
     page.locator("#ban-do").screenshot(path=str(ARTEFACTS / "map-offline-province-1366x768.png"))
     assert tiles.requests == []
     assert asked and all(url.startswith(base_url) for url in asked), asked
+
+
+@pytest.mark.parametrize("tiles_on", ["broken"])
+def test_map_when_tiles_fail(page, tiles, tiles_on):
+    page.set_viewport_size({"width": 1366, "height": 768})
+    page.goto(f"/?at={AT}")
+    page.wait_for_selector("#ban-do-khung.ready")
+    note = page.locator("#ban-do-nen")
+    note.wait_for()  # "Không tải được bản đồ nền…", under the map
+    assert note.is_visible() and "Không tải được bản đồ nền" in note.inner_text()
+    assert tiles.requests
+    check_roads_and_stations(page)
+    check_drawn_on_top(page, LAND_RGB)  # the coast's land shows where tiles failed
+    assert page.locator(".leaflet-outline-pane path.outline.coast").count() == 1

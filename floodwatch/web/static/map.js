@@ -110,7 +110,8 @@
       onEachFeature: function (feature, layer) {
         layer.state = state(feature.properties.id);
         layer.bindPopup(roadPopup(feature.properties, layer.state));
-        layer.bindTooltip(feature.properties.name, { sticky: true, className: "road-label" });
+        var name = el("span", null, feature.properties.name); // text, never HTML
+        layer.bindTooltip(name, { sticky: true, className: "road-label" });
       },
     }).addTo(map);
   }
@@ -120,7 +121,7 @@
       pointToLayer: function (feature, latlng) {
         var props = feature.properties;
         var marker = L.circleMarker(latlng, { radius: 7, className: props.css });
-        marker.bindTooltip(props.name + ": " + props.label, {
+        marker.bindTooltip(el("span", null, props.name + ": " + props.label), {
           permanent: true,
           direction: "auto", // right of the marker, or left near the right edge
           offset: [8, 0],
@@ -142,9 +143,8 @@
         var bounds = layer.getBounds();
         if (!view.intersects(bounds)) return;
         var options = { permanent: true, direction: "center", className: "road-label named" };
-        labels.addLayer(L.tooltip(bounds.getCenter(), options).setContent(
-          layer.feature.properties.name
-        ));
+        var name = el("span", null, layer.feature.properties.name);
+        labels.addLayer(L.tooltip(bounds.getCenter(), options).setContent(name));
       });
     }
     map.on("zoomend moveend", refresh);
