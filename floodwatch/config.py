@@ -14,9 +14,17 @@ import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import AfterValidator, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from floodwatch.core.settings import BOOL_FOR_NUMBER, MAX_DEPTH_M, MAX_TIMEOUT_S, StrictBase
 from floodwatch.core.validate import ValidationSettings
@@ -88,6 +96,13 @@ class GeodataSettings(_Strict):
 
     segments: Path = Path("../geodata/segments.geojson")
     stations: Path = Path("../geodata/stations.geojson")
+    # The coast (and rivers) drawn under the web map; unset or "" for none.
+    outline: Path | None = None
+
+    @field_validator("outline", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
 
 class AssessmentSettings(_Strict):
@@ -194,6 +209,52 @@ class ServiceSettings(_Strict):
     standby_check_seconds: int = Field(15, ge=1, le=60)
 
 
+OSM_TILES = "https://tile.openstreetmap.org/{z}/{x}/{y}.png"
+# OpenStreetMap's tile usage policy: attribution always visible, linked to the copyright page.
+OSM_ATTRIBUTION = "© OpenStreetMap contributors"
+OSM_COPYRIGHT = "https://www.openstreetmap.org/copyright"
+
+
+class WebSettings(_Strict):
+    """The operators' web: the map's basemap tiles."""
+
+    # A tile URL template with {z}, {x} and {y} (http or https), or "none" for no basemap.
+    tiles: str = OSM_TILES
+    # Shown on the map under custom tiles (required with them); OpenStreetMap's is built in.
+    tiles_attribution: str | None = Field(None, validate_default=True)
+
+    @field_validator("tiles")
+    @classmethod
+    def _tile_url(cls, value: str) -> str:
+        if value == "none":
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f'{_short(value)} is not an http(s) tile URL or "none"')
+        missing = [p for p in ("{z}", "{x}", "{y}") if p not in value]
+        if missing or _CONTROL.search(value) or " " in value:
+            raise ValueError(f"{_short(value)} must hold {{z}}, {{x}} and {{y}}, without spaces")
+        return value
+
+    @field_validator("tiles_attribution")
+    @classmethod
+    def _attribution(cls, value: str | None, info: ValidationInfo) -> str | None:
+        tiles = info.data.get("tiles")  # absent when `tiles` itself was refused
+        if value is not None and (not value.strip() or _CONTROL.search(value)):
+            raise ValueError("must be non-empty text without control characters")
+        if value is None and tiles not in (None, "none", OSM_TILES):
+            raise ValueError("required with custom tiles: who made the tiles and their data")
+        return value
+
+    @property
+    def tile_origin(self) -> str | None:
+        """`https://tile.openstreetmap.org`: where tiles come from (for the CSP), or None."""
+        if self.tiles == "none":
+            return None
+        parts = urlsplit(self.tiles)
+        return f"{parts.scheme}://{parts.netloc}"
+
+
 class TelegramSettings(_Strict):
     """Telegram delivery; the token comes only from FLOODWATCH_TELEGRAM_TOKEN."""
 
@@ -240,6 +301,7 @@ class Settings(_Strict):
     cap: CapSettings = CapSettings()
     telegram: TelegramSettings = TelegramSettings()
     alerts: AlertSettings = AlertSettings()
+    web: WebSettings = WebSettings()
     units: list[UnitSettings] = []
     # Who gets source-health alarms ("mất tín hiệu"): a unit id, or "operators".
     operators_unit: str = "operators"
@@ -375,9 +437,10 @@ def check_paths(settings: Settings) -> list[str]:
     """Problems with files the settings point at (geodata, tide tables, the database)."""
     origin = str(settings.config_path or "<config>")
     problems = []
-    for key in ("segments", "stations"):
-        target = settings.resolve(getattr(settings.geodata, key))
-        if not target.is_file():
+    for key in ("segments", "stations", "outline"):
+        path = getattr(settings.geodata, key)
+        target = settings.resolve(path) if path is not None else None
+        if target is not None and not target.is_file():
             problems.append(f"{origin}: geodata.{key}: file not found: {target}")
     for name, source in settings.sources.items():
         if source.type == "harmonic":

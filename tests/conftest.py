@@ -28,6 +28,8 @@ PG_URL = os.environ.get("FLOODWATCH_TEST_DATABASE_URL")
 
 SHIPPED_SEGMENTS = 'segments = "../geodata/segments.geojson"'
 TEST_ROADS = DATA / "replay" / "segments.geojson"
+# Tests never fetch map tiles from the internet (tests/test_map_browser.py serves its own).
+WEB_TILES_OFF = '[web]\ntiles = "none"\n'
 
 
 def edit_config(
@@ -155,7 +157,8 @@ def point_sources_at(config: Path, base_url: str) -> None:
 def project(tmp_path, database_url, closed_port):
     """A copy of the shipped config, tide tables and geodata, on the test database.
 
-    Its network sources point at a closed loopback port: the network is down.
+    Its network sources point at a closed loopback port: the network is down; the web
+    map has no basemap tiles (`[web] tiles = "none"`: WEB_TILES_OFF, to replace).
     """
     root = tmp_path / "project"
     shutil.copytree(ROOT / "config", root / "config")
@@ -165,6 +168,7 @@ def project(tmp_path, database_url, closed_port):
         config, {'database_url = "sqlite:///var/floodwatch.db"': f'database_url = "{database_url}"'}
     )
     point_sources_at(config, f"http://127.0.0.1:{closed_port}")
+    edit_config(config, append=WEB_TILES_OFF)
     return config
 
 

@@ -204,14 +204,4 @@ def test_operator_logs_in_filters_notes_and_exports(page, tmp_path):
     assert note in notes.inner_text() and DISPLAY_NAME in notes.inner_text()
     detail = page.request.get(f"/api/v1/events/{target}").json()
     assert [(n["author"], n["text"]) for n in detail["notes"]] == [(DISPLAY_NAME, note)]
-
-    # The map renders offline (server-drawn SVG): one path per segment, on screen.
-    page.goto(f"/?at={test_web.CUT.isoformat().replace('+', '%2B')}")
-    svg = page.locator("svg#ban-do")
-    assert svg.locator("path[data-segment]").count() == len(test_web.SEGMENTS)
-    box = svg.bounding_box()
-    assert box and box["width"] > 100 and box["height"] > 100
-    shot = tmp_path / "map.png"
-    page.screenshot(path=str(shot), full_page=True)
-    data = shot.read_bytes()
-    assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
+    # The map is tested in tests/test_map_browser.py.

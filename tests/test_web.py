@@ -119,25 +119,15 @@ def test_every_page_renders_in_vietnamese_without_the_internet(client):
     assert "Không có đoạn đường" in client.get("/roads/no-such-road").text
 
 
-def test_map_draws_one_path_per_segment_coloured_by_level(client):
+def test_station_table_compares_the_level_with_the_alarms(client):
+    # The map's data is tested in tests/test_map.py.
     html = client.get("/", params={"at": CUT.isoformat()}).text
-    svg = html[html.index("<svg") : html.index("</svg>")]
-    paths = dict(
-        (segment, css)
-        for css, segment in re.findall(
-            r'<path class="([^"]+)" d="M[^"]+" data-segment="([^"]+)"', svg
-        )
-    )
-    assert len(re.findall(r"<path ", svg)) == len(SEGMENTS) and set(paths) == SEGMENTS
-    assert paths["tide-low"] == "seg lvl-1" and paths["tide-mid"] == "seg lvl-1"
-    assert paths["tide-edge"] == "seg fc lvl-1"  # forecast only: dashed outline
-    assert paths["high-dry"] == paths["rain-only"] == "seg dry"
     # The station table compares the level at CUT with BĐ I/II/III (TP Cà Mau 65/75/85 cm).
     table = html[html.index('id="tram"') :]
     row = re.search(r"<tr class=\"bd-(\d)\"><td>TP Cà Mau</td>.*?</tr>", table, re.S)
     assert row is not None and row.group(1) == "3"  # 1.07 m is over BĐ III
     assert "BĐ III" in row.group(0) and "quan trắc" in row.group(0)
-    assert "Dự báo (viền nét đứt)" in html
+    assert "Dự báo (nét đứt)" in html
 
 
 def test_log_filters_change_the_rows(client):

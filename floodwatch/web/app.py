@@ -153,7 +153,8 @@ def create_app(
     app: App, *, secret_key: str, open_reads: bool = True, img_origins: Sequence[str] = ()
 ) -> FastAPI:
     """The FastAPI application for an opened App; reads need a login (or an API token)
-    unless `open_reads`. `img_origins`: other origins the CSP allows images from (tiles)."""
+    unless `open_reads`. `img_origins`: other origins the CSP allows images from, besides the
+    configured tile server (`[web] tiles`)."""
     if not secret_key:
         raise ValueError("the web needs a secret key for its session cookies")
     web = FastAPI(
@@ -170,7 +171,9 @@ def create_app(
     # session, and the security headers outside everything (its answers carry them too).
     _install_session(web, secret_key)
     _install_nul_guard(web)
-    web.add_middleware(SecurityHeaders, img_origins=tuple(img_origins))
+    tiles = app.settings.web.tile_origin  # the basemap's tile server, when one is configured
+    origins = (*img_origins, *([tiles] if tiles else []))
+    web.add_middleware(SecurityHeaders, img_origins=origins)
     apidocs.install(web)  # before /static, which would otherwise take /static/swagger
     _install_routes(web)
     _install_health(web, app)

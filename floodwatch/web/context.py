@@ -24,7 +24,7 @@ from floodwatch.db.events import SORTS, EventFilter
 from floodwatch.service.app import App
 from floodwatch.service.cycle import utcnow
 from floodwatch.web import auth
-from floodwatch.web.maps import Basemap, basemap
+from floodwatch.web.maps import RoadLayer, read_outline, road_layer
 
 HERE = Path(__file__).resolve().parent
 PAGE_SIZE = 50
@@ -82,7 +82,8 @@ class WebContext:
     app: App
     open_reads: bool
     templates: Jinja2Templates
-    _basemap: Basemap | None = field(default=None, repr=False)
+    _roads: RoadLayer | None = field(default=None, repr=False)
+    _outline: tuple[dict | None] | None = field(default=None, repr=False)
 
     @property
     def zone(self):
@@ -90,11 +91,25 @@ class WebContext:
         return self.app.settings.zone
 
     @property
-    def basemap(self) -> Basemap:
-        """The projected segments, computed on first use."""
-        if self._basemap is None:
-            self._basemap = basemap(self.app.geodata)
-        return self._basemap
+    def road_layer(self) -> RoadLayer:
+        """The map's road lines (GeoJSON), computed on first use."""
+        if self._roads is None:
+            self._roads = road_layer(self.app.geodata)
+        return self._roads
+
+    @property
+    def outline(self) -> dict | None:
+        """The map's outline (`[geodata] outline`: coast, rivers), read on first use."""
+        if self._outline is None:
+            path = self.app.settings.geodata.outline
+            self._outline = (read_outline(self.app.settings.resolve(path) if path else None),)
+        return self._outline[0]
+
+    @property
+    def tile_origin(self) -> str | None:
+        """Where the map's basemap tiles come from (`https://tile.openstreetmap.org`), for
+        the Content-Security-Policy's img-src; None without tiles."""
+        return self.app.settings.web.tile_origin
 
     def unit_name(self, unit_id: str | None) -> str:
         """A unit's Vietnamese name (its id when not configured)."""

@@ -32,7 +32,13 @@ from floodwatch.web.context import (
     render,
     sort_params,
 )
-from floodwatch.web.maps import MapDot, segment_paths
+from floodwatch.web.maps import (
+    legend_levels,
+    road_states,
+    script_json,
+    station_features,
+    tile_layer,
+)
 
 router = APIRouter(include_in_schema=False)
 
@@ -121,6 +127,33 @@ def health_at(ctx: WebContext, now: datetime) -> tuple[HealthView, bool]:
     return (HealthView(now) if looking_back else health_view(ctx.app, now)), looking_back
 
 
+def map_data(ctx: WebContext, situation: Situation, open_events: list, blind: list,
+             stations: list[dict]) -> dict:  # fmt: skip
+    """What static/map.js draws: basemap tiles, outline, the roads' states (their lines
+    come from /map/roads.geojson), stations."""
+    states = road_states(
+        open_events, {u.segment.id for u in situation.unknown}, {s.id for s in blind},
+        ctx.level_name,
+    )  # fmt: skip
+    return {
+        "tiles": tile_layer(ctx.app.settings.web),
+        "outline": ctx.outline,
+        "roads": {"url": ctx.road_layer.url, **states},
+        "stations": {"type": "FeatureCollection", "features": station_features(stations)},
+    }
+
+
+@router.get("/map/roads.geojson")
+def map_roads(request: Request, ctx: WebContext = Depends(reader)):
+    """Every road's line (id, name): the same for every page until the geodata changes, so
+    the browser keeps it (the page asks for it with the current version)."""
+    layer = ctx.road_layer
+    current = request.query_params.get("v") == layer.version
+    cache = "private, max-age=31536000, immutable" if current else "no-cache"
+    return Response(layer.body, media_type="application/geo+json",
+                    headers={"Cache-Control": cache})  # fmt: skip
+
+
 @router.get("/")
 def now_page(request: Request, ctx: WebContext = Depends(reader)):
     """The state at a time (now, or `?at=` to look back): map, stations, sources, silences."""
@@ -130,18 +163,7 @@ def now_page(request: Request, ctx: WebContext = Depends(reader)):
     situation = ctx.app.pipeline.situation(now, health)
     open_events = ctx.app.store.events.at(now)
     blind = ctx.app.pipeline.blind_segments(health)
-    unknown_ids = {u.segment.id for u in situation.unknown}
-    base = ctx.basemap
-    paths = segment_paths(base, ctx.app.geodata, open_events, unknown_ids, {s.id for s in blind})
     stations = station_rows(ctx, situation)
-    dots = []
-    for st in stations:
-        if not st["measures_level"]:
-            continue
-        xy = base.point(st["lon"], st["lat"])
-        if xy is not None:
-            css = "st nodata" if st["level_m"] is None else f"st bd-{st['alarm']}"
-            dots.append(MapDot(st["id"], st["name"], xy[0], xy[1], css))
     flooded = [e for e in open_events if e.kind == OBSERVED]
     expected = [e for e in open_events if e.kind != OBSERVED]
     names = {s.id: s.name for s in ctx.app.geodata.segments}
@@ -153,9 +175,7 @@ def now_page(request: Request, ctx: WebContext = Depends(reader)):
         "now.html",
         now=now,
         looking_back=looking_back,
-        base=base,
-        paths=paths,
-        dots=dots,
+        map_data=script_json(map_data(ctx, situation, open_events, blind, stations)),
         stations=stations,
         sources=source_rows(ctx, health) if not looking_back else [],
         stale=stale_rows(ctx, health) if not looking_back else [],
@@ -167,7 +187,7 @@ def now_page(request: Request, ctx: WebContext = Depends(reader)):
         silences=ctx.app.store.silences.listing(now, active_only=looking_back),
         last_cycle=last_cycle,
         cycle_stale=cycle_stale,
-        level_names=ctx.app.settings.levels.names,
+        legend_levels=legend_levels(ctx.app.settings.levels.names),
     )
 
 
