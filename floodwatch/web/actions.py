@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request
 from fastapi.responses import RedirectResponse
 
 from floodwatch.service.cycle import utcnow
@@ -158,7 +158,7 @@ def add_silence(
 @router.post("/silences/{silence_id}/lift")
 def lift_silence(
     request: Request,
-    silence_id: int,
+    silence_id: int = Path(ge=1, le=2**62),
     next: str = Form("/"),
     csrf: str = Form(""),
     user: dict = Depends(operator),

@@ -271,9 +271,7 @@ def parse_period(params, zone) -> tuple[datetime | None, datetime | None]:
     end = check(parse_day, params.get("to"), zone, end_of_day=True, field="to")
     check.done()
     if start is not None and end is not None and end < start:
-        raise BadFilter(
-            "to", params.get("to"), "«Đến ngày» phải sau «Từ ngày»", "is before 'from'"
-        )
+        raise BadFilter("to", params.get("to"), "«Đến ngày» phải sau «Từ ngày»", "is before 'from'")
     return start, end
 
 

@@ -33,8 +33,10 @@ def period(request: Request, ctx: WebContext) -> tuple[datetime, datetime]:
     BadFilter naming `from`/`to` when one is no date or they are the wrong way round."""
     now = utcnow().astimezone(ctx.zone)
     start, end = parse_period(request.query_params, ctx.zone)
-    start = start or datetime.combine((end or now).date().replace(month=1, day=1), time(), ctx.zone)
-    end = end or now
+    first_day = (end.astimezone(ctx.zone) if end else now).date().replace(month=1, day=1)
+    # Local times: the form and the file names show the local days typed (not UTC's).
+    start = start.astimezone(ctx.zone) if start else datetime.combine(first_day, time(), ctx.zone)
+    end = end.astimezone(ctx.zone) if end else now
     if end <= start:
         raise BadFilter(
             "to", request.query_params.get("to") or "", "«Đến ngày» phải sau «Từ ngày»",
