@@ -264,3 +264,20 @@ def test_mute_lists_and_mutes_alerts(tg, app):
     assert muted_alert.status == "muted" and "Phan Ngọc Hiển" in muted_alert.body
     assert muted_alert.id not in deliveries
     assert loud.status == "pending" and loud.id in deliveries
+
+
+def test_mute_again_extends_the_silence_instead_of_adding_one(tg, app):
+    async def scenario():
+        async with running_bot(tg, app):
+            first = await ask(tg, UNIT_CHAT, "/mute Phan Ngoc Hien 6 thi công cống")
+            again = await ask(tg, OPS_CHAT, "/mute cm-phan-ngoc-hien 12 thi công thêm")
+            listed = await ask(tg, UNIT_CHAT, "/mute")
+            return first, again, listed
+
+    first, again, listed = run(scenario)
+    assert first.startswith("🔕 Đã tắt cảnh báo cho đường")
+    assert again.startswith("🔕 Đã gia hạn tắt cảnh báo cho đường <b>Đường Phan Ngọc Hiển</b>")
+    assert "đến 16/12/2024 20:00 (12 giờ)" in again and "Lý do: thi công thêm" in again
+    rows = app.store.silences.listing(NOW)
+    assert len(rows) == 1 and rows[0].reason == "thi công thêm"
+    assert listed.count("• ") == 1 and "→ 16/12/2024 20:00 — thi công thêm" in listed

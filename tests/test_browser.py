@@ -12,12 +12,16 @@ import csv
 import io
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from click.testing import CliRunner
 
 CHROMIUM = Path("/usr/bin/chromium")
+# Screenshots of every page at each width, kept after the run (ignored by git).
+SCREENSHOTS = Path(__file__).resolve().parent.parent / "test-artefacts" / "screenshots"
 if not CHROMIUM.exists():
     pytest.skip(
         f"{CHROMIUM} not found: install Debian's chromium package (.ci/run does)",
@@ -107,8 +111,11 @@ def page(base_url):
 
             page.on("requestfailed", on_failed)
 
+            expected = set()  # paths a test expects to be refused (an error page is the point)
+            page.expect_refused = expected.add
+
             def on_response(response):
-                if response.status >= 400:
+                if response.status >= 400 and urlsplit(response.url).path not in expected:
                     problems.append(f"HTTP {response.status}: {response.url}")
 
             page.on("response", on_response)
@@ -205,3 +212,120 @@ def test_operator_logs_in_filters_notes_and_exports(page, tmp_path):
     detail = page.request.get(f"/api/v1/events/{target}").json()
     assert [(n["author"], n["text"]) for n in detail["notes"]] == [(DISPLAY_NAME, note)]
     # The map is tested in tests/test_map_browser.py.
+
+
+DESKTOP = {"width": 1366, "height": 768}
+PHONE = {"width": 390, "height": 844}
+
+
+def log_in(page, next_path: str = "/") -> None:
+    """Log in as the test operator through the form."""
+    page.goto(f"/login?next={next_path}")
+    page.get_by_label("Tên đăng nhập").fill(USERNAME)
+    page.get_by_label("Mật khẩu").fill(PASSWORD)
+    page.get_by_role("button", name="Đăng nhập").click()
+    page.wait_for_url(f"**{next_path}")
+
+
+def every_page(page) -> dict[str, str]:
+    """{name: path} of every kind of page, errors included."""
+    closed = min(api_ids(page, status="closed"))
+    return {
+        "now": f"/?at={test_web.CUT.isoformat().replace('+', '%2B')}",
+        "now-live": "/",
+        "log": "/log",
+        "log-filter-error": "/log?level=abc&from=notadate",
+        "event": f"/events/{closed}",
+        "road": "/roads/tide-low",
+        "maintenance": "/maintenance?from=2024-12-01&to=2024-12-31",
+        "maintenance-error": "/maintenance?from=abc",
+        "look-back-error": "/?at=notadate",
+        "login": "/login",
+        "not-found": "/events/999999",
+    }
+
+
+def no_sideways_scroll(page) -> tuple[int, int]:
+    """(scrollWidth, innerWidth) of the page: the first never above the second."""
+    return page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
+
+
+@pytest.mark.parametrize("size", [DESKTOP, PHONE], ids=["1366", "390"])
+def test_every_page_fits_the_screen_without_sideways_scroll(page, size):
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    page.set_viewport_size(size)
+    log_in(page)  # the operator's view: logout, silence and note forms are on the pages too
+    for name, path in every_page(page).items():
+        if name.endswith("error") or name == "not-found":
+            page.expect_refused(urlsplit(path).path)
+        page.goto(path, wait_until="networkidle")
+        scroll, inner = no_sideways_scroll(page)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}-{size['width']}.png"), full_page=True)
+        page.wait_for_load_state("networkidle")  # lazy images the full-page shot asked for
+        assert scroll <= inner, f"{name} ({path}) at {size['width']} px: {scroll} > {inner}"
+        header = page.locator("header.top").bounding_box()
+        assert header["x"] >= 0 and header["x"] + header["width"] <= inner, name
+
+
+def test_on_a_phone_the_log_filters_fold_away_and_the_first_event_shows(page):
+    page.set_viewport_size(PHONE)
+    page.goto("/log")
+    filters = page.locator("details#bo-loc")
+    assert filters.evaluate("d => d.open") is False
+    assert not page.locator("select[name=cause]").is_visible()
+    first = page.locator("tr.event").first.bounding_box()
+    assert first is not None and first["y"] + min(first["height"], 120) <= PHONE["height"]
+    # The level and status of each event are on screen (a card), never cut off to the right.
+    level = page.locator("tr.event").first.locator("td").nth(1)
+    box = level.bounding_box()
+    assert box["x"] + box["width"] <= PHONE["width"] and "Mức" in level.evaluate(
+        "td => getComputedStyle(td, '::before').content"
+    )
+    # One tap opens the filters; they work as on a desktop.
+    page.get_by_text("Bộ lọc").first.click()
+    page.locator("select[name=cause]").select_option("tide")
+    page.get_by_role("button", name="Lọc").click()
+    page.wait_for_url("**cause=tide*")
+    assert set(row_ids(page)) == api_ids(page, cause="tide")
+    assert "(1 đang dùng)" in page.locator("details#bo-loc summary").inner_text()
+    # On a wide screen the filters are open at once.
+    page.set_viewport_size(DESKTOP)
+    page.goto("/log")
+    assert page.locator("details#bo-loc").evaluate("d => d.open") is True
+
+
+def test_a_bad_filter_is_shown_on_the_log_in_vietnamese(page):
+    page.expect_refused("/log")
+    page.goto("/log")
+    page.locator("input[name=road]").fill("x" * 201)
+    page.locator("select[name=cause]").select_option("tide")
+    page.get_by_role("button", name="Lọc").click()
+    page.wait_for_url("**road=*")
+    alert = page.locator("#loi-bo-loc")
+    assert "Bộ lọc không hợp lệ" in alert.inner_text()
+    assert "«Tên đường» (road): dài quá 200 ký tự" in alert.inner_text()
+    assert page.locator("#loi-road").inner_text() == "dài quá 200 ký tự"  # by the field
+    assert page.locator("select[name=cause]").input_value() == "tide"  # what was chosen stays
+    assert page.locator("tr.event").count() == 0 and page.locator("#nhat-ky").count() == 0
+    page.goto("/log?level=abc")
+    assert "phải là số nguyên từ 0 đến 10" in page.locator("#loi-level").inner_text()
+    assert page.locator("details#bo-loc").evaluate("d => d.open") is True
+
+
+def test_operator_mutes_a_road_then_lifts_the_silence(page, fw_app):
+    log_in(page, "/roads/tide-low")
+    for reason in ("Thi công cống", "Thi công cống, thêm một ngày"):  # the second extends
+        page.locator("form[action='/silences'] input[name=reason]").fill(reason)
+        page.get_by_role("button", name="Tạm tắt cảnh báo").click()
+        page.wait_for_url("**/roads/tide-low")
+    items = page.locator("#tam-tat li")
+    assert items.count() == 1 and "thêm một ngày" in items.inner_text()
+    assert DISPLAY_NAME in items.inner_text()
+    page.goto("/")
+    listed = page.locator("#danh-sach-tam-tat li")
+    assert listed.count() == 1 and "Đường thử triều thấp" in listed.inner_text()
+    listed.get_by_role("button", name="Bỏ tắt").click()
+    page.wait_for_url("**/#tam-tat")
+    assert page.locator("#danh-sach-tam-tat li").count() == 0
+    now = datetime.now(UTC)
+    assert ("segment", "tide-low") not in fw_app.store.silences.active(now)

@@ -100,3 +100,95 @@ def test_hostile_parameter_is_a_4xx_never_a_500(client, url, expect):
     assert "Traceback" not in response.text
     if url.startswith("/api/") and code >= 400:
         assert "detail" in json.loads(response.text)
+
+
+# One rule for every filter: a page shows its own form again with a Vietnamese message by
+# the field (400); the API answers 422 naming the parameter. (url, the parameter named)
+PAGE_FILTERS = [
+    ("/log?from=notadate", "from"),
+    ("/log?to=2024-13-45", "to"),
+    ("/log?from=2024-12-17&to=2024-12-16", "to"),
+    ("/log?level=abc", "level"),
+    ("/log?level=11", "level"),
+    ("/log?cause=flood", "cause"),
+    ("/log?status=open", "status"),
+    ("/log?kind=guess", "kind"),
+    ("/log?ack=maybe", "ack"),
+    ("/log?false_alarm=2", "false_alarm"),
+    (f"/log?road={'x' * 201}", "road"),
+    ("/log?ward=" + "p" * 201, "ward"),
+    ("/log?unit=" + "u" * 201, "unit"),
+    ("/log?sort=depth", "sort"),
+    ("/log?desc=maybe", "desc"),
+    ("/log?page=abc", "page"),
+    ("/log?page=0", "page"),
+    ("/log?per=0", "per"),
+    ("/log?per=501", "per"),
+    ("/log.csv?level=abc", "level"),
+    ("/log.csv?from=notadate", "from"),
+    ("/maintenance?from=abc", "from"),
+    ("/maintenance?to=abc", "to"),
+    ("/maintenance?from=2024-12-31&to=2024-12-01", "to"),
+    ("/maintenance.xlsx?from=abc", "from"),
+    ("/maintenance.csv?to=abc", "to"),
+    ("/maintenance.geojson?from=abc", "from"),
+    ("/?at=notadate", "at"),
+    ("/?at=2199-01-01", "at"),  # ahead of the clock: never quietly "now"
+]
+API_FILTERS = [
+    ("/api/v1/events?from=notadate", "from"),
+    ("/api/v1/events?to=2024-13-45", "to"),
+    ("/api/v1/events?from=2024-12-17&to=2024-12-16", "to"),
+    ("/api/v1/events?level=abc", "level"),
+    ("/api/v1/events?level=11", "level"),
+    ("/api/v1/events?cause=flood", "cause"),
+    ("/api/v1/events?status=open", "status"),
+    ("/api/v1/events?kind=guess", "kind"),
+    ("/api/v1/events?ack=maybe", "ack"),
+    ("/api/v1/events?false_alarm=2", "false_alarm"),
+    ("/api/v1/events?sort=depth", "sort"),
+    ("/api/v1/events?desc=2", "desc"),
+    ("/api/v1/events?desc=maybe", "desc"),
+    ("/api/v1/events?limit=0", "limit"),
+    ("/api/v1/events?offset=-1", "offset"),
+    ("/api/v1/readings?from=notadate", "from"),
+    ("/api/v1/readings?to=notadate", "to"),
+    ("/api/v1/readings?from=2024-12-17&to=2024-12-16", "to"),
+    ("/api/v1/readings?station=no_such_station", "station"),
+    ("/api/v1/readings?variable=salinity", "variable"),
+    ("/api/v1/stations?at=notadate", "at"),
+    ("/api/v1/stations?at=2199-01-01", "at"),
+    ("/api/v1/cap.atom?since=notadate", "since"),
+]
+
+
+@pytest.mark.parametrize(("url", "field"), PAGE_FILTERS, ids=[u for u, _ in PAGE_FILTERS])
+def test_a_bad_filter_is_the_form_again_with_a_message_by_the_field(client, url, field):
+    response = client.get(url)
+    assert response.status_code == 400, response.text[:300]
+    assert response.headers["content-type"].startswith("text/html")
+    html = response.text
+    assert '<form method="get"' in html  # the page's own form, to correct the value
+    assert f'id="loi-{field}"' in html, html[:2000]  # the message sits by the field
+    assert f"({field}):" in html[html.index('id="loi-bo-loc"') :]  # and names it on top
+    assert "Traceback" not in html and 'class="event"' not in html  # nothing filtered wrongly
+
+
+@pytest.mark.parametrize(("url", "field"), API_FILTERS, ids=[u for u, _ in API_FILTERS])
+def test_a_bad_api_filter_is_a_422_naming_the_parameter(client, url, field):
+    response = client.get(url)
+    assert response.status_code == 422, response.text[:300]
+    assert ["query", field] in [d["loc"] for d in response.json()["detail"]]
+
+
+def test_every_bad_filter_is_named_at_once(client):
+    html = client.get("/log?level=abc&from=notadate&sort=depth").text
+    assert all(f'id="loi-{f}"' in html for f in ("level", "from", "sort"))
+    detail = client.get("/api/v1/events?cause=flood&from=notadate&sort=depth").json()["detail"]
+    assert {d["loc"][1] for d in detail} == {"cause", "from", "sort"}
+
+
+def test_good_filters_still_filter(client):
+    assert client.get("/log?sort=peak&desc=0&page=1&per=500&level=0").status_code == 200
+    assert client.get("/api/v1/readings?station=tp_ca_mau&variable=water_level").status_code == 200
+    assert client.get("/?at=2024-12-16T18:00").status_code == 200

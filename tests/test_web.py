@@ -478,3 +478,51 @@ def test_planners_page_ranks_roads_and_downloads_the_statistics(client):
         client.get("/maintenance", params={"from": "2024-12-31", "to": "2024-12-01"}).status_code
         == 400
     )
+
+
+def test_operator_lifts_a_silence_and_muting_again_extends_it(client, fw_app, caplog):
+    assert log_in(client).status_code == 303
+    token = csrf_of(client.get("/roads/tide-low").text)
+
+    def mute(hours: str, reason: str):
+        data = {"csrf": token, "target_kind": "segment", "target_id": "tide-low",
+                "hours": hours, "reason": reason, "next": "/roads/tide-low"}  # fmt: skip
+        assert client.post("/silences", data=data, follow_redirects=False).status_code == 303
+
+    mute("6", "Đang thi công cống")
+    mute("24", "Thi công thêm một ngày")
+    rows = fw_app.store.silences.listing(datetime.now(UTC))
+    assert len(rows) == 1 and rows[0].reason == "Thi công thêm một ngày"
+    assert rows[0].until - datetime.now(UTC) > timedelta(hours=23)
+    road = client.get("/roads/tide-low").text
+    listed = road[road.index('id="tam-tat"') :]
+    assert listed.count("<li") == 1 and "Bỏ tắt" in listed
+    now_page = client.get("/").text
+    assert f'action="/silences/{rows[0].id}/lift"' in now_page and "Bỏ tắt" in now_page
+
+    lift = f"/silences/{rows[0].id}/lift"
+    assert client.post(lift, data={"csrf": "wrong"}).status_code == 403
+    assert fw_app.store.silences.listing(datetime.now(UTC)) != []
+    with caplog.at_level("INFO"):
+        done = client.post(lift, data={"csrf": token, "next": "/#tam-tat"}, follow_redirects=False)
+    assert done.status_code == 303 and done.headers["location"] == "/#tam-tat"
+    assert "lifted by Nguyễn Thị Lan" in caplog.text and "lifted by lan" in caplog.text
+    assert fw_app.store.silences.listing(datetime.now(UTC)) == []
+    assert ("segment", "tide-low") not in fw_app.store.silences.active(datetime.now(UTC))
+    again = client.post(lift, data={"csrf": token})
+    assert again.status_code == 404 and "Không có lệnh tạm tắt số" in again.text
+    huge = client.post("/silences/99999999999999999999999/lift", data={"csrf": token})
+    assert huge.status_code == 400 and "Traceback" not in huge.text
+    fresh = TestClient(client.app)  # no login: to the login form, nothing lifted
+    assert fresh.post(lift, data={"csrf": token}, follow_redirects=False).status_code == 303
+
+
+def test_planners_page_keeps_the_local_days_typed(client):
+    html = client.get("/maintenance", params={"from": "2024-12-01", "to": "2024-12-31"}).text
+    assert 'value="2024-12-01"' in html and 'value="2024-12-31"' in html
+    assert "Từ 01/12/2024 đến 31/12/2024" in html
+    xlsx = client.get("/maintenance.xlsx", params={"from": "2024-12-01", "to": "2024-12-31"})
+    assert "thong-ke-ngap-20241201-20241231.xlsx" in xlsx.headers["content-disposition"]
+    # `to` alone: from 1 January of that year (as the CLI), never a period after it.
+    html = client.get("/maintenance", params={"to": "2024-12-31"}).text
+    assert 'value="2024-01-01"' in html

@@ -1,4 +1,5 @@
-"""The service's commands: check, run, poll, replay, status, sources, bulletin, events, mute.
+"""The service's commands: check, run, poll, replay, status, sources, bulletin, events, mute,
+unmute.
 
 Each imports what it needs when it runs, so `floodwatch --help` stays fast.
 """
@@ -660,7 +661,6 @@ def mute(ctx: Context, target: str | None, hours: int | None, reason: str, list_
       floodwatch mute --list
     """
     from floodwatch.service.cycle import utcnow
-    from floodwatch.service.outlook import mute_target
 
     app = ctx.open(with_sources=False, writes=False)
     try:
@@ -669,28 +669,85 @@ def mute(ctx: Context, target: str | None, hours: int | None, reason: str, list_
         if list_only or target is None:
             if target is None and not list_only:
                 fail("give a segment or unit to mute (with --hours), or --list")
-            rows = app.store.silences.listing(now)
-            click.echo(f"Silences: {len(rows)}")
-            for row in rows:
-                click.echo(
-                    f"  {row.target_kind:<8} {row.target_id:<26} {local_time(row.starts_at, zone)}"
-                    f" → {local_time(row.until, zone)}  {row.created_by}  {row.reason}"
-                )
+            _list_silences(app, now)
             return
         if hours is None:
             fail("--hours is required to mute (1-168)")
-        found, candidates = mute_target(app.settings, app.geodata, target)
-        if found is None:
-            ids = ", ".join(s.id for s in candidates[:5])
-            hint = f"; did you mean: {ids}" if candidates else ""
-            what = "is ambiguous" if candidates else "is not a segment or unit"
-            fail(f"{target!r} {what}{hint}")
-        kind, target_id, name = found
-        until = now + timedelta(hours=hours)
-        app.store.silences.add(kind, target_id, now, until, reason, "cli")
-        click.echo(f"muted {kind} {target_id} ({name}) until {local_time(until, zone)}")
+        kind, target_id, name = _target(app, target)
+        muted = app.store.silences.add(kind, target_id, now, now + timedelta(hours=hours),
+                                       reason, "cli")  # fmt: skip
+        until = local_time(muted.until, zone)
+        if muted.extended:
+            click.echo(f"extended silence {muted.id}: {kind} {target_id} ({name}) until {until}")
+        else:
+            click.echo(f"muted {kind} {target_id} ({name}) until {until} (silence {muted.id})")
     finally:
         app.close()
 
 
-COMMANDS = (check, run, poll, replay_command, status, sources, bulletin, events, mute)
+def _target(app: App, target: str) -> tuple[str, str, str]:
+    """(kind, id, name) of the segment or unit a mute names; exit 1 naming the problem."""
+    from floodwatch.service.outlook import mute_target
+
+    found, candidates = mute_target(app.settings, app.geodata, target)
+    if found is None:
+        ids = ", ".join(s.id for s in candidates[:5])
+        hint = f"; did you mean: {ids}" if candidates else ""
+        what = "is ambiguous" if candidates else "is not a segment or unit"
+        fail(f"{target!r} {what}{hint}")
+    return found
+
+
+def _list_silences(app: App, now: datetime) -> None:
+    """Print the running and coming silences with their ids (for `unmute ID`)."""
+    zone = app.settings.zone
+    rows = app.store.silences.listing(now)
+    click.echo(f"Silences: {len(rows)}")
+    for row in rows:
+        click.echo(
+            f"  {row.id:>4} {row.target_kind:<8} {row.target_id:<26} "
+            f"{local_time(row.starts_at, zone)} → {local_time(row.until, zone)}  "
+            f"{row.created_by}  {row.reason}"
+        )
+
+
+@click.command()
+@click.argument("target")
+@pass_ctx
+@handles_errors
+def unmute(ctx: Context, target: str) -> None:
+    """Lift a silence now: alerts for its segment or unit are sent again.
+
+    TARGET is a silence id (a number, from `floodwatch mute --list`), or a
+    segment id, unit id or road name: every silence of that target is lifted.
+
+    \b
+    Example:
+      floodwatch unmute 12
+      floodwatch unmute cm-de-tham
+      floodwatch unmute ubnd_nam_can
+    """
+    from floodwatch.service.cycle import utcnow
+
+    app = ctx.open(with_sources=False, writes=False)
+    try:
+        now = utcnow()
+        store = app.store.silences
+        if target.isascii() and target.isdigit():
+            row = store.lift(int(target), now, "cli")
+            if row is None:
+                fail(f"no running or coming silence {target} (see floodwatch mute --list)")
+            lifted = [row]
+        else:
+            found = _target(app, target)
+            lifted = store.lift_target(found[0], found[1], now, "cli")
+            if not lifted:
+                fail(f"{found[0]} {found[1]} ({found[2]}) is not muted")
+        for row in lifted:
+            click.echo(f"lifted silence {row.id}: {row.target_kind} {row.target_id} "
+                       f"(was until {local_time(row.until, app.settings.zone)})")  # fmt: skip
+    finally:
+        app.close()
+
+
+COMMANDS = (check, run, poll, replay_command, status, sources, bulletin, events, mute, unmute)

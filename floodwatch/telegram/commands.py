@@ -420,16 +420,19 @@ class Commands:
         kind, target_id, name = target
         until = now + timedelta(hours=split.number)
         by = f"{_user_name(update)} ({update.effective_user.id if update.effective_user else '?'})"
-        await asyncio.to_thread(
+        muted = await asyncio.to_thread(
             self.app.store.silences.add, kind, target_id, now, until, split.rest, by
         )
-        logger.info("bot: %s %s muted until %s by %s", kind, target_id, until.isoformat(), by)
+        logger.info("bot: %s %s muted until %s by %s (silence %d%s)", kind, target_id,
+                    muted.until.isoformat(), by, muted.id,
+                    ", extended" if muted.extended else "")  # fmt: skip
         what = "đơn vị" if kind == "unit" else "đường"
         reason = f" Lý do: {_esc(split.rest)}." if split.rest else ""
+        done = "Đã gia hạn tắt cảnh báo" if muted.extended else "Đã tắt cảnh báo"
         await self.reply(
             message,
-            f"🔕 Đã tắt cảnh báo cho {what} <b>{_esc(name)}</b> đến "
-            f"{local_time(until, self.zone)} ({split.number:.0f} giờ).{reason}\n"
+            f"🔕 {done} cho {what} <b>{_esc(name)}</b> đến "
+            f"{local_time(muted.until, self.zone)} ({split.number:.0f} giờ).{reason}\n"
             "Cảnh báo vẫn được ghi vào nhật ký.",
         )
 

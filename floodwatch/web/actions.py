@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from datetime import timedelta
 
-from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi import APIRouter, Depends, Form, HTTPException, Path, Request
 from fastapi.responses import RedirectResponse
 
 from floodwatch.service.cycle import utcnow
@@ -176,7 +176,29 @@ def add_silence(
     if not 1 <= hours <= MAX_SILENCE_HOURS:
         raise HTTPException(status_code=400, detail="Số giờ tạm tắt phải từ 1 đến 168.")
     now = utcnow()
-    ctx.app.store.silences.add(target_kind, target_id, now, now + timedelta(hours=hours),
-                              reason.strip()[:MAX_NOTE_CHARS], _author(user))  # fmt: skip
-    logger.info("web: %s %s muted for %d h by %s", target_kind, target_id, hours, user["username"])
+    muted = ctx.app.store.silences.add(target_kind, target_id, now, now + timedelta(hours=hours),
+                                       reason.strip()[:MAX_NOTE_CHARS], _author(user))  # fmt: skip
+    logger.info("web: %s %s muted for %d h by %s (silence %d%s)", target_kind, target_id, hours,
+                user["username"], muted.id, ", extended" if muted.extended else "")  # fmt: skip
+    return back(safe_next(next))
+
+
+@router.post("/silences/{silence_id}/lift")
+def lift_silence(
+    request: Request,
+    silence_id: int = Path(ge=1, le=2**62),
+    next: str = Form("/"),
+    csrf: str = Form(""),
+    user: dict = Depends(operator),
+    ctx: WebContext = Depends(web),
+):
+    """Lift a silence now ("Bỏ tắt"): the target's alerts are sent again from the next cycle."""
+    check_csrf(request, csrf)
+    lifted = ctx.app.store.silences.lift(silence_id, utcnow(), _author(user))
+    if lifted is None:
+        raise HTTPException(
+            status_code=404, detail=f"Không có lệnh tạm tắt số {silence_id} đang hiệu lực."
+        )
+    logger.info("web: silence %d (%s %s) lifted by %s", silence_id, lifted.target_kind,
+                lifted.target_id, user["username"])  # fmt: skip
     return back(safe_next(next))

@@ -15,17 +15,22 @@ from floodwatch.exports.cap import cap_alerts, cap_atom
 from floodwatch.service.cycle import utcnow
 from floodwatch.service.polling import health_view
 from floodwatch.web.context import (
+    BadFilter,
+    Checks,
     WebContext,
+    choice,
     filter_params,
     log_filter,
     now_param,
     parse_day,
+    parse_period,
     reader,
     sort_params,
 )
 from floodwatch.web.pages import health_at, source_rows, station_rows
 
 router = APIRouter(prefix="/api/v1", tags=["api"])
+VARIABLES = ("water_level", "rainfall")
 
 # ISO 8601 with an explicit offset (`+00:00`), as `floodwatch events --format json` prints.
 Time = Annotated[
@@ -256,12 +261,15 @@ def list_events(
     kind: str | None = Query(None, description="observed or forecast"),
     false_alarm: str | None = Query(None, description="yes or no"),
     sort: str = Query("opened", description="opened, closed, peak, level, road, unit"),
-    desc: int = Query(1, description="1 newest/largest first, 0 the reverse"),
+    desc: int = Query(1, ge=0, le=1, description="1 newest/largest first, 0 the reverse"),
     ctx: WebContext = Depends(reader),
 ):
     """Events with the log's filters, newest first."""
-    flt = log_filter(filter_params(request), ctx.zone)
-    key, descending = sort_params(request)
+    check = Checks()
+    flt = check(log_filter, filter_params(request), ctx.zone)
+    order = check(sort_params, request)
+    check.done()
+    key, descending = order
     rows = ctx.app.store.events.listing(
         flt, sort=key, descending=descending, limit=limit, offset=offset
     )
@@ -341,6 +349,12 @@ def list_stations(request: Request, ctx: WebContext = Depends(reader)):
     return out
 
 
+def known_station(ctx: WebContext, station: str | None) -> None:
+    """BadFilter unless `station` is empty or a configured station id."""
+    if station and station not in ctx.app.geodata.stations:
+        raise BadFilter("station", station, "không có trạm này", "no such station id")
+
+
 @router.get("/readings", response_model=list[ReadingOut])
 def list_readings(
     station: str | None = None,
@@ -351,10 +365,13 @@ def list_readings(
     ctx: WebContext = Depends(reader),
 ):
     """Stored readings, oldest first."""
-    rows = ctx.app.store.readings.listing(
-        station, variable, parse_day(from_, ctx.zone, field="from"),
-        parse_day(to, ctx.zone, end_of_day=True, field="to"), limit,
-    )  # fmt: skip
+    params = {"station": station, "variable": variable, "from": from_, "to": to}
+    check = Checks()
+    check(known_station, ctx, station)
+    check(choice, params, "variable", VARIABLES)
+    start, end = check(parse_period, params, ctx.zone) or (None, None)
+    check.done()
+    rows = ctx.app.store.readings.listing(station, variable, start, end, limit)
     return [
         {"station": r.station, "variable": r.variable, "time": r.time, "kind": r.kind,
          "issued": r.issued, "value": r.value, "source": r.source, "flag": r.flag}

@@ -26,6 +26,7 @@ from floodwatch.web.context import (
     NeedLogin,
     WebContext,
     make_templates,
+    problem_lines,
     render,
 )
 from floodwatch.web.security import SecurityHeaders
@@ -129,10 +130,11 @@ def _install_error_handlers(web: FastAPI) -> None:
     @web.exception_handler(BadFilter)
     def bad_filter(request: Request, exc: BadFilter):
         if _wants_json(request):
-            detail = [{"loc": ["query", exc.field], "msg": str(exc), "input": exc.value[:100]}]
+            detail = [{"loc": ["query", p.field], "msg": str(p), "input": (p.value or "")[:100]}
+                      for p in exc.problems]  # fmt: skip
             return JSONResponse({"detail": detail}, status_code=422)
         return render(request, "error.html", status_code=400, status=400,
-                      message=f"Bộ lọc «{exc.field}» không hợp lệ: {exc.message_vi}.")  # fmt: skip
+                      message="Bộ lọc không hợp lệ.", problems=problem_lines(exc))  # fmt: skip
 
     @web.exception_handler(StarletteHTTPException)
     def http_error(request: Request, exc: StarletteHTTPException):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from urllib.parse import urlencode
 
@@ -28,6 +28,8 @@ from floodwatch.web.maps import RoadLayer, read_outline, road_layer
 
 HERE = Path(__file__).resolve().parent
 PAGE_SIZE = 50
+# `?at=` this far ahead of the server's clock (a phone's clock running fast) is now.
+AT_SLACK = timedelta(minutes=5)
 MAX_PAGE_SIZE = 500
 CSRF_MESSAGE = (
     "Mã bảo vệ biểu mẫu (CSRF) không hợp lệ hoặc phiên đã hết hạn. Hãy tải lại trang rồi thử lại."
@@ -67,12 +69,62 @@ class NeedLogin(Exception):
 
 
 class BadFilter(Exception):
-    """A query parameter that cannot be used: a 400 page in Vietnamese, or a 422 on the API
-    naming the parameter (never silently ignored)."""
+    """Query parameters that cannot be used: the page again with a Vietnamese message by each
+    field (status 400), or a 422 on the API naming each parameter (never silently ignored).
+
+    `problems` holds every bad parameter of the request (this one first)."""
 
     def __init__(self, field: str, value: str, message_vi: str, message: str):
         super().__init__(message)
         self.field, self.value, self.message_vi = field, value, message_vi
+        self.problems: list[BadFilter] = [self]
+
+    @classmethod
+    def of(cls, problems: list[BadFilter]) -> BadFilter:
+        """One exception carrying several problems."""
+        first = problems[0]
+        first.problems = list(problems)
+        return first
+
+    def messages_vi(self) -> dict[str, str]:
+        """{field: Vietnamese message} of every problem, for the form."""
+        return {p.field: p.message_vi for p in self.problems}
+
+
+# The Vietnamese name of each query parameter, for messages.
+FIELD_VI = {
+    "from": "Từ ngày", "to": "Đến ngày", "ward": "Phường/xã", "unit": "Đơn vị",
+    "road": "Tên đường", "level": "Mức từ", "cause": "Nguyên nhân", "status": "Trạng thái",
+    "ack": "Đã xác nhận", "kind": "Loại", "false_alarm": "Báo nhầm", "sort": "Sắp xếp theo",
+    "desc": "Thứ tự", "page": "Trang", "per": "Số dòng mỗi trang", "at": "Xem lại lúc",
+    "station": "Trạm", "variable": "Đại lượng", "since": "Từ lúc",
+}  # fmt: skip
+
+
+def problem_lines(exc: BadFilter) -> list[str]:
+    """One Vietnamese line per bad parameter: `«Từ ngày» (from): «abc» không phải là ngày…`."""
+    return [f"«{FIELD_VI.get(p.field, p.field)}» ({p.field}): {p.message_vi}"
+            for p in exc.problems]  # fmt: skip
+
+
+class Checks:
+    """Runs each parameter's parser, keeping every BadFilter; `done()` raises them together."""
+
+    def __init__(self):
+        self.problems: list[BadFilter] = []
+
+    def __call__(self, parse, *args, **kwargs):
+        """parse(*args, **kwargs), or None after noting its BadFilter."""
+        try:
+            return parse(*args, **kwargs)
+        except BadFilter as exc:
+            self.problems.extend(exc.problems)
+            return None
+
+    def done(self) -> None:
+        """Raise the problems found, if any."""
+        if self.problems:
+            raise BadFilter.of(self.problems)
 
 
 @dataclass
@@ -201,6 +253,7 @@ def make_templates(zone) -> Jinja2Templates:
         change_vi=lambda c: CHANGE_VI.get(c, c),
         delivery_vi=lambda s: DELIVERY_VI.get(s, s),
         source_vi=lambda s: SOURCE_STATUS_VI.get(s, s),
+        local_input=lambda v: v.astimezone(zone).strftime("%Y-%m-%dT%H:%M"),
         number=lambda v, digits=1: "—" if v is None else f"{v:.{digits}f}".replace(".", ","),
     )
     return templates
@@ -226,8 +279,20 @@ def parse_day(
         return parse_time(value, zone, end_of_day=end_of_day)
     except ValueError as exc:
         raise BadFilter(
-            field, value, f"«{value[:40]}»: {_VI_TIME_PROBLEM}", f"{value[:40]!r}: {exc}"
+            field, value, f"«{value[:40]}» {_VI_TIME_PROBLEM}", f"{value[:40]!r}: {exc}"
         ) from None
+
+
+def parse_period(params, zone) -> tuple[datetime | None, datetime | None]:
+    """`from` and `to` (a date alone in `to` is that whole day); BadFilter naming each bad
+    one, or `to` when it comes before `from`."""
+    check = Checks()
+    start = check(parse_day, params.get("from"), zone, field="from")
+    end = check(parse_day, params.get("to"), zone, end_of_day=True, field="to")
+    check.done()
+    if start is not None and end is not None and end < start:
+        raise BadFilter("to", params.get("to"), "«Đến ngày» phải sau «Từ ngày»", "is before 'from'")
+    return start, end
 
 
 def yes_no(value: str | None, field: str = "ack") -> bool | None:
@@ -240,13 +305,26 @@ def yes_no(value: str | None, field: str = "ack") -> bool | None:
     return found
 
 
-def _choice(params: dict[str, str], field: str, allowed) -> str | None:
+def choice(params, field: str, allowed) -> str | None:
     """One of `allowed`, or None when empty; BadFilter otherwise."""
     value = params.get(field) or None
     if value is not None and value not in allowed:
         names = ", ".join(sorted(allowed))
         raise BadFilter(field, value, f"chỉ nhận một trong: {names}", f"must be one of {names}")
     return value
+
+
+def whole(params, field: str, low: int, high: int) -> int | None:
+    """A whole number within [low, high], or None when empty; BadFilter otherwise."""
+    value = params.get(field) or ""
+    if not value:
+        return None
+    if not (value.isascii() and value.isdigit() and low <= int(value) <= high):
+        raise BadFilter(
+            field, value, f"phải là số nguyên từ {low} đến {high}",
+            f"must be a whole number {low}-{high}",
+        )  # fmt: skip
+    return int(value)
 
 
 def _text(params: dict[str, str], field: str, limit: int = 200) -> str | None:
@@ -258,23 +336,22 @@ def _text(params: dict[str, str], field: str, limit: int = 200) -> str | None:
 
 
 def log_filter(params: dict[str, str], zone) -> EventFilter:
-    """The EventFilter of a query string; BadFilter names the first unusable parameter."""
-    level = params.get("level") or ""
-    if level and not (level.isascii() and level.isdigit() and int(level) <= 10):
-        raise BadFilter("level", level, "mức phải là số nguyên 0–10", "must be a whole number 0-10")
-    return EventFilter(
-        start=parse_day(params.get("from"), zone, field="from"),
-        end=parse_day(params.get("to"), zone, end_of_day=True, field="to"),
-        ward=_text(params, "ward"),
-        unit=_text(params, "unit"),
-        road=_text(params, "road"),
-        min_level=int(level) if level else None,
-        cause=_choice(params, "cause", CAUSE_VI),
-        status=_choice(params, "status", STATUS_VI),
-        kind=_choice(params, "kind", KIND_VI),
-        acknowledged=yes_no(params.get("ack"), "ack"),
-        false_alarm=yes_no(params.get("false_alarm"), "false_alarm"),
-    )
+    """The EventFilter of a query string; BadFilter names every unusable parameter."""
+    check = Checks()
+    period = check(parse_period, params, zone) or (None, None)
+    values = {
+        "ward": check(_text, params, "ward"),
+        "unit": check(_text, params, "unit"),
+        "road": check(_text, params, "road"),
+        "min_level": check(whole, params, "level", 0, 10),
+        "cause": check(choice, params, "cause", CAUSE_VI),
+        "status": check(choice, params, "status", STATUS_VI),
+        "kind": check(choice, params, "kind", KIND_VI),
+        "acknowledged": check(yes_no, params.get("ack"), "ack"),
+        "false_alarm": check(yes_no, params.get("false_alarm"), "false_alarm"),
+    }
+    check.done()
+    return EventFilter(start=period[0], end=period[1], **values)
 
 
 def filter_params(request: Request) -> dict[str, str]:
@@ -283,10 +360,13 @@ def filter_params(request: Request) -> dict[str, str]:
 
 
 def sort_params(request: Request) -> tuple[str, bool]:
-    """(sort key, descending) of a request, defaulting to newest first."""
-    sort = request.query_params.get("sort", "opened")
-    sort = sort if sort in SORTS else "opened"
-    return sort, request.query_params.get("desc", "1") != "0"
+    """(sort key, descending) of a request, defaulting to newest first; BadFilter for a
+    sort key or direction that does not exist."""
+    check = Checks()
+    sort = check(choice, request.query_params, "sort", SORTS) or "opened"
+    desc = check(choice, request.query_params, "desc", ("0", "1")) or "1"
+    check.done()
+    return sort, desc == "1"
 
 
 def query_string(params: dict, **changes) -> str:
@@ -296,9 +376,15 @@ def query_string(params: dict, **changes) -> str:
 
 
 def now_param(request: Request, ctx: WebContext) -> datetime:
-    """`?at=` as a time (for looking back, never ahead of the clock), else now."""
-    when = parse_day(request.query_params.get("at"), ctx.zone, field="at")
+    """`?at=` as a time (for looking back; a few minutes ahead of the clock count as now),
+    else now; BadFilter for a time that is no time or lies ahead."""
+    value = request.query_params.get("at")
+    when = parse_day(value, ctx.zone, field="at")
     now = utcnow()
-    if when is None or when > now:
-        return now
-    return when
+    if when is None or when <= now:
+        return when or now
+    if when - now > AT_SLACK:
+        raise BadFilter(
+            "at", value, "thời điểm xem lại không được ở tương lai", "is ahead of the clock"
+        )
+    return now

@@ -7,6 +7,7 @@ import io
 import math
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Depends, HTTPException, Request
@@ -23,14 +24,18 @@ from floodwatch.service.polling import health_view
 from floodwatch.web.context import (
     MAX_PAGE_SIZE,
     PAGE_SIZE,
+    BadFilter,
+    Checks,
     WebContext,
     filter_params,
     log_filter,
     now_param,
+    problem_lines,
     query_string,
     reader,
     render,
     sort_params,
+    whole,
 )
 from floodwatch.web.maps import (
     legend_levels,
@@ -157,7 +162,11 @@ def map_roads(request: Request, ctx: WebContext = Depends(reader)):
 @router.get("/")
 def now_page(request: Request, ctx: WebContext = Depends(reader)):
     """The state at a time (now, or `?at=` to look back): map, stations, sources, silences."""
-    now = now_param(request, ctx)
+    try:
+        now = now_param(request, ctx)
+    except BadFilter as exc:  # never another time than the one asked for: the form again
+        return render(request, "look_back.html", status_code=400, at=request.query_params["at"],
+                      errors=exc.messages_vi(), problems=problem_lines(exc))  # fmt: skip
     wall = utcnow()
     health, looking_back = health_at(ctx, now)
     situation = ctx.app.pipeline.situation(now, health)
@@ -191,33 +200,87 @@ def now_page(request: Request, ctx: WebContext = Depends(reader)):
     )
 
 
+@dataclass
+class LogQuery:
+    """The log's query string, checked: filters, sort, page size and page."""
+
+    params: dict[str, str]
+    flt: EventFilter
+    sort: str
+    descending: bool
+    per_page: int
+    page: int
+
+    @property
+    def current(self) -> dict:
+        """The query to keep in links (page apart)."""
+        current = {**self.params, "sort": self.sort, "desc": "1" if self.descending else "0"}
+        if self.per_page != PAGE_SIZE:
+            current["per"] = self.per_page
+        return current
+
+
+def log_query(request: Request, zone) -> LogQuery:
+    """The checked query of /log and /log.csv; BadFilter naming every bad parameter."""
+    params = filter_params(request)
+    check = Checks()
+    flt = check(log_filter, params, zone)
+    order = check(sort_params, request)
+    per_page = check(whole, request.query_params, "per", 1, MAX_PAGE_SIZE)
+    page = check(whole, request.query_params, "page", 1, 10**9)
+    check.done()
+    return LogQuery(params, flt, *order, per_page or PAGE_SIZE, page or 1)
+
+
+def log_form_context(ctx: WebContext) -> dict:
+    """The choices of the log's filter form."""
+    segments = ctx.app.geodata.segments
+    return {
+        "wards": sorted({s.ward for s in segments}),
+        "units": sorted({s.unit for s in segments}),
+        "causes": CAUSE_VI,
+        "statuses": STATUS_VI,
+        "kinds": KIND_VI,
+    }
+
+
+def log_refused(request: Request, ctx: WebContext, exc: BadFilter):
+    """The log's form again, with what was typed and a message by each bad field (400)."""
+    raw = {k: v for k, v in request.query_params.items() if v}
+    return render(
+        request, "log.html", status_code=400, rows=[], total=0, per_page=None, page=1, pages=1,
+        params=raw, sort=raw.get("sort", "opened"), descending=raw.get("desc") != "0",
+        sort_link=lambda key: "/log?" + query_string(raw, sort=key, page=None),
+        page_link=None, csv_link=None, permalink=None, errors=exc.messages_vi(),
+        problems=problem_lines(exc), **log_form_context(ctx),
+    )  # fmt: skip
+
+
 @router.get("/log")
 def log_page(request: Request, ctx: WebContext = Depends(reader)):
     """Every event, filtered, sorted and paginated; the filter lives in the query string."""
-    params = filter_params(request)
-    flt = log_filter(params, ctx.zone)
-    sort, descending = sort_params(request)
-    total = ctx.app.store.events.count(flt)
-    per_arg = request.query_params.get("per", "")
-    per_page = min(int(per_arg), MAX_PAGE_SIZE) if per_arg.isdigit() and int(per_arg) else PAGE_SIZE
+    try:
+        query = log_query(request, ctx.zone)
+    except BadFilter as exc:
+        return log_refused(request, ctx, exc)
+    total = ctx.app.store.events.count(query.flt)
+    per_page = query.per_page
     pages = max(1, math.ceil(total / per_page))
-    page_arg = request.query_params.get("page", "1")
-    page = min(max(int(page_arg) if page_arg.isdigit() else 1, 1), pages)
+    page = min(query.page, pages)  # past the last page (the log got shorter): the last one
     rows = ctx.app.store.events.listing(
-        flt, sort=sort, descending=descending, limit=per_page, offset=(page - 1) * per_page
-    )
-    current = {**params, "sort": sort, "desc": "1" if descending else "0"}
-    if per_page != PAGE_SIZE:
-        current["per"] = per_page
+        query.flt, sort=query.sort, descending=query.descending, limit=per_page,
+        offset=(page - 1) * per_page,
+    )  # fmt: skip
+    current = query.current
 
     def sort_link(key: str) -> str:
-        flip = "0" if key == sort and descending else "1"
+        flip = "0" if key == query.sort and query.descending else "1"
         return "/log?" + query_string(current, sort=key, desc=flip)
 
     def page_link(number: int) -> str:
         return "/log?" + query_string(current, page=number)
 
-    units = sorted({s.unit for s in ctx.app.geodata.segments})
+    params = query.params
     return render(
         request,
         "log.html",
@@ -227,17 +290,15 @@ def log_page(request: Request, ctx: WebContext = Depends(reader)):
         page=page,
         pages=pages,
         params=params,
-        sort=sort,
-        descending=descending,
+        sort=query.sort,
+        descending=query.descending,
         sort_link=sort_link,
         page_link=page_link,
         csv_link="/log.csv" + ("?" + query_string(params) if params else ""),
         permalink="/log?" + query_string(current, page=page),
-        wards=sorted({s.ward for s in ctx.app.geodata.segments}),
-        units=units,
-        causes=CAUSE_VI,
-        statuses=STATUS_VI,
-        kinds=KIND_VI,
+        errors={},
+        problems=[],
+        **log_form_context(ctx),
     )
 
 
@@ -261,7 +322,10 @@ def csv_lines(ctx: WebContext, flt: EventFilter) -> Iterator[str]:
 @router.get("/log.csv")
 def log_csv(request: Request, ctx: WebContext = Depends(reader)):
     """The log's events under the same filters, streamed as CSV."""
-    flt = log_filter(filter_params(request), ctx.zone)
+    try:
+        flt = log_query(request, ctx.zone).flt
+    except BadFilter as exc:
+        return log_refused(request, ctx, exc)
     return StreamingResponse(
         csv_lines(ctx, flt),
         media_type="text/csv; charset=utf-8",

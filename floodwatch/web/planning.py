@@ -10,7 +10,14 @@ from fastapi.responses import Response
 
 from floodwatch.exports import tables as exports
 from floodwatch.service.cycle import utcnow
-from floodwatch.web.context import WebContext, parse_day, reader, render
+from floodwatch.web.context import (
+    BadFilter,
+    WebContext,
+    parse_period,
+    problem_lines,
+    reader,
+    render,
+)
 
 router = APIRouter()
 
@@ -22,22 +29,38 @@ FORMATS = {
 
 
 def period(request: Request, ctx: WebContext) -> tuple[datetime, datetime]:
-    """The period from the query string: `from`/`to` local days, default this year so far."""
+    """The period from the query string: `from`/`to` local days, default this year so far;
+    BadFilter naming `from`/`to` when one is no date or they are the wrong way round."""
     now = utcnow().astimezone(ctx.zone)
-    params = request.query_params
-    start = parse_day(params.get("from"), ctx.zone, field="from") or datetime.combine(
-        now.date().replace(month=1, day=1), time(), ctx.zone
-    )
-    end = parse_day(params.get("to"), ctx.zone, end_of_day=True, field="to") or now
+    start, end = parse_period(request.query_params, ctx.zone)
+    first_day = (end.astimezone(ctx.zone) if end else now).date().replace(month=1, day=1)
+    # Local times: the form and the file names show the local days typed (not UTC's).
+    start = start.astimezone(ctx.zone) if start else datetime.combine(first_day, time(), ctx.zone)
+    end = end.astimezone(ctx.zone) if end else now
     if end <= start:
-        raise HTTPException(status_code=400, detail="Ngày kết thúc phải sau ngày bắt đầu.")
+        raise BadFilter(
+            "to", request.query_params.get("to") or "", "«Đến ngày» phải sau «Từ ngày»",
+            "must come after 'from'",
+        )  # fmt: skip
     return start, end
+
+
+def refused(request: Request, exc: BadFilter):
+    """The planners' form again, with what was typed and the message by each bad field."""
+    return render(
+        request, "maintenance.html", status_code=400, rows=[], total=0, start=None, end=None,
+        typed=dict(request.query_params), formula=exports.SCORE_FORMULA, query=None,
+        errors=exc.messages_vi(), problems=problem_lines(exc),
+    )  # fmt: skip
 
 
 @router.get("/maintenance")
 def maintenance_page(request: Request, ctx: WebContext = Depends(reader)):
     """The roads ranked by flooding over the period, with downloads for planners."""
-    start, end = period(request, ctx)
+    try:
+        start, end = period(request, ctx)
+    except BadFilter as exc:
+        return refused(request, exc)
     rows = list(exports.maintenance_rows(ctx.app.store, start, end, ctx.app.geodata, zone=ctx.zone))
     flooded = [r for r in rows if r.events]
     return render(
@@ -57,7 +80,10 @@ def maintenance_download(request: Request, fmt: str, ctx: WebContext = Depends(r
     """The same statistics as CSV, XLSX (with the events and notes) or GeoJSON."""
     if fmt not in FORMATS:
         raise HTTPException(status_code=404, detail="Không có định dạng này.")
-    start, end = period(request, ctx)
+    try:
+        start, end = period(request, ctx)
+    except BadFilter as exc:
+        return refused(request, exc)
     app = ctx.app
     rows = exports.maintenance_rows(app.store, start, end, app.geodata, zone=ctx.zone)
     out = io.BytesIO()
