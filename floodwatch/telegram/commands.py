@@ -423,7 +423,7 @@ class Commands:
             self.app.store.silences.add, kind, target_id, now, until, split.rest, by
         )
         logger.info("bot: %s %s muted until %s by %s", kind, target_id, until.isoformat(), by)
-        what = label("target", kind)
+        what = "đơn vị" if kind == "unit" else "đường"
         reason = f" Lý do: {_esc(split.rest)}." if split.rest else ""
         await self.reply(
             message,
