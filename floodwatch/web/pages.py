@@ -17,7 +17,7 @@ from floodwatch.core.health import HealthView
 from floodwatch.core.text import CAUSE_VI, KIND_VI, STATUS_VI
 from floodwatch.db.events import EventFilter, EventRecord
 from floodwatch.exports.tables import EVENT_HEADERS, TIME_FMT, event_values
-from floodwatch.service.charts import event_hydrograph
+from floodwatch.service import charts
 from floodwatch.service.cycle import Situation, utcnow
 from floodwatch.service.polling import health_view
 from floodwatch.web.context import (
@@ -288,7 +288,7 @@ def event_hydrograph(event_id: int, ctx: WebContext = Depends(reader)):
     segment = ctx.app.geodata.segment(ev.segment_id)
     if segment is None or segment.tide_station not in ctx.app.geodata.stations:
         raise HTTPException(status_code=404, detail="Đoạn đường này không có trạm triều.")
-    png = event_hydrograph(ctx.app, ev, segment, utcnow())
+    png = charts.event_hydrograph(ctx.app, ev, segment, utcnow())
     return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=300"})
 
 
