@@ -13,8 +13,14 @@ from floodwatch.cli.main import main
 from floodwatch.core.text import fold
 from floodwatch.db.events import EventFilter, named_segments
 from floodwatch.service.app import App
-from tests.test_bot_commands import NOW, OPS_CHAT, app, ask, ptb_timedelta, run, running_bot, tg  # noqa: F401
-from tests.test_web import api_events, client, fw_app, log_ids  # noqa: F401 (fixtures)
+from tests import test_bot_commands, test_web
+from tests.test_bot_commands import NOW, OPS_CHAT, ask, run, running_bot
+from tests.test_web import api_events, log_ids
+
+# Fixtures: a replayed spring tide (web), the shipped config with chats and a fake Bot API.
+fw_app, client = test_web.fw_app, test_web.client
+app, tg = test_bot_commands.app, test_bot_commands.tg
+ptb_timedelta = test_bot_commands.ptb_timedelta
 
 
 def test_fold_drops_marks_and_case_and_spaces():
@@ -78,8 +84,12 @@ def test_cli_mute_targets_without_diacritics(project):
     road = _mute(project, "DE THAM", "--hours", "2")
     assert road.exit_code == 0, road.output
     assert "muted segment cm-de-tham" in road.output
-    for typed, unit in (("so xay dung", "so_xay_dung"), ("UBND XA NAM CAN", "ubnd_nam_can"),
-                        ("Sở Xây dựng tỉnh Cà Mau", "so_xay_dung"), ("ubnd nam can", "ubnd_nam_can")):  # fmt: skip
+    for typed, unit in (
+        ("so xay dung", "so_xay_dung"),
+        ("UBND XA NAM CAN", "ubnd_nam_can"),
+        ("Sở Xây dựng tỉnh Cà Mau", "so_xay_dung"),
+        ("ubnd nam can", "ubnd_nam_can"),
+    ):
         result = _mute(project, typed, "--hours", "2")
         assert result.exit_code == 0, (typed, result.output)
         assert f"muted unit {unit} " in result.output, typed

@@ -12,7 +12,6 @@ from html.parser import HTMLParser
 from pathlib import Path
 from urllib.parse import quote
 
-import pytest
 from click.testing import CliRunner
 from openpyxl import load_workbook
 from sqlalchemy import select
@@ -30,8 +29,10 @@ from floodwatch.service import views
 from floodwatch.service.daily import bulletin_text
 from floodwatch.service.outlook import unit_roads
 from floodwatch.telegram.commands import Commands
-from tests.test_web import CUT, client, fw_app, log_in  # noqa: F401 (fixtures)
+from tests import test_web
+from tests.test_web import CUT, log_in
 
+fw_app, client = test_web.fw_app, test_web.client  # fixtures: a replayed spring tide
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "floodwatch"
 

@@ -30,8 +30,9 @@ from floodwatch.messages.hydrograph import (
 )
 from floodwatch.service.charts import event_hydrograph, event_window
 from floodwatch.service.cycle import utcnow
-from tests.test_web import client, fw_app  # noqa: F401 (fixtures)
+from tests import test_web
 
+fw_app, client = test_web.fw_app, test_web.client  # fixtures: a replayed spring tide
 ZONE = ZoneInfo("Asia/Ho_Chi_Minh")
 T0 = datetime(2025, 11, 20, 0, 0, tzinfo=UTC)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

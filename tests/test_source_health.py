@@ -136,4 +136,5 @@ def test_no_network_carries_on_with_predicted_tides(project):
     assert "Next high waters" in result.output
     sources = CliRunner().invoke(main, ["--config", str(project), "sources"]).output
     assert "cannot connect" in sources
-    assert any(line.startswith("tide ") and " bình thường " in line for line in sources.splitlines())
+    lines = sources.splitlines()
+    assert any(line.startswith("tide ") and " bình thường " in line for line in lines)

@@ -84,7 +84,7 @@ def print_outlook(app: App, now: datetime, hours: int = 48) -> None:
     for station, extremes in highs:
         peaks = "  ".join(
             f"{local_time(e.time, zone)} {e.level_m:.2f} m"
-            + (f" ({label('alarm', alarm)})" if (alarm := alarm_reached(station, e.level_m)) else "")
+            + (f" ({label('alarm', a)})" if (a := alarm_reached(station, e.level_m)) else "")
             for e in extremes
         )
         click.echo(f"  {station.name:<12} {peaks}")
@@ -638,7 +638,8 @@ def events(ctx, start, end, segment, unit, kind, fmt) -> None:
             click.echo(
                 f"{ev.id:>5} {ev.segment_id:<26} {label('kind', ev.kind):<9} "
                 f"{label('status', ev.status):<11} {opened:<16} {closed or '':<16} "
-                f"{centimetres(ev.peak_depth_m):>6} {ev.max_level:>3} {label('cause', ev.cause, '')}"
+                f"{centimetres(ev.peak_depth_m):>6} {ev.max_level:>3} "
+                f"{label('cause', ev.cause, '')}"
             )
 
 

@@ -238,7 +238,7 @@ class Stats:
             query = query.where(EventChangeRow.event_id.in_(recent))
         with self.engine.connect() as conn:
             if flt is not None:
-                named = named_segments(conn, flt)
-                matching = event_query(flt, named=named).order_by(None)
-                query = query.where(EventChangeRow.event_id.in_(matching.with_only_columns(EventRow.id)))
+                matching = event_query(flt, named=named_segments(conn, flt)).order_by(None)
+                ids = matching.with_only_columns(EventRow.id)
+                query = query.where(EventChangeRow.event_id.in_(ids))
             yield from conn.execution_options(stream_results=True, yield_per=2000).execute(query)

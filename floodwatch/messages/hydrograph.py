@@ -224,9 +224,10 @@ def _plot_rain(ax: Axes, data: HydrographData) -> Axes | None:
     known = [v for v in values if not math.isnan(v)]
     # A bar is the rain of the hour ending at its time: it spans that hour.
     starts = [t - timedelta(hours=1) for t in data.rain_times]
-    rain_ax.bar(starts, [0.0 if math.isnan(v) else v for v in values], width=1 / 24,
-                align="edge", color=RAIN_COLOUR, linewidth=0,
-                label=f"Mưa {data.rain_station_name or ''} (mm/giờ)".replace("  ", " "))  # fmt: skip
+    name = f"Mưa trạm {data.rain_station_name}" if data.rain_station_name else "Mưa"
+    heights = [0.0 if math.isnan(v) else v for v in values]
+    rain_ax.bar(starts, heights, width=1 / 24, align="edge", color=RAIN_COLOUR, linewidth=0,
+                label=f"{name} (mm/giờ)")  # fmt: skip
     rain_ax.set_ylim(0, max(max(known, default=0.0), 5.0) * RAIN_AXIS_SHARE)
     rain_ax.set_ylabel("Mưa (mm/giờ)", color=RAIN_COLOUR)
     rain_ax.tick_params(axis="y", colors=RAIN_COLOUR)
@@ -289,7 +290,8 @@ def _add_legend(fig: Figure, ax: Axes, rain_ax: Axes | None) -> None:
     handles, labels = ax.get_legend_handles_labels()
     pairs = dict(zip(labels, handles, strict=True))
     # Observed is drawn last (on top) but listed first.
-    order = ["Quan trắc", "Dự báo", *(label for label in labels if label not in ("Quan trắc", "Dự báo"))]
+    lines = ("Quan trắc", "Dự báo")
+    order = [*lines, *(label for label in labels if label not in lines)]
     if rain_ax is not None:
         rain_handles, rain_labels = rain_ax.get_legend_handles_labels()
         pairs.update(zip(rain_labels, rain_handles, strict=True))
