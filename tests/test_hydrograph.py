@@ -13,8 +13,10 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 from PIL import Image
+from sqlalchemy import select
 
 from floodwatch.db.events import EventFilter
+from floodwatch.db.models import AlertRow
 from floodwatch.messages.hydrograph import (
     ALARM_COLOURS,
     CREST_COLOUR,
@@ -28,7 +30,7 @@ from floodwatch.messages.hydrograph import (
     HydrographData,
     render_hydrograph,
 )
-from floodwatch.service.charts import event_hydrograph, event_window
+from floodwatch.service.charts import alert_hydrographs, event_hydrograph, event_window
 from floodwatch.service.cycle import utcnow
 from tests import test_web
 
@@ -320,3 +322,15 @@ def test_open_event_chart_marks_now(fw_app):
     first, last = window.grid.at(0), window.grid.at(len(window.grid.times_s) - 1)
     now_x = _x_at(now, first, last, MARGIN_PX["right"])
     assert xs.size and now_x <= xs.min() <= now_x + 12
+
+
+def test_onset_alert_of_a_rain_flood_carries_rain_bars(fw_app):
+    causes = {e.id: e.cause for e in fw_app.store.events.listing()}
+    with fw_app.store.engine.connect() as conn:
+        onsets = [a for a in conn.execute(select(AlertRow)) if "onset" in a.kinds]
+    rainy = next(a for a in onsets if any(causes[i] in ("rain", "compound") for i in a.event_ids))
+    pictures = alert_hydrographs(fw_app, rainy, rainy.created_at)
+    assert pictures and "lượng mưa" in pictures[0][0]
+    png = pictures[0][1]
+    assert _plot_pixels(png, RAIN_COLOUR, RAIN_MARGIN_RIGHT_PX)[0].size > 20
+    assert _plot_pixels(png, NOW_COLOUR, RAIN_MARGIN_RIGHT_PX)[0].size > 0  # live: now marked
