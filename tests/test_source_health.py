@@ -96,7 +96,7 @@ def test_polls_store_rain_count_rejections_and_go_stale_then_recover(online, fak
         lines = {
             line.split()[0]: line for line in result.output.splitlines()[1:] if line[:1] != " "
         }
-        assert " ok " in lines["rain"] and " degraded " in lines["sea_level"]
+        assert " bình thường " in lines["rain"] and " chập chờn " in lines["sea_level"]
         assert "missing 3" in result.output
 
         # Four hours of outage: the rain source goes stale, its roads go blind.
@@ -136,4 +136,5 @@ def test_no_network_carries_on_with_predicted_tides(project):
     assert "Next high waters" in result.output
     sources = CliRunner().invoke(main, ["--config", str(project), "sources"]).output
     assert "cannot connect" in sources
-    assert any(line.startswith("tide ") and " ok " in line for line in sources.splitlines())
+    lines = sources.splitlines()
+    assert any(line.startswith("tide ") and " bình thường " in line for line in lines)

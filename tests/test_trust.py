@@ -298,7 +298,7 @@ stale_after_minutes = 60
     assert inputs["tp_ca_mau"]["status"] == "stale" and inputs["song_doc"]["status"] == "ok"
     assert inputs["tp_ca_mau"]["reference"]["alarm_m"] == [0.65, 0.75, 0.85]
     table = cli(config, "sources", *at).output
-    assert "STALE TP Cà Mau water_level" in table
+    assert "mất tín hiệu TP Cà Mau mực nước" in table
     status = json.loads(cli(config, "status", "--json", *at).output)
     assert [(i["station"], i["variable"]) for i in status["stale_inputs"]] == [
         ("tp_ca_mau", "water_level")

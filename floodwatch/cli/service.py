@@ -28,7 +28,7 @@ from floodwatch.cli.base import (
     pass_ctx,
 )
 from floodwatch.core.readings import Kind
-from floodwatch.core.text import ALARM_VI, STATUS_VI, centimetres, local_time
+from floodwatch.core.text import STALE_VI, centimetres, label, local_time
 
 if TYPE_CHECKING:
     from floodwatch.service.app import App
@@ -69,8 +69,8 @@ def print_cycle(result: CycleResult, zone) -> None:
         if change.change:
             ev = change.event
             click.echo(
-                f"{local_time(change.at, zone)}  {ev.segment_id:<24} {ev.kind:<8} "
-                f"{change.change:<16} {change.note}"
+                f"{local_time(change.at, zone)}  {ev.segment_id:<24} {label('kind', ev.kind):<9} "
+                f"{label('change', change.change):<16} {change.note}"
             )
 
 
@@ -85,7 +85,7 @@ def print_outlook(app: App, now: datetime, hours: int = 48) -> None:
     for station, extremes in highs:
         peaks = "  ".join(
             f"{local_time(e.time, zone)} {e.level_m:.2f} m"
-            + (f" ({ALARM_VI[alarm]})" if (alarm := alarm_reached(station, e.level_m)) else "")
+            + (f" ({label('alarm', a)})" if (a := alarm_reached(station, e.level_m)) else "")
             for e in extremes
         )
         click.echo(f"  {station.name:<12} {peaks}")
@@ -94,9 +94,9 @@ def print_outlook(app: App, now: datetime, hours: int = 48) -> None:
     for ev in sorted(flooding, key=lambda e: e.expected_onset_at or e.opened_at):
         onset = ev.expected_onset_at or ev.opened_at
         click.echo(
-            f"  {ev.segment_name or ev.segment_id:<28} {STATUS_VI[ev.status]:<10} "
+            f"  {ev.segment_name or ev.segment_id:<28} {label('status', ev.status):<10} "
             f"from {local_time(onset, zone)}  peak {centimetres(ev.peak_depth_m)} at "
-            f"{local_time(ev.peak_at, zone)}  ({ev.cause})"
+            f"{local_time(ev.peak_at, zone)}  ({label('cause', ev.cause)})"
         )
     print_unknown(app, now)
 
@@ -111,7 +111,7 @@ def print_unknown(app: App, now: datetime) -> None:
     names = {sid: st.name for sid, st in app.geodata.stations.items()}
     missing = sorted(
         {
-            f"{variable} at {names[station]}"
+            f"{label('variable', variable)} at {names[station]}"
             for u in situation.unknown
             for variable, station in (
                 ("water_level", u.segment.tide_station),
@@ -305,16 +305,16 @@ def _station_line(st: dict, measures: frozenset) -> str:
     parts = [f"  {st['name']:<12}"]
     if "water_level" in measures:
         if st["level_blind"]:
-            parts.append(f"{NO_DATA + ' (source quiet)':<30}")
+            parts.append(f"{NO_DATA + f' ({STALE_VI})':<30}")
         elif st["level_m"] is None:
             parts.append(f"{NO_DATA:<30}")
         else:
-            source = "observed" if st["level_observed"] else "predicted"
-            parts.append(f"{st['level_m']:5.2f} m {source:<9} {ALARM_VI[st['alarm']]:<9}")
+            source = label("kind", "observed") if st["level_observed"] else "dự tính"
+            parts.append(f"{st['level_m']:5.2f} m {source:<9} {label('alarm', st['alarm']):<9}")
     if "rainfall" in measures:
         hours = st["rain_24h_hours_with_data"] or 0
         if st["rain_24h_mm"] is None:
-            quiet = " (source quiet)" if st["rain_blind"] else ""
+            quiet = f" ({STALE_VI})" if st["rain_blind"] else ""
             parts.append(f"rain 24 h: {NO_DATA}{quiet}")
         else:
             category = st["rain_category"] or "—"
@@ -380,7 +380,7 @@ def _echo_unknown(doc: dict, zone: tzinfo) -> None:
             newest = item["newest_at"]
             since = local_time(datetime.fromisoformat(newest), zone) if newest else "start-up"
             click.echo(
-                f"  {item['station_name']:<12} {item['variable']:<12} from "
+                f"  {item['station_name']:<12} {label('variable', item['variable']):<12} from "
                 f"{item['source']:<12} nothing new since {since}"
             )
     if doc["blind_segments"]:
@@ -390,7 +390,8 @@ def _echo_unknown(doc: dict, zone: tzinfo) -> None:
     unknown = doc["unknown_segments"]
     click.echo(f"Roads without data ({NO_DATA}): {len(unknown)}")
     for item in unknown:
-        click.echo(f"  {item['name']:<28} missing {', '.join(item['missing'])}")
+        missing = ", ".join(label("variable", v) for v in item["missing"])
+        click.echo(f"  {item['name']:<28} missing {missing}")
 
 
 def _echo_events(doc: dict, zone: tzinfo) -> None:
@@ -398,15 +399,16 @@ def _echo_events(doc: dict, zone: tzinfo) -> None:
     click.echo(f"Flooded now: {len(doc['flooded'])}")
     for ev in doc["flooded"]:
         click.echo(
-            f"  {ev['segment_name']:<28} {STATUS_VI[ev['status']]:<10} level "
-            f"{ev['max_level']} peak {centimetres(ev['peak_depth_m'])} ({ev['cause']})"
+            f"  {ev['segment_name']:<28} {label('status', ev['status']):<10} level "
+            f"{ev['max_level']} peak {centimetres(ev['peak_depth_m'])} "
+            f"({label('cause', ev['cause'])})"
         )
     click.echo(f"Expected to flood: {len(doc['expected'])}")
     for ev in doc["expected"]:
         onset = datetime.fromisoformat(ev["expected_onset_at"])
         click.echo(
             f"  {ev['segment_name']:<28} from {local_time(onset, zone)} peak "
-            f"{centimetres(ev['peak_depth_m'])} ({ev['cause']})"
+            f"{centimetres(ev['peak_depth_m'])} ({label('cause', ev['cause'])})"
         )
 
 
@@ -496,7 +498,7 @@ def sources(ctx: Context, at_text: str | None, fmt: str) -> None:
             return
 
         click.echo(
-            f"{'source':<14} {'type':<21} {'status':<9} {'last success':<17} {'fails':>5} "
+            f"{'source':<14} {'type':<21} {'status':<12} {'last success':<17} {'fails':>5} "
             f"{'newest data':<17} {'stored':>7} {'flagged':>7} {'rejected':>8}  last error"
         )
         for item in document:
@@ -518,11 +520,11 @@ def _local_or_dash(text: str | None, zone: tzinfo) -> str:
 def _echo_source(item: dict, zone: tzinfo) -> None:
     """Print one source's row of `sources`, its stale inputs and what its last poll refused."""
     if item["status"] == "never":
-        click.echo(f"{item['name']:<14} {item['type']:<21} {'not polled yet'}")
+        click.echo(f"{item['name']:<14} {item['type']:<21} {label('source_status', 'never')}")
         return
     poll = item["last_poll"] or {"stored": 0, "flagged": 0, "rejected": 0}
     click.echo(
-        f"{item['name']:<14} {item['type']:<21} {item['status']:<9} "
+        f"{item['name']:<14} {item['type']:<21} {label('source_status', item['status']):<12} "
         f"{_local_or_dash(item['last_success_at'], zone):<17} {item['consecutive_failures']:>5} "
         f"{_local_or_dash(item['newest_at'], zone):<17} {poll['stored']:>7} {poll['flagged']:>7} "
         f"{poll['rejected']:>8}  {item['last_error'] or ''}"
@@ -531,7 +533,8 @@ def _echo_source(item: dict, zone: tzinfo) -> None:
         if inp["status"] == "stale":
             since = _local_or_dash(inp["newest_at"], zone) if inp["newest_at"] else "start-up"
             click.echo(
-                f"{'':<14} STALE {inp['station_name']} {inp['variable']}: nothing new since {since}"
+                f"{'':<14} {STALE_VI} {inp['station_name']} {label('variable', inp['variable'])}"
+                f": nothing new since {since}"
             )
     if item["last_poll"] and item["last_poll"]["reasons"]:
         reasons = ", ".join(f"{k} {v}" for k, v in item["last_poll"]["reasons"].items())
@@ -630,15 +633,16 @@ def events(ctx, start, end, segment, unit, kind, fmt) -> None:
         writer.writerows({k: neutralised(v) for k, v in r.as_json().items()} for r in rows)
         click.echo(out.getvalue(), nl=False)
     else:
-        click.echo(f"{'id':>5} {'segment':<26} {'kind':<8} {'status':<9} {'opened':<16} "
-                   f"{'closed':<16} {'peak':>6} lvl cause")  # fmt: skip
+        click.echo(f"{'id':>5} {'segment':<26} {'kind':<9} {'status':<11} {'start':<16} "
+                   f"{'end':<16} {'peak':>6} lvl cause")  # fmt: skip
         for ev in rows:
             opened = local_time(ev.opened_at, zone)
             closed = ev.closed_at and local_time(ev.closed_at, zone)
             click.echo(
-                f"{ev.id:>5} {ev.segment_id:<26} {ev.kind:<8} {ev.status:<9} "
-                f"{opened:<16} {closed or '':<16} {centimetres(ev.peak_depth_m):>6} "
-                f"{ev.max_level:>3} {ev.cause or ''}"
+                f"{ev.id:>5} {ev.segment_id:<26} {label('kind', ev.kind):<9} "
+                f"{label('status', ev.status):<11} {opened:<16} {closed or '':<16} "
+                f"{centimetres(ev.peak_depth_m):>6} {ev.max_level:>3} "
+                f"{label('cause', ev.cause, '')}"
             )
 
 

@@ -28,7 +28,6 @@ from datetime import datetime, timedelta
 
 FAILING_AFTER = 3
 OK, DEGRADED, FAILING, STALE = "ok", "degraded", "failing", "stale"
-STATUS_VI = {OK: "bình thường", DEGRADED: "chập chờn", FAILING: "lỗi", STALE: "mất tín hiệu"}
 
 
 @dataclass(frozen=True)

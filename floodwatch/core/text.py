@@ -2,27 +2,143 @@
 
 from __future__ import annotations
 
+import logging
 import unicodedata
 from datetime import datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-CAUSE_VI = {
-    "tide": "triều cường",
-    "rain": "mưa",
-    "compound": "mưa kết hợp triều cường",
-}
-STATUS_VI = {
+logger = logging.getLogger(__name__)
+
+# --- the glossary: one Vietnamese word for each key the code stores or sends -------------
+# Every vocabulary a person may read. Keys are the machine values (database, JSON, CSV of
+# the CLI); the words are what pages, bot replies, CLI tables, exports and messages show.
+# docs/glossary.md lists them (tests/test_glossary.py checks it matches).
+
+STATUS_VI = {  # an event's status (core.events.EventStatus)
     "forecast": "dự báo",
     "flooded": "đang ngập",
     "receding": "đang rút",
     "closed": "đã kết thúc",
 }
-KIND_VI = {"observed": "quan trắc", "forecast": "dự báo"}
+CAUSE_VI = {  # an event's cause (core.depth.CAUSE_NAMES)
+    "tide": "triều cường",
+    "rain": "mưa",
+    "compound": "mưa kết hợp triều cường",
+}
+KIND_VI = {"observed": "quan trắc", "forecast": "dự báo"}  # event and reading kind
 VARIABLE_VI = {"water_level": "mực nước", "rainfall": "mưa"}
+ALARM_VI = {0: "dưới BĐ I", 1: "BĐ I", 2: "BĐ II", 3: "BĐ III"}
+CHANGE_VI = {  # a change in an event's history (event_change.change)
+    "opened": "Bắt đầu",
+    "reflooded": "Ngập trở lại",
+    "level_up": "Tăng mức",
+    "level_down": "Giảm mức",
+    "receding": "Nước rút",
+    "closed": "Kết thúc",
+    "forecast": "Dự báo",
+    "forecast_updated": "Cập nhật dự báo",
+    "confirmed": "Dự báo đã xảy ra",
+    "cancelled": "Huỷ dự báo",
+    "expired": "Hết thời gian dự báo",
+    "removed": "Đoạn đường không còn trong dữ liệu",
+    "reminder": "Nhắc lại",
+    "doubtful_reading": "Số liệu nghi ngờ",
+    "field_report": "Báo cáo hiện trường",
+}
+CLOSE_REASON_VI = {  # why an event closed (event.close_reason)
+    "receded": "nước đã rút",
+    "confirmed": "dự báo đã xảy ra",
+    "cancelled": "dự báo đã huỷ",
+    "expired": "hết thời gian dự báo",
+    "removed": "đoạn đường không còn trong dữ liệu",
+}
+ALERT_VI = {  # an alert's kind (alert.kinds); segment alerts first, most severe first
+    "onset": "bắt đầu ngập",
+    "level_up": "ngập sâu thêm",
+    "reminder": "vẫn đang ngập",
+    "level_down": "nước giảm",
+    "all_clear": "hết ngập",
+    "forecast": "dự báo ngập",
+    "forecast_update": "cập nhật dự báo",
+    "forecast_cancelled": "huỷ dự báo ngập",
+    "segment_removed": "bỏ đoạn đường",
+    "daily_bulletin": "bản tin hằng ngày",
+    "no_data": "mất tín hiệu",
+    "data_back": "có tín hiệu trở lại",
+    "heartbeat": "hệ thống ngừng đánh giá",
+    "chat_broken": "nhóm Telegram không nhận được",
+    "chat_migrated": "nhóm Telegram đổi mã",
+}
+DELIVERY_VI = {  # an alert's or a delivery's status (alert.status, delivery.status)
+    "pending": "chờ gửi",
+    "sent": "đã gửi",
+    "console": "in ra màn hình",
+    "broken": "nhóm không nhận được",
+    "failed": "gửi lỗi",
+    "muted": "tạm tắt",
+}
+SOURCE_STATUS_VI = {  # a source's health (core.health), and an input's
+    "ok": "bình thường",
+    "degraded": "chập chờn",
+    "failing": "đang lỗi",
+    "stale": "mất tín hiệu",
+    "never": "chưa lấy lần nào",
+}
+NOTE_KIND_VI = {  # an operator's note on an event (event_note.kind)
+    "note": "Ghi chú",
+    "ack": "Đã xác nhận",
+    "false_alarm": "Đánh dấu báo nhầm",
+    "false_alarm_cleared": "Bỏ đánh dấu báo nhầm",
+}
+TARGET_VI = {"segment": "đoạn đường", "unit": "đơn vị"}  # what a silence mutes
+NO_DATA_VI = "không có dữ liệu"  # a value nobody knows (never 0, never dry)
+STALE_VI = SOURCE_STATUS_VI["stale"]  # a station gone quiet
+
+VOCABULARIES: dict[str, dict] = {
+    "status": STATUS_VI,
+    "cause": CAUSE_VI,
+    "kind": KIND_VI,
+    "variable": VARIABLE_VI,
+    "alarm": ALARM_VI,
+    "change": CHANGE_VI,
+    "close_reason": CLOSE_REASON_VI,
+    "alert": ALERT_VI,
+    "delivery": DELIVERY_VI,
+    "source_status": SOURCE_STATUS_VI,
+    "note": NOTE_KIND_VI,
+    "target": TARGET_VI,
+}
 # Risk-level colours of Decision 18/2021 (DESIGN.md): 1 light blue, 2 light yellow,
 # 3 orange, 4 red, 5 purple.
 LEVEL_MARK = {0: "🟢", 1: "🔵", 2: "🟡", 3: "🟠", 4: "🔴", 5: "🟣"}
-ALARM_VI = {0: "dưới BĐ I", 1: "BĐ I", 2: "BĐ II", 3: "BĐ III"}
+
+
+@lru_cache(maxsize=256)
+def _unknown_key(vocabulary: str, key: object) -> None:
+    """Log a key without a Vietnamese word, once per key (lru_cache remembers)."""
+    logger.warning("text: no Vietnamese word for %s %r; shown as is", vocabulary, key)
+
+
+def label(vocabulary: str, key: object, empty: str = "—") -> str:
+    """The Vietnamese word of a key of a vocabulary (`label("status", "closed")`).
+
+    None or "" is `empty`; a key the glossary lacks shows as itself and is logged once
+    (tests/test_glossary.py checks every key the code uses has a word).
+    """
+    if key is None or key == "":
+        return empty
+    words = VOCABULARIES[vocabulary]
+    word = words.get(key)
+    if word is None:
+        _unknown_key(vocabulary, key)
+        return str(key)
+    return word
+
+
+def labels(vocabulary: str, keys, sep: str = ", ") -> str:
+    """Several keys of one vocabulary as Vietnamese words joined by `sep`."""
+    return sep.join(label(vocabulary, key) for key in keys) or "—"
 
 
 def metres(value: float | None, digits: int = 2) -> str:
@@ -55,7 +171,10 @@ def duration(delta: timedelta) -> str:
 
 
 def fold(text: str) -> str:
-    """Lower-case text without diacritics (đ → d), for forgiving name matching."""
+    """Text for forgiving matching: no diacritics (đ → d), case-folded, single spaces.
+
+    "Đường  Đề Thám" and "duong de tham" fold alike; so do composed and decomposed forms.
+    """
     decomposed = unicodedata.normalize("NFD", text.replace("đ", "d").replace("Đ", "D"))
     bare = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
-    return " ".join(bare.lower().split())
+    return " ".join(bare.casefold().split())

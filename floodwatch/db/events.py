@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 
 from floodwatch.core.events import CLOSED, FORECAST, Change, EventState, Message
+from floodwatch.core.text import fold
 from floodwatch.db.engine import bulk_execute
 from floodwatch.db.models import (
     AlertRow,
@@ -36,8 +37,8 @@ class EventFilter:
     start: datetime | None = None  # events still open at or closed after this
     end: datetime | None = None  # events opened at or before this
     segment: str | None = None  # segment id
-    road: str | None = None  # part of the road name
-    ward: str | None = None
+    road: str | None = None  # part of the road name; diacritics and case optional
+    ward: str | None = None  # the ward's name; diacritics, case and "Phường"/"Xã" optional
     unit: str | None = None
     kind: str | None = None  # observed or forecast
     status: str | None = None  # forecast, flooded, receding, closed
@@ -58,8 +59,48 @@ SORTS = {
 }
 
 
-def event_query(flt: EventFilter, sort: str = "opened", descending: bool = True):
-    """The SELECT of events (with segment name and ward) matching a filter, sorted."""
+# Words before a ward's name that a person may leave out ("Tân Thành" for "Phường Tân Thành").
+_WARD_PREFIXES = ("phuong ", "xa ", "thi tran ")
+
+
+def _ward_name(folded: str) -> str:
+    """A folded ward name without its leading "phuong"/"xa"/"thi tran"."""
+    for prefix in _WARD_PREFIXES:
+        if folded.startswith(prefix):
+            return folded[len(prefix) :]
+    return folded
+
+
+def named_segments(conn: Connection, flt: EventFilter) -> list[str] | None:
+    """Ids of the segments the filter's road and ward texts name; None when it has neither.
+
+    Names are compared folded (core.text.fold: no diacritics, đ = d, any case), in Python
+    over the segment table's few thousand rows at most: SQLite and PostgreSQL agree on no
+    accent-insensitive comparison, and the ids then filter in SQL like any other value.
+    """
+    if not flt.road and not flt.ward:
+        return None
+    road, ward = fold(flt.road or ""), _ward_name(fold(flt.ward or ""))
+    rows = conn.execute(select(SegmentRow.id, SegmentRow.name, SegmentRow.ward))
+    return [
+        row.id
+        for row in rows
+        if road in fold(row.name) and (not ward or _ward_name(fold(row.ward)) == ward)
+    ]
+
+
+def event_query(
+    flt: EventFilter,
+    sort: str = "opened",
+    descending: bool = True,
+    named: Sequence[str] | None = None,
+):
+    """The SELECT of events (with segment name and ward) matching a filter, sorted.
+
+    `named` is `named_segments(conn, flt)`, required when the filter has a road or a ward.
+    """
+    if (flt.road or flt.ward) and named is None:
+        raise ValueError("event_query: resolve the road and ward texts with named_segments")
     query = select(
         EventRow, SegmentRow.name.label("segment_name"), SegmentRow.ward.label("ward")
     ).join(SegmentRow, SegmentRow.id == EventRow.segment_id, isouter=True)
@@ -69,14 +110,14 @@ def event_query(flt: EventFilter, sort: str = "opened", descending: bool = True)
     if flt.end is not None:
         conditions.append(EventRow.opened_at <= flt.end)
     for column, value in (
-        (EventRow.segment_id, flt.segment), (SegmentRow.ward, flt.ward),
+        (EventRow.segment_id, flt.segment),
         (EventRow.unit, flt.unit), (EventRow.kind, flt.kind), (EventRow.status, flt.status),
         (EventRow.cause, flt.cause), (EventRow.false_alarm, flt.false_alarm),
     ):  # fmt: skip
         if value is not None and value != "":
             conditions.append(column == value)
-    if flt.road:
-        conditions.append(SegmentRow.name.ilike(f"%{flt.road}%"))
+    if named is not None:
+        conditions.append(EventRow.segment_id.in_(named))
     if flt.open_only:
         conditions.append(EventRow.status != CLOSED)
     if flt.min_level is not None:
@@ -287,10 +328,10 @@ class Events:
         offset: int = 0,
     ) -> list[EventRecord]:
         """Events matching the filter, newest first unless sorted otherwise."""
-        query = event_query(flt, sort, descending).offset(offset)
-        if limit is not None:
-            query = query.limit(limit)
         with self.engine.connect() as conn:
+            query = event_query(flt, sort, descending, named_segments(conn, flt)).offset(offset)
+            if limit is not None:
+                query = query.limit(limit)
             return [EventRecord.of(row) for row in conn.execute(query)]
 
     def at(self, at: datetime, flt: EventFilter = EventFilter()) -> list[EventRecord]:
@@ -303,10 +344,10 @@ class Events:
         last = self.last_cycle_at()
         if last is None or at >= last:
             return self.listing(replace(flt, open_only=True, end=flt.end or at))
-        query = event_query(replace(flt, end=at)).where(
-            (EventRow.status != CLOSED) | (EventRow.updated_at >= at)
-        )
         with self.engine.connect() as conn:
+            query = event_query(replace(flt, end=at), named=named_segments(conn, flt)).where(
+                (EventRow.status != CLOSED) | (EventRow.updated_at >= at)
+            )
             candidates = {row.id: EventRecord.of(row) for row in conn.execute(query)}
             if not candidates:
                 return []
@@ -346,14 +387,15 @@ class Events:
 
     def count(self, flt: EventFilter = EventFilter()) -> int:
         """How many events match the filter."""
-        query = select(func.count()).select_from(event_query(flt).order_by(None).subquery())
         with self.engine.connect() as conn:
+            matching = event_query(flt, named=named_segments(conn, flt)).order_by(None)
+            query = select(func.count()).select_from(matching.subquery())
             return conn.execute(query).scalar_one()
 
     def stream(self, flt: EventFilter = EventFilter(), batch: int = 2000) -> Iterator[EventRecord]:
         """Stream matching events (oldest first) without loading them all."""
-        query = event_query(flt, "opened", descending=False)
         with self.engine.connect() as conn:
+            query = event_query(flt, "opened", descending=False, named=named_segments(conn, flt))
             result = conn.execution_options(stream_results=True, yield_per=batch).execute(query)
             for row in result:
                 yield EventRecord.of(row)

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy import BigInteger, Engine, case, cast, extract, false, func, literal, select
 
 from floodwatch.core.events import CLOSED, OBSERVED
-from floodwatch.db.events import EventFilter, event_query
+from floodwatch.db.events import EventFilter, event_query, named_segments
 from floodwatch.db.models import (
     AlertRow,
     CycleRow,
@@ -236,8 +236,9 @@ class Stats:
                 EventChangeRow.at >= since, EventChangeRow.change.in_(changes)
             )
             query = query.where(EventChangeRow.event_id.in_(recent))
-        if flt is not None:
-            matching = event_query(flt).order_by(None).with_only_columns(EventRow.id)
-            query = query.where(EventChangeRow.event_id.in_(matching))
         with self.engine.connect() as conn:
+            if flt is not None:
+                matching = event_query(flt, named=named_segments(conn, flt)).order_by(None)
+                ids = matching.with_only_columns(EventRow.id)
+                query = query.where(EventChangeRow.event_id.in_(ids))
             yield from conn.execution_options(stream_results=True, yield_per=2000).execute(query)

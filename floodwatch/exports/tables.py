@@ -22,7 +22,7 @@ import shapely
 
 from floodwatch.core.events import OBSERVED
 from floodwatch.core.geo import Geodata
-from floodwatch.core.text import CAUSE_VI, KIND_VI, STATUS_VI
+from floodwatch.core.text import label as word
 from floodwatch.db.events import EventFilter, EventRecord
 from floodwatch.db.store import Store
 
@@ -422,15 +422,15 @@ def event_values(event: EventRecord, zone: ZoneInfo) -> list[object]:
         event.segment_name,
         event.ward,
         event.unit,
-        KIND_VI.get(event.kind, event.kind),
-        STATUS_VI.get(event.status, event.status),
+        word("kind", event.kind),
+        word("status", event.status),
         opened,
         closed,
         None if hours is None else round(hours, 2),
         event.peak_depth_m,
         _local(event.peak_at, zone),
         event.max_level,
-        CAUSE_VI.get(event.cause, event.cause) if event.cause else None,
+        word("cause", event.cause) if event.cause else None,
         _local(event.expected_onset_at, zone),
         event.ack_by,
         _local(event.ack_at, zone),

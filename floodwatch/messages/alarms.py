@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from floodwatch.core.text import VARIABLE_VI, duration, local_time
+from floodwatch.core.text import duration, label, local_time
 
 
 def _since(newest_at: datetime | None, now: datetime, zone: ZoneInfo) -> str:
@@ -35,7 +35,7 @@ def no_data_alert(
     if inputs:
         lines.append("Không có dữ liệu mới:")
         for name, variable, newest in sorted(inputs, key=lambda i: (i[0], i[1])):
-            what = VARIABLE_VI.get(variable, variable)
+            what = label("variable", variable)
             lines.append(f"• {name} ({what}) {_since(newest, now, zone)}")
     else:
         lines.append(f"Không có dữ liệu mới {_since(newest_at, now, zone)}.")
@@ -68,7 +68,7 @@ def recovered_alert(
     )
     if inputs:
         names = ", ".join(
-            f"{name} ({VARIABLE_VI.get(variable, variable)})" for name, variable in sorted(inputs)
+            f"{name} ({label('variable', variable)})" for name, variable in sorted(inputs)
         )
         text += f"\nTrạm: {names}."
     return text

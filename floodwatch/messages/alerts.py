@@ -15,18 +15,12 @@ from zoneinfo import ZoneInfo
 
 from floodwatch.core.events import Change, Message
 from floodwatch.core.geo import Geodata
-from floodwatch.core.text import CAUSE_VI, LEVEL_MARK, centimetres, duration, local_time
+from floodwatch.core.text import ALERT_VI, LEVEL_MARK, centimetres, duration, label, local_time
 
-HEADLINE = {
-    "onset": "BẮT ĐẦU NGẬP",
-    "level_up": "NGẬP SÂU THÊM",
-    "reminder": "VẪN ĐANG NGẬP",
-    "level_down": "NƯỚC GIẢM",
-    "all_clear": "HẾT NGẬP",
-    "forecast": "DỰ BÁO NGẬP",
-    "forecast_update": "CẬP NHẬT DỰ BÁO",
-    "forecast_cancelled": "HUỶ DỰ BÁO NGẬP",
-}
+# The kinds of a road alert, most severe first; headlines are the glossary's words in capitals.
+ROAD_KINDS = ("onset", "level_up", "reminder", "level_down", "all_clear", "forecast",
+              "forecast_update", "forecast_cancelled")  # fmt: skip
+HEADLINE = {kind: ALERT_VI[kind].upper() for kind in ROAD_KINDS}
 # Order of kinds in a message: what needs action first.
 SEVERITY = {kind: rank for rank, kind in enumerate(HEADLINE)}
 # Kinds that ask for an acknowledgement and escalate without one.
@@ -50,7 +44,7 @@ def _line(
     segment = geodata.segment(ev.segment_id)
     road = f"<b>{_esc(segment.name)}</b> ({_esc(segment.ward)})" if segment else _esc(ev.segment_id)
     mark = LEVEL_MARK.get(ev.max_level if change.alert == "all_clear" else ev.level, "")
-    cause = CAUSE_VI.get(ev.cause or "", "")
+    cause = label("cause", ev.cause, empty="")
     because = f", do {cause}" if cause else ""
     level_name = level_names[ev.level - 1] if 1 <= ev.level <= len(level_names) else ""
     advice = f" <i>{_esc(level_name)}</i>" if level_name else ""

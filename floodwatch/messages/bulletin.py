@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from floodwatch.core.text import ALARM_VI, CAUSE_VI, LEVEL_MARK, centimetres, local_time
+from floodwatch.core.text import LEVEL_MARK, centimetres, local_time
+from floodwatch.core.text import label as word
 
 TELEGRAM_LIMIT = 4096
 # Risk-level colours of Decision 18/2021 (DESIGN.md), by depth level.
@@ -79,7 +80,7 @@ def _level_row(label: str, value_m: float | None, alarm_m: Sequence[float | None
     """`  Đỉnh 17:00 12/12        92 ≥BĐ III`: a label, the level in cm, the alarm mark."""
     row = f"  {label:<{LABEL_W}}{_cm(value_m):>{VALUE_W}}"
     if value_m is not None and (reached := alarm_reached(value_m, alarm_m)):
-        row += f" ≥{ALARM_VI[reached]}"
+        row += f" ≥{word('alarm', reached)}"
     return row
 
 
@@ -140,7 +141,7 @@ def _road_lines(road: RoadLine, zone: ZoneInfo, level_names: Sequence[str]) -> l
         if same_day
         else road.peak_at.astimezone(zone).strftime("%H:%M %d/%m")
     )
-    cause = CAUSE_VI.get(road.cause, road.cause)
+    cause = word("cause", road.cause, empty="không rõ")
     lines = [
         f"{mark} <b>{_esc(road.name)}</b> ({_esc(road.ward)}), mức {road.level}".lstrip(),
         f"   từ {road.onset_at.astimezone(zone).strftime('%H:%M %d/%m')}, "

@@ -108,12 +108,25 @@ def match_segments(geodata: Geodata, query: str) -> Match:
 def mute_target(
     settings: Settings, geodata: Geodata, query: str
 ) -> tuple[tuple[str, str, str] | None, list[Segment]]:
-    """What a mute names: ((kind, id, name), []) for a unit id or one road, else (None, roads)."""
+    """What a mute names: ((kind, id, name), []) for a unit or one road, else (None, roads).
+
+    Diacritics and case are optional (core.text.fold): a unit by its id or whole name
+    ("ubnd xa nam can"), a road as match_segments finds it ("DE THAM"), and failing a road,
+    the one unit whose name contains the text ("so xay dung").
+    """
     wanted = fold(query)
-    unit = next((u for u in settings.units if fold(u.id) == wanted), None)
+    unit = next((u for u in settings.units if wanted in whole_names(u)), None)
     if unit is not None:
         return ("unit", unit.id, unit.name), []
     match = match_segments(geodata, query)
     if match.unique is not None:
         return ("segment", match.unique.id, match.unique.name), []
+    units = [u for u in settings.units if wanted and wanted in fold(u.name)]
+    if not match.segments and len(units) == 1:
+        return ("unit", units[0].id, units[0].name), []
     return None, match.segments
+
+
+def whole_names(unit) -> set[str]:
+    """The folded ways to name a unit whole: its id (with or without "_") and its name."""
+    return {fold(unit.id), fold(unit.id.replace("_", " ")), fold(unit.name)}

@@ -23,12 +23,10 @@ from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandl
 
 from floodwatch.core.known import Unknown
 from floodwatch.core.text import (
-    ALARM_VI,
-    CAUSE_VI,
     LEVEL_MARK,
-    VARIABLE_VI,
     centimetres,
     fold,
+    label,
     local_time,
     metres,
 )
@@ -167,7 +165,7 @@ def _road(r: dict, unit_id: str | None, names: dict) -> str:
 
 def _cause(r: dict) -> str:
     """The cause suffix of a road of /status (", do …"), or '' when the cause is unknown."""
-    return f", do {CAUSE_VI[r['cause']]}" if r["cause"] in CAUSE_VI else ""
+    return f", do {label('cause', r['cause'])}" if r["cause"] else ""
 
 
 class Commands:
@@ -253,7 +251,7 @@ class Commands:
             newest = item.health.newest_at
             since = local_time(newest, self.zone) if newest else "khi khởi động"
             quiet.append(
-                f"{names.get(station, station)} ({VARIABLE_VI.get(variable, variable)}) từ {since}"
+                f"{names.get(station, station)} ({label('variable', variable)}) từ {since}"
             )
         return unknown, quiet
 
@@ -291,7 +289,8 @@ class Commands:
         )
         lines = [f"<b>Đang ngập ({len(flooded)}):</b>" if flooded else none_flooded]
         for r in flooded[:MAX_ROADS]:
-            state = "đang rút" if r["status"] == "receding" else f"mức {r['level']}"
+            receding = r["status"] == "receding"
+            state = label("status", r["status"]) if receding else f"mức {r['level']}"
             lines.append(
                 f"{LEVEL_MARK.get(r['level'], '')} {_road(r, unit_id, names)}: sâu "
                 f"{centimetres(r['depth_m'])} ({state}), từ {local_time(r['since'], self.zone)}"
@@ -336,7 +335,7 @@ class Commands:
             lines.append(f"\n<b>Trạm {_esc(station.name)}</b>{river}:")
             for e in extremes:
                 alarm = alarm_reached(station, e.level_m)
-                reached = f" — {ALARM_VI[alarm]}" if alarm else ""
+                reached = f" — {label('alarm', alarm)}" if alarm else ""
                 when = e.time.astimezone(self.zone).strftime("%d/%m %H:%M")
                 lines.append(f"• {when}: {metres(e.level_m)}{reached}")
             if not extremes:

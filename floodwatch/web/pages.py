@@ -18,7 +18,7 @@ from floodwatch.core.health import HealthView
 from floodwatch.core.text import CAUSE_VI, KIND_VI, STATUS_VI
 from floodwatch.db.events import EventFilter, EventRecord
 from floodwatch.exports.tables import EVENT_HEADERS, csv_cell, event_values
-from floodwatch.service.charts import station_hydrograph
+from floodwatch.service import charts
 from floodwatch.service.cycle import Situation, utcnow
 from floodwatch.service.polling import health_view
 from floodwatch.web.context import (
@@ -361,13 +361,13 @@ def event_page(request: Request, event_id: int, ctx: WebContext = Depends(reader
 
 @router.get("/events/{event_id}/hydrograph.png")
 def event_hydrograph(event_id: int, ctx: WebContext = Depends(reader)):
-    """The tide station's hydrograph around the event's peak, with the road's crest."""
+    """The whole event on its tide station's hydrograph, with the road's crest (and rain bars
+    for rain and compound events); "now" only while the event is open."""
     ev = event_or_404(ctx, event_id)
     segment = ctx.app.geodata.segment(ev.segment_id)
     if segment is None or segment.tide_station not in ctx.app.geodata.stations:
         raise HTTPException(status_code=404, detail="Đoạn đường này không có trạm triều.")
-    when = ev.peak_at or utcnow()
-    png = station_hydrograph(ctx.app, segment.tide_station, when, (segment.crest_m, segment.name))
+    png = charts.event_hydrograph(ctx.app, ev, segment, utcnow())
     return Response(png, media_type="image/png", headers={"Cache-Control": "max-age=300"})
 
 
