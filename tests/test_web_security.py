@@ -69,6 +69,14 @@ def test_400_wrong_passwords_are_mostly_refused_without_checking(client, fw_app,
     assert checked <= 10 and refused >= 390
     assert statuses[:5] == [401] * 5 and statuses[5] == 429  # 5 free, then a delay
 
+    # The checks below must fall inside a delay however slow the machine is: one more failure,
+    # counted when the current delay ends, starts the next (twice as long) from then.
+    from floodwatch.web.auth import USER_LIMIT
+
+    restarted = TestClient(create_app(fw_app, secret_key="another-secret"))
+    wait = int(wrong_login(client).headers["retry-after"])
+    later = datetime.now(UTC) + timedelta(seconds=wait)
+    assert fw_app.store.logins.attempt({"user:lan": USER_LIMIT}, later).allowed
     refusal = wrong_login(client)
     assert refusal.status_code == 429
     assert 1 <= int(refusal.headers["retry-after"]) <= 900
@@ -77,7 +85,6 @@ def test_400_wrong_passwords_are_mostly_refused_without_checking(client, fw_app,
     right = wrong_login(client, password=PASSWORD)
     assert right.status_code == 429 and "Đăng xuất" not in right.text
     # A restarted web (a new app on the same database) remembers.
-    restarted = TestClient(create_app(fw_app, secret_key="another-secret"))
     assert wrong_login(restarted, password=PASSWORD).status_code == 429
     # An operator lifts it.
     result = fw(fw_app, "user", "unlock", "lan")
