@@ -253,7 +253,8 @@ def write_published(table: PublishedTable, origin: str, z0_m: float, how: str, o
         lines.append(f"Attribution: {table.attribution}")
     if table.datums:
         datums = ", ".join(f"{k} {v:.3f}" for k, v in table.datums.items())
-        lines.append(f"Datums, m above {table.chart_datum or 'chart datum'}: {datums}")
+        chart = table.chart_datum or "?"
+        lines.append(f"Datums, m on the source's reference (chart datum {chart}): {datums}")
     lines += [f"{how}; Z0 is the mean level the predictions are read on.", *table.notes]
     lines.append(
         "Amplitudes in metres; phases are Greenwich phase lags in degrees "
