@@ -220,3 +220,19 @@ def test_a_year_of_predictions_agrees_with_utide(tmp_path, source):
     print(f"{source.stem}: {len(keep)} constituents, RMS {rms * 100:.2f} cm vs utide")
     assert {"RHO1", "2MK5", "2MO5"} <= {table.names[i] for i in keep}  # not in hatyan
     assert rms < 0.01
+
+
+def test_ticon_bad_line_names_the_line_and_column(tmp_path):
+    lines = TICON.read_text().splitlines()
+    fields = lines[4].split("\t")
+    fields[3] = "abc"
+    bad = tmp_path / "ticon.txt"
+    bad.write_text("\n".join([*lines[:4], "\t".join(fields), *lines[5:]]) + "\n")
+    result = run("tide", "import", bad, "--station", "vung_tau-383-vnm-uhslc_fd")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == f"error: {bad}: line 5: ampl: 'abc' is not a number"
+    short = tmp_path / "short.txt"
+    short.write_text("10.3\t107.0\tM2\t77.3\t193.8\n")
+    result = run("tide", "import", short, "--format", "ticon")
+    assert result.exit_code == 2
+    assert "line 1: expected 13 columns" in result.stderr

@@ -27,6 +27,9 @@ TICON_SOURCE = (
     "TICON-4: Hart-Davis, M., Dettmering, D., Seitz, F. (2025), TICON-4: TIdal CONstants "
     "based on GESLA-4 sea-level records, SEANOE, https://doi.org/10.17882/109129"
 )
+# NOAA datum entries that are ranges or intervals (great range, mean range, diurnal
+# high/low water inequality, high/low water intervals), not levels.
+NOT_LEVELS = frozenset({"GT", "MN", "DHQ", "DLQ", "HWI", "LWI"})
 CC_BY = "CC BY 4.0 (https://creativecommons.org/licenses/by/4.0/)"
 
 
@@ -232,7 +235,9 @@ def mean_level(table: PublishedTable, path: Path, datum: str | None, z0_m: float
         return z0_m, "Z0 given on the command line (--z0)"
     if datum is None:
         return 0.0, "Z0 = 0: levels are relative to the station's mean sea level"
-    known_datums = ", ".join(sorted(table.datums)) or "none"
+    if datum in NOT_LEVELS:
+        raise InputError(f"{path}: datums.{datum}: a range or interval, not a level; use --z0")
+    known_datums = ", ".join(sorted(set(table.datums) - NOT_LEVELS)) or "none"
     if "MSL" not in table.datums or datum not in table.datums:
         raise InputError(
             f"{path}: datums.{datum}: the source gives no MSL or {datum} (it gives: "
