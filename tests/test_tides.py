@@ -67,7 +67,7 @@ def test_load_accepts_comments_anywhere_and_any_name_case(tmp_path):
 @pytest.mark.parametrize(
     ("text", "line", "problem"),
     [
-        (HEADER + "Z0,0.1,0\nXX9,0.3,95\n", 3, "unknown to uptide"),
+        (HEADER + "Z0,0.1,0\nXX9,0.3,95\n", 3, "unknown to the tide engine"),
         (HEADER + "Z0,0.1,0\nM2,abc,95\n", 3, "not a number"),
         (HEADER + "Z0,0.1,0\nM2,-0.3,95\n", 3, "negative"),
         ("# only M2\n" + HEADER + "M2,0.3,95\n", 2, "no Z0 row"),

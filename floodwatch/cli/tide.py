@@ -358,3 +358,55 @@ def _echo_transfer(
     click.echo(f"offset_m = {result.offset_m:.3f}")
     click.echo(f"gain = {result.gain:.3f}")
     click.echo(f"lag_minutes = {result.lag_minutes}")
+
+
+@tide.command(name="import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option(
+    "--format", "fmt", type=click.Choice(["ticon", "noaa", "neaps"]),
+    help="Input format; default: detected (JSON with HarmonicConstituents: noaa, with "
+    "harmonic_constituents: neaps, text: ticon).",
+)  # fmt: skip
+@click.option("--station", help="Station id: the TICON record_source to take (files with "
+              "several stations), or the NOAA station id for the header.")  # fmt: skip
+@click.option("--datum", help="Give levels above this source datum (e.g. LAT, MLLW): "
+              "Z0 = MSL - DATUM from the source's datums.")  # fmt: skip
+@click.option("--z0", "z0_m", type=float, help="Mean level above the national datum, metres "
+              "(default 0: levels relative to mean sea level).")  # fmt: skip
+@click.option("--out", type=click.Path(path_type=Path), help="Write the table here (CSV).")
+def import_(file, fmt, station, datum, z0_m, out) -> None:
+    """Import a published constituent table (TICON-4, NOAA harcon.json, neaps JSON).
+
+    Writes our constituent CSV with the source, licence, attribution and the
+    source's datums in its header. Names are mapped across spellings (EP2 =
+    EPS2, LAM2 = LAMBDA2, RHO = RHO1, SGM = SIGMA1); a constituent the tide
+    engine cannot predict is refused by name, never dropped. Bad input: one
+    line naming the file and the field, exit code 2.
+
+    \b
+    Example:
+      floodwatch tide import vung_tau.json --datum LAT --out config/tides/vung_tau.csv
+      floodwatch tide import TICON-4.txt --station vung_tau-383-vnm-uhslc_fd --out vt.csv
+    """
+    from floodwatch.core.tide_import import mean_level, read_published, write_published
+
+    if datum is not None and z0_m is not None:
+        _refuse("--datum and --z0: give one of them, not both")
+    try:
+        table = read_published(file, fmt, station)
+        level, how = mean_level(table, file, datum, z0_m)
+    except InputError as exc:
+        _refuse(str(exc))
+    origin = f"{Path(file).name} ({fmt or 'format detected'})"
+    if out:
+        with Path(out).open("w", encoding="utf-8") as handle:
+            write_published(table, origin, level, how, handle)
+        click.echo(f"wrote {out}: {len(table.constituents)} constituents", err=True)
+    else:
+        write_published(table, origin, level, how, sys.stdout)
+
+
+def _refuse(message: str) -> None:
+    """Print one error line and exit 2 (bad input)."""
+    click.echo(f"error: {message}", err=True)
+    sys.exit(2)

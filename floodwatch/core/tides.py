@@ -11,21 +11,16 @@ from pathlib import Path
 from typing import TextIO
 
 import numpy as np
-import uptide
-import uptide.tidal
 
+from floodwatch.core.harmonics import canonical, known, node_terms
 from floodwatch.errors import InputError
 
 logger = logging.getLogger(__name__)
 
 HEADER = ("constituent", "amplitude_m", "phase_deg")
 MEAN_LEVEL = "Z0"
-# Nodal corrections (18.6-year cycle) are recomputed once per block of this many days.
-NODAL_BLOCK_DAYS = 30
-# utide and uptide spell a few constituents differently.
-UTIDE_TO_UPTIDE = {"LDA2": "LAMBDA2"}
 # utide's Sa and S1 arguments carry the solar perihelion p' (coefficient below) and
-# uptide's do not, so their Greenwich phases differ by that multiple of p'.
+# ours (pyTMD's) do not, so their Greenwich phases differ by that multiple of p'.
 UTIDE_PERIHELION_TERM = {"SA": -1.0, "S1": 1.0}
 UTIDE_OPTIONS = dict(method="ols", conf_int="none", trend=False, nodal=True, verbose=False)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -37,7 +32,7 @@ class ConstituentTable:
 
     station: str
     z0_m: float  # mean water level above the national datum (Hòn Dấu), metres
-    names: tuple[str, ...]  # uptide constituent names, upper case, e.g. ("M2", "S2", "K1")
+    names: tuple[str, ...]  # canonical constituent names (core.harmonics), e.g. ("M2", "K1")
     amplitudes_m: np.ndarray
     phases_deg: np.ndarray  # Greenwich phase lag, degrees
 
@@ -77,15 +72,15 @@ def _parse_row(
     """(name, amplitude_m, phase_deg) of one data row, or ValueError saying what is wrong."""
     if len(fields) != 3:
         raise ValueError(f"expected 3 columns, found {len(fields)}")
-    name = fields[0].upper()
+    name = canonical(fields[0])
     amplitude_m = _parse_number(fields[1], "amplitude_m")
     phase_deg = _parse_number(fields[2], "phase_deg")
     if name == MEAN_LEVEL:
         if has_z0:
             raise ValueError("duplicate constituent Z0")
         return name, amplitude_m, phase_deg
-    if name not in uptide.tidal.omega:
-        raise ValueError(f"constituent {fields[0]!r} is unknown to uptide")
+    if not known(name):
+        raise ValueError(f"constituent {fields[0]!r} is unknown to the tide engine (pyTMD)")
     if name in rows:
         raise ValueError(f"duplicate constituent {name}")
     if amplitude_m < 0:
@@ -158,24 +153,13 @@ def _epoch_seconds(times: Sequence[datetime]) -> np.ndarray:
 
 
 def _predict_seconds(table: ConstituentTable, seconds: np.ndarray) -> np.ndarray:
-    """Predicted levels at epoch seconds, nodal corrections per block."""
+    """Predicted levels at epoch seconds: Z0 + sum f A cos(V + u - g)."""
     levels = np.full(seconds.shape, table.z0_m, dtype=float)
     if not table.names or seconds.size == 0:
         return levels
-    tide = uptide.Tides(list(table.names))
-    amplitudes = table.amplitudes_m[:, np.newaxis]
-    phases_rad = np.deg2rad(table.phases_deg)[:, np.newaxis]
-    omega = tide.omega[:, np.newaxis]
-    block_s = NODAL_BLOCK_DAYS * 86400.0
-    blocks = np.floor(seconds / block_s)
-    for block in np.unique(blocks):
-        mask = blocks == block
-        start_s = block * block_s
-        # uptide wants a naive UTC datetime as its time origin.
-        tide.set_initial_time(datetime(1970, 1, 1) + timedelta(seconds=start_s))
-        t = (seconds[mask] - start_s)[np.newaxis, :]
-        arg = omega * t - phases_rad + (tide.phi + tide.u)[:, np.newaxis]
-        levels[mask] += np.sum(tide.f[:, np.newaxis] * amplitudes * np.cos(arg), axis=0)
+    f, arg = node_terms(seconds, table.names)
+    phases_rad = np.deg2rad(table.phases_deg)[np.newaxis, :]
+    levels += np.sum(f * table.amplitudes_m[np.newaxis, :] * np.cos(arg - phases_rad), axis=1)
     return levels
 
 
@@ -248,6 +232,14 @@ def high_low_waters(
     ]
 
 
+def _perihelion_deg(seconds: float) -> float:
+    """Mean longitude of the solar perihelion p' (degrees) at epoch seconds."""
+    import pyTMD.astro
+
+    *_, pp = pyTMD.astro.mean_longitudes(seconds / 86400.0 + 40587.0, method="ASTRO5")
+    return float(np.asarray(pp).ravel()[0]) % 360.0
+
+
 def fit_constituents(
     station: str, times: Sequence[datetime], levels_m: np.ndarray, latitude: float
 ) -> tuple[ConstituentTable, float]:
@@ -266,13 +258,12 @@ def fit_constituents(
         raise InputError(f"{station}: {span_days:.1f} days of data; need at least 2 to fit tides")
     days = seconds[valid] / 86400.0
     coef = utide.solve(days, levels[valid], lat=latitude, epoch="1970-01-01", **UTIDE_OPTIONS)
-    mid = datetime(1970, 1, 1) + timedelta(seconds=float(np.median(seconds[valid])))
-    perihelion_deg = uptide.tidal.astronomical_argument(mid)[5]
+    perihelion_deg = _perihelion_deg(float(np.median(seconds[valid])))
     names, amplitudes, phases = [], [], []
     for name, amplitude, phase in zip(coef.name, coef.A, coef.g, strict=True):
-        name = UTIDE_TO_UPTIDE.get(str(name).upper(), str(name).upper())
-        if name not in uptide.tidal.omega:
-            logger.debug("tides: %s: dropping %s (unknown to uptide)", station, name)
+        name = canonical(str(name))
+        if not known(name):
+            logger.warning("tides: %s: dropping %s (unknown to the tide engine)", station, name)
             continue
         names.append(name)
         amplitudes.append(float(amplitude))

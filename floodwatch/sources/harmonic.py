@@ -33,7 +33,7 @@ def load_tables(
     folder: Path, station_ids: list[str]
 ) -> tuple[dict[str, ConstituentTable], list[str]]:
     """Constituent tables for the stations that have a `<id>.csv`; problems of broken ones."""
-    from floodwatch.core.tides import load_constituents  # uptide: only when tides are read
+    from floodwatch.core.tides import load_constituents  # pyTMD: only when tides are read
 
     tables: dict[str, ConstituentTable] = {}
     problems: list[str] = []
@@ -55,7 +55,7 @@ class HarmonicTideSource:
     Predictions are deterministic, so re-polling on the same day rewrites the
     same rows instead of piling up new issues. The tables are read when first
     needed (at once for commands that poll, so a broken table stops them
-    before they start; commands that only read never pay for uptide).
+    before they start; commands that only read never pay for pyTMD).
     """
 
     name: str
