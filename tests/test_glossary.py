@@ -236,6 +236,7 @@ def glossary_section() -> str:
         "close_reason": "Why an event closed", "alert": "Alert kind",
         "delivery": "Alert and delivery status", "source_status": "Source and input health",
         "note": "Operator's note", "target": "What a silence mutes",
+        "skill": "Backtest verdict",
     }  # fmt: skip
     lines = []
     for vocabulary, words in VOCABULARIES.items():

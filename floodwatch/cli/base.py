@@ -75,11 +75,15 @@ class Context:
     def __init__(self, config: Path | None):
         self.config = config
 
-    def open(self, *, with_sources: bool = True, writes: bool = True) -> App:
-        """Open the application for this config."""
+    def open(
+        self, *, with_sources: bool = True, writes: bool = True, database_url: str | None = None
+    ) -> App:
+        """Open the application for this config (on another database: `database_url`)."""
         from floodwatch.service.app import App
 
-        return App.open(self.config, with_sources=with_sources, writes=writes)
+        return App.open(
+            self.config, with_sources=with_sources, writes=writes, database_url=database_url
+        )
 
 
 pass_ctx = click.make_pass_decorator(Context)

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from floodwatch import __version__
+from floodwatch.cli.backtest import backtest_command
 from floodwatch.cli.base import Context
 from floodwatch.cli.db import db
 from floodwatch.cli.export import export
@@ -46,5 +47,5 @@ def main(ctx: click.Context, config: Path | None, verbose: int) -> None:
     ctx.obj = Context(config)
 
 
-for command in (*COMMANDS, tide, db, export, user, token, web):
+for command in (*COMMANDS, backtest_command, tide, db, export, user, token, web):
     main.add_command(command)

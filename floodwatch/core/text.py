@@ -92,6 +92,14 @@ NOTE_KIND_VI = {  # an operator's note on an event (event_note.kind)
     "false_alarm_cleared": "Bỏ đánh dấu báo nhầm",
 }
 TARGET_VI = {"segment": "đoạn đường", "unit": "đơn vị"}  # what a silence mutes
+SKILL_VI = {  # a backtest's verdict on an observed flood or a warning (core.skill)
+    "hit": "báo trúng",
+    "miss": "bỏ sót",
+    "verified": "đã xảy ra",
+    "false_alarm": "báo sai",
+    "unverifiable": "không kiểm chứng được (thiếu số liệu đo)",
+    "pending": "chưa đến lúc kiểm chứng",
+}
 NO_DATA_VI = "không có dữ liệu"  # a value nobody knows (never 0, never dry)
 STALE_VI = SOURCE_STATUS_VI["stale"]  # a station gone quiet
 
@@ -108,6 +116,7 @@ VOCABULARIES: dict[str, dict] = {
     "source_status": SOURCE_STATUS_VI,
     "note": NOTE_KIND_VI,
     "target": TARGET_VI,
+    "skill": SKILL_VI,
 }
 # Risk-level colours of Decision 18/2021 (DESIGN.md): 1 light blue, 2 light yellow,
 # 3 orange, 4 red, 5 purple.

@@ -4,15 +4,17 @@ in one transaction), and the log with its filters, history and notes."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Engine, bindparam, func, insert, select, update
 
 from floodwatch.core.events import CLOSED, FORECAST, Change, EventState, Message
+from floodwatch.core.skill import IssuedForecast
 from floodwatch.core.text import fold
 from floodwatch.db.engine import bulk_execute
+from floodwatch.db.forecasts import record_forecasts
 from floodwatch.db.models import (
     AlertRow,
     CycleRow,
@@ -289,8 +291,10 @@ class Events:
         changes: Sequence[Change],
         messages: Sequence[Message],
         stats: CycleStats,
+        forecasts: Mapping[str, IssuedForecast] | None = None,
     ) -> None:
-        """Write event changes, their alert messages and the cycle row in one transaction.
+        """Write event changes, their alert messages, the forecasts that changed
+        (`db.forecasts`) and the cycle row in one transaction.
 
         Every event named by an alert this cycle is stamped `alerted_at = at`.
         """
@@ -314,6 +318,8 @@ class Events:
             ]
             bulk_execute(conn, insert(EventChangeRow), change_rows)
             insert_alerts(conn, [plan.alert(message, at) for message in messages])
+            if forecasts is not None:
+                record_forecasts(conn, at, forecasts)
             conn.execute(
                 insert(CycleRow).values(at=at, finished_at=datetime.now(UTC), **asdict(stats))
             )

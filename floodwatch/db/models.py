@@ -257,6 +257,27 @@ class CycleRow(SQLModel, table=True):
     blind: int = 0  # segments whose only sources for a needed input are stale
 
 
+class ForecastIssueRow(SQLModel, table=True):
+    """A segment's next wet episode as a cycle forecast it, kept only when it changed.
+
+    A row stays in force until the segment's next row; `level` 0 withdraws the
+    forecast. `current` marks each segment's row in force now (what the next
+    cycle compares with). Read by `floodwatch backtest`.
+    """
+
+    __tablename__ = "forecast_issue"
+    id: int | None = Field(default=None, primary_key=True)
+    segment_id: str = Field(index=True)
+    issued_at: datetime = Field(sa_column=utc_column(nullable=False, index=True))
+    level: int = 0
+    onset_at: datetime | None = Field(default=None, sa_column=utc_column())
+    end_at: datetime | None = Field(default=None, sa_column=utc_column())
+    peak_at: datetime | None = Field(default=None, sa_column=utc_column())
+    peak_m: float | None = None
+    cause: int = 0
+    current: bool = Field(default=False, index=True)
+
+
 class SourceStateRow(SQLModel, table=True):
     """The health of one source, updated after every poll."""
 

@@ -2,9 +2,9 @@
 
 `Store(url)` opens the engine (SQLite with WAL by default, any SQLAlchemy URL
 otherwise), runs the Alembic migrations when the schema is behind, and gives
-each table group its repository: `readings`, `events`, `outbox`, `health`,
-`silences`, `reports`, `stats`, `users` (with their sessions), `logins` (throttling)
-and `tokens` (API tokens). Every SQL statement of floodwatch
+each table group its repository: `readings`, `events`, `forecasts` (kept for
+scoring), `outbox`, `health`, `silences`, `reports`, `stats`, `users` (with
+their sessions), `logins` (throttling) and `tokens` (API tokens). Every SQL statement of floodwatch
 lives in this package.
 """
 
@@ -21,6 +21,7 @@ from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from floodwatch.core.geo import Geodata
 from floodwatch.db.engine import bulk_execute, make_engine, migrate, redact
 from floodwatch.db.events import Events
+from floodwatch.db.forecasts import Forecasts
 from floodwatch.db.health import SourceHealth
 from floodwatch.db.logins import LoginThrottle
 from floodwatch.db.models import EventRow, MetaRow, SegmentRow, StationRow
@@ -46,6 +47,7 @@ class Store:
         self.engine = make_engine(url)
         self.readings = Readings(self.engine)
         self.events = Events(self.engine)
+        self.forecasts = Forecasts(self.engine)
         self.outbox = Outbox(self.engine)
         self.health = SourceHealth(self.engine)
         self.silences = Silences(self.engine)

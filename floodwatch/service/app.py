@@ -48,15 +48,21 @@ class App:
 
     @classmethod
     def open(
-        cls, config_path: Path | str | None, *, with_sources: bool = True, writes: bool = True
+        cls,
+        config_path: Path | str | None,
+        *,
+        with_sources: bool = True,
+        writes: bool = True,
+        database_url: str | None = None,
     ) -> App:
         """Load and check the config, open (and migrate) the store, build the sources.
 
-        Commands that only read (`writes=False`) leave the stored geodata alone.
+        Commands that only read (`writes=False`) leave the stored geodata alone;
+        `database_url` opens another database than the config's (a backtest's scratch one).
         """
         settings, geodata = load_checked(config_path)
         sources = build_sources(settings, geodata, polls=writes) if with_sources else []
-        store = Store(settings.storage.database_url)
+        store = Store(database_url or settings.storage.database_url)
         if writes:
             try:
                 with database_errors(store.url):

@@ -71,6 +71,7 @@ from floodwatch.core.series import (
     rain_series,
     rain_window,
 )
+from floodwatch.core.skill import IssuedForecast
 from floodwatch.core.text import KIND_VI, centimetres, local_time
 from floodwatch.core.validate import OBSERVED_CLOCK_SLACK, Verdict, validate
 from floodwatch.db.engine import database_errors
@@ -523,7 +524,8 @@ class Pipeline:
         changes += self._annotate(at, last, open_events, changes, reports)
         messages = self._compose(at, changes)
         stats = self._stats(loaded, open_events, changes, messages, blind, started)
-        self.store.events.record_cycle(at, changes, messages, stats)
+        issued = self._issued(at, loaded.grid, out)
+        self.store.events.record_cycle(at, changes, messages, stats, issued)
         if reports:
             # Right after the commit: a crash in between only repeats a note next cycle.
             self.store.reports.link(at, at - self.max_age)
@@ -537,6 +539,25 @@ class Pipeline:
             at, changes, stats.alerts, stats.flooded, stats.forecast, stats.unknown,
             stats.duration_s,
         )  # fmt: skip
+
+    def _issued(self, at: datetime, grid: Grid, out: Outlook) -> dict[str, IssuedForecast]:
+        """This cycle's forecast of every segment expected to flood, kept for scoring."""
+        last = len(grid.times_s) - 1
+        issued = {}
+        for i in np.flatnonzero(out.fc_has).tolist():
+            peak_m = round(float(out.fc_peak_m[i]), 3)
+            level = self.rules.raw_level(peak_m)
+            if level:
+                segment_id = self.geodata.segments[i].id
+                issued[segment_id] = IssuedForecast(
+                    segment_id, at, level,
+                    max(grid.at(int(out.fc_onset[i])), at),
+                    grid.at(min(int(out.fc_end[i]), last)),
+                    grid.at(int(out.fc_peak[i])),
+                    peak_m,
+                    int(out.fc_cause[i]),
+                )  # fmt: skip
+        return issued
 
     @property
     def max_age(self) -> timedelta:
