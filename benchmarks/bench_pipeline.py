@@ -283,7 +283,7 @@ def bench_cycle(
                              flooded=result.flooded, forecast=result.forecast))  # fmt: skip
         maxrss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         with store.engine.begin() as conn:  # same state again for the traced run
-            for table in ("event_change", "alert", "event", "cycle"):
+            for table in ("event_change", "alert", "event", "cycle", "forecast_issue"):
                 conn.execute(text(f"DELETE FROM {table}"))
         tracemalloc.start()
         for row, at in zip(rows, (AT, AT + HOUR), strict=True):

@@ -68,6 +68,26 @@ def test_imported_vung_tau_predicts_a_year(tmp_path, project):
     # Levels above LAT: between 0 and HAT - LAT (the source's 19-year extremes), give or take.
     hat_above_lat = 4.345 + 0.176
     assert -0.05 < levels.min() < 0.5 and 3.8 < levels.max() < hat_above_lat + 0.05
+    header = result.output.splitlines()[0]
+    assert header.startswith("# vung_tau: predicted level, m (the source's LAT (not the national")
+
+
+@pytest.mark.parametrize(
+    ("args", "reference"),
+    [
+        ((), "the station's mean sea level (not the national datum): import with --z0"),
+        (("--z0", "0.3"), "national datum (Hòn Dấu)"),
+    ],
+)
+def test_predict_says_what_the_levels_are_measured_from(tmp_path, project, args, reference):
+    out, text = imported(tmp_path, VUNG_TAU, *args)
+    assert f"# Levels on: {reference}\n" in text
+    assert load_constituents(out, "vung_tau").reference == reference
+    shutil.copy(out, project.parent / "tides" / "vung_tau.csv")
+    result = CliRunner().invoke(main, ["--config", str(project), "tide", "predict", "vung_tau"])
+    assert result.output.splitlines()[0].startswith(f"# vung_tau: predicted level, m ({reference})")
+    shipped = CliRunner().invoke(main, ["--config", str(project), "tide", "predict", "tp_ca_mau"])
+    assert "m (national datum (Hòn Dấu))" in shipped.output.splitlines()[0]
 
 
 def test_ticon_text_file_needs_a_station_when_it_holds_several(tmp_path):

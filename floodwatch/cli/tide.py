@@ -142,7 +142,7 @@ def _echo_levels(
     """Print the predicted level every `step_minutes` from `first` to `last`."""
     from floodwatch.core.tides import predict_levels
 
-    click.echo(f"# {station}: predicted level, m (national datum), {timezone}")
+    click.echo(f"# {station}: predicted level, m ({table.reference}), {timezone}")
     times = []
     t = first
     while t <= last:
@@ -388,22 +388,28 @@ def import_(file, fmt, station, datum, z0_m, out) -> None:
       floodwatch tide import vung_tau.json --datum LAT --out config/tides/vung_tau.csv
       floodwatch tide import TICON-4.txt --station vung_tau-383-vnm-uhslc_fd --out vt.csv
     """
-    from floodwatch.core.tide_import import mean_level, read_published, write_published
+    from floodwatch.core.tide_import import (
+        level_reference,
+        mean_level,
+        read_published,
+        write_published,
+    )
 
     if datum is not None and z0_m is not None:
         _refuse("--datum and --z0: give one of them, not both")
     try:
         table = read_published(file, fmt, station)
         level, how = mean_level(table, file, datum, z0_m)
+        reference = level_reference(datum, z0_m)
     except InputError as exc:
         _refuse(str(exc))
     origin = f"{Path(file).name} ({fmt or 'format detected'})"
     if out:
         with Path(out).open("w", encoding="utf-8") as handle:
-            write_published(table, origin, level, how, handle)
+            write_published(table, origin, level, how, handle, reference)
         click.echo(f"wrote {out}: {len(table.constituents)} constituents", err=True)
     else:
-        write_published(table, origin, level, how, sys.stdout)
+        write_published(table, origin, level, how, sys.stdout, reference)
 
 
 def _refuse(message: str) -> None:

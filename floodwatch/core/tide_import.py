@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from floodwatch.core.harmonics import canonical, known
+from floodwatch.core.tides import NATIONAL_DATUM, REFERENCE_COMMENT
 from floodwatch.errors import InputError
 
 FORMATS = ("ticon", "noaa", "neaps")
@@ -229,6 +230,15 @@ def read_published(path: Path, fmt: str | None, station: str | None) -> Publishe
     return read_ticon(path, text, station)
 
 
+def level_reference(datum: str | None, z0_m: float | None) -> str:
+    """What an imported table's levels are measured from (its `# Levels on:` comment)."""
+    if z0_m is not None:
+        return NATIONAL_DATUM
+    if datum is not None:
+        return f"the source's {datum} (not the national datum)"
+    return "the station's mean sea level (not the national datum): import with --z0"
+
+
 def mean_level(table: PublishedTable, path: Path, datum: str | None, z0_m: float | None):
     """(Z0 in metres, how it was chosen): --z0 as given, --datum from the source's datums."""
     if z0_m is not None:
@@ -246,7 +256,9 @@ def mean_level(table: PublishedTable, path: Path, datum: str | None, z0_m: float
     return table.datums["MSL"] - table.datums[datum], f"Z0 = MSL - {datum} from the source"
 
 
-def write_published(table: PublishedTable, origin: str, z0_m: float, how: str, out: TextIO) -> None:
+def write_published(
+    table: PublishedTable, origin: str, z0_m: float, how: str, out: TextIO, reference: str
+) -> None:
     """Write our constituent CSV, with source, licence, attribution and datums as comments."""
     title = f"{table.name} ({table.station})" if table.name else table.station
     lines = [
@@ -261,6 +273,7 @@ def write_published(table: PublishedTable, origin: str, z0_m: float, how: str, o
         chart = table.chart_datum or "?"
         lines.append(f"Datums, m on the source's reference (chart datum {chart}): {datums}")
     lines += [f"{how}; Z0 is the mean level the predictions are read on.", *table.notes]
+    lines.append(f"{REFERENCE_COMMENT.removeprefix('# ')} {reference}")
     lines.append(
         "Amplitudes in metres; phases are Greenwich phase lags in degrees "
         "(convention: docs/model.md, Tide conventions)."

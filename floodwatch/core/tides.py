@@ -26,6 +26,10 @@ UTIDE_OPTIONS = dict(method="ols", conf_int="none", trend=False, nodal=True, ver
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+NATIONAL_DATUM = "national datum (Hòn Dấu)"
+REFERENCE_COMMENT = "# Levels on:"
+
+
 @dataclass(frozen=True)
 class ConstituentTable:
     """Harmonic constituents of one station; levels in metres on the national datum."""
@@ -35,6 +39,9 @@ class ConstituentTable:
     names: tuple[str, ...]  # canonical constituent names (core.harmonics), e.g. ("M2", "K1")
     amplitudes_m: np.ndarray
     phases_deg: np.ndarray  # Greenwich phase lag, degrees
+    # What the levels are measured from: a `# Levels on: …` comment of the file (an
+    # imported table without --z0 is on its own mean sea level), else the national datum.
+    reference: str = NATIONAL_DATUM
 
 
 @dataclass(frozen=True)
@@ -95,8 +102,11 @@ def load_constituents(path: Path, station: str) -> ConstituentTable:
     header_line = 0
     z0_m: float | None = None
     rows: dict[str, tuple[float, float]] = {}
+    reference = NATIONAL_DATUM
     for n, raw in enumerate(lines, start=1):
         line = raw.strip()
+        if line.startswith(REFERENCE_COMMENT):
+            reference = line.removeprefix(REFERENCE_COMMENT).strip() or reference
         if not line or line.startswith("#"):
             continue
         fields = [f.strip() for f in line.split(",")]
@@ -125,6 +135,7 @@ def load_constituents(path: Path, station: str) -> ConstituentTable:
         names=tuple(rows),
         amplitudes_m=np.array([a for a, _ in rows.values()], dtype=float),
         phases_deg=np.array([p for _, p in rows.values()], dtype=float),
+        reference=reference,
     )
 
 
