@@ -21,12 +21,13 @@ test: $(STAMP)  ## lint, then the whole test suite (also on PostgreSQL when FLOO
 	$(BIN)/lint-imports --no-cache
 	$(BIN)/pytest -q
 
-bench: $(STAMP)  ## print ingest, cycle, Telegram delivery, export, startup and login-throttling figures (see docs/benchmarks.md)
+bench: $(STAMP)  ## print ingest, cycle, Telegram delivery, export, startup, login-throttling and forecast-keeping figures (see docs/benchmarks.md)
 	$(BIN)/python benchmarks/bench_pipeline.py
 	$(BIN)/python benchmarks/bench_telegram.py
 	$(BIN)/python benchmarks/bench_exports.py
 	$(BIN)/python benchmarks/bench_startup.py
 	$(BIN)/python benchmarks/bench_login.py
+	$(BIN)/python benchmarks/bench_forecasts.py
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache

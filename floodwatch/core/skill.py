@@ -64,10 +64,16 @@ class IssuedForecast:
         if self.level != other.level or self.level == 0:
             return self.level == other.level
         return (
-            (self.onset_at, self.end_at, self.peak_at, self.cause)
-            == (other.onset_at, other.end_at, other.peak_at, other.cause)
+            (self.onset_at == other.onset_at or (self.under_way and other.under_way))
+            and (self.end_at, self.peak_at, self.cause)
+            == (other.end_at, other.peak_at, other.cause)
             and abs((self.peak_m or 0.0) - (other.peak_m or 0.0)) < depth_m
         )  # fmt: skip
+
+    @property
+    def under_way(self) -> bool:
+        """Whether the forecast episode had begun when it was issued (its onset is "now")."""
+        return self.onset_at is not None and self.onset_at <= self.issued_at
 
     def window(self, widen: timedelta) -> tuple[datetime, datetime]:
         """The predicted wet period, widened either side."""
