@@ -257,6 +257,8 @@ def test_tide_forecasts_come_from_the_offline_tables(project):
         (["--from", "2025-10-10", "--to", "2025-10-01"], "is after --to"),
         (["--window", "-1"], "--window"),
         (["--format", "yaml"], "--format"),
+        (["x.csv", "--xlsx", "/no/such/folder/x.xlsx"], "no folder /no/such/folder"),
+        (["x.csv", "--db", "notaurl"], "--db: not a database URL"),
     ],
 )
 def test_bad_input_gets_one_line(drill, args, message):

@@ -74,6 +74,7 @@ def backtest_command(
       floodwatch backtest --from 2025-09-01 --to 2025-11-30 --xlsx skill.xlsx --png skill.png
       floodwatch backtest gauges-2025.csv --tide-forecasts --format json
     """
+    _check_outputs(database_url, xlsx_path, png_path)
     with tempfile.TemporaryDirectory(prefix="floodwatch-backtest-") as scratch:
         if csv_file is not None and database_url is None:
             database_url = f"sqlite:///{Path(scratch) / 'backtest.db'}"
@@ -86,6 +87,22 @@ def backtest_command(
             _report(app, start_text, end_text, window, fmt, xlsx_path, png_path)
         finally:
             app.close()
+
+
+def _check_outputs(database_url: str | None, *paths: Path | None) -> None:
+    """Refuse a bad --db or an output folder that is not there before any work is done."""
+    from floodwatch.db.engine import check_storage
+
+    problems = []
+    if database_url is not None:
+        problems += [p.replace("storage.database_url", "--db") for p in check_storage(database_url)]
+    problems += [
+        f"cannot write {path}: no folder {path.parent}"
+        for path in paths
+        if path is not None and not path.parent.is_dir()
+    ]
+    if problems:
+        cli.fail(problems)
 
 
 def _replay(app, csv_file: Path, tide_forecasts: bool) -> None:
