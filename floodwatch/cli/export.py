@@ -179,6 +179,7 @@ def _write_maintenance(
     """Write the maintenance rows in `fmt`; returns (segments, events) written (events: xlsx)."""
     from floodwatch.db.engine import redact
     from floodwatch.exports import tables as exports
+    from floodwatch.sources import data_credits
 
     zone = app.settings.zone
     if fmt == "csv":
@@ -192,6 +193,7 @@ def _write_maintenance(
         zone,
         f"floodwatch {__version__}, cơ sở dữ liệu {redact(app.settings.storage.database_url)}",
         datetime.now(UTC),
+        data_credits(app.settings),
     )
     return exports.write_maintenance_xlsx(
         rows,
@@ -307,6 +309,7 @@ def cap(ctx, since, status, output) -> None:
 
         from floodwatch.exports.cap import cap_alerts, write_cap
         from floodwatch.service.cycle import utcnow
+        from floodwatch.sources import data_credits
 
         app = ctx.obj.open(with_sources=False, writes=False)
         try:
@@ -320,6 +323,7 @@ def cap(ctx, since, status, output) -> None:
                 sender=settings.cap.sender,
                 zone=settings.zone,
                 level_names=settings.levels.names,
+                credits=data_credits(settings),
             )
         finally:
             app.close()

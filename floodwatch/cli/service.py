@@ -47,12 +47,15 @@ EVENT_COLUMNS = (
 def check(ctx: Context) -> None:
     """Validate the config and geodata; exit 1 with one line per problem.
 
+    A `warning:` line (exit still 0) names a source whose provider's terms the
+    config may break, such as Open-Meteo's free, non-commercial API.
+
     \b
     Example:
       floodwatch --config config/floodwatch.toml check
     """
     from floodwatch.service.app import load_checked
-    from floodwatch.sources import build_sources
+    from floodwatch.sources import build_sources, terms_warnings
 
     settings, geodata = load_checked(ctx.config)
 
@@ -61,6 +64,8 @@ def check(ctx: Context) -> None:
         f"ok: {len(geodata.segments)} segments, {len(geodata.stations)} stations, "
         f"{len(settings.units)} units, {len(sources)} sources"
     )
+    for line in terms_warnings(settings):
+        click.echo(f"warning: {line}", err=True)
 
 
 def print_cycle(result: CycleResult, zone) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import unicodedata
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -118,6 +119,37 @@ VOCABULARIES: dict[str, dict] = {
     "target": TARGET_VI,
     "skill": SKILL_VI,
 }
+# What a data credit is for (`Credit.subject`), as a person reads it.
+CREDIT_VI = {"weather": "Dữ liệu thời tiết", "tide": "Hằng số thủy triều"}
+# Licences that CC BY asks us to mark as changed: floodwatch turns the data into depths.
+CHANGED_VI = "đã qua xử lý"
+PUBLIC_DOMAIN_VI = "phạm vi công cộng"
+
+
+@dataclass(frozen=True)
+class Credit:
+    """Whose data a surface shows and under which licence (a source's terms ask for it)."""
+
+    subject: str  # a CREDIT_VI key: weather, tide
+    provider: str  # "Open-Meteo.com", or a citation
+    licence: str  # "CC BY 4.0"
+    url: str = ""  # linked where the surface can link (web, Telegram)
+
+    @property
+    def heading(self) -> str:
+        """`Dữ liệu thời tiết`."""
+        return CREDIT_VI.get(self.subject, self.subject)
+
+    @property
+    def licence_vi(self) -> str:
+        """The licence as shown: its name, "public domain" in Vietnamese."""
+        return PUBLIC_DOMAIN_VI if self.licence.lower() == "public domain" else self.licence
+
+    def line(self) -> str:
+        """`Dữ liệu thời tiết: Open-Meteo.com (CC BY 4.0), đã qua xử lý`."""
+        return f"{self.heading}: {self.provider} ({self.licence_vi}), {CHANGED_VI}"
+
+
 # Risk-level colours of Decision 18/2021 (DESIGN.md): 1 light blue, 2 light yellow,
 # 3 orange, 4 red, 5 purple.
 LEVEL_MARK = {0: "🟢", 1: "🔵", 2: "🟡", 3: "🟠", 4: "🔴", 5: "🟣"}

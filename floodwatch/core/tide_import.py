@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TextIO
 
 from floodwatch.core.harmonics import canonical, known
+from floodwatch.core.text import Credit
 from floodwatch.core.tides import NATIONAL_DATUM, REFERENCE_COMMENT
 from floodwatch.errors import InputError
 
@@ -254,6 +255,28 @@ def mean_level(table: PublishedTable, path: Path, datum: str | None, z0_m: float
             f"{known_datums}); use --z0"
         )
     return table.datums["MSL"] - table.datums[datum], f"Z0 = MSL - {datum} from the source"
+
+
+def header_credit(path: Path) -> Credit | None:
+    """The credit a constituent table's header asks for (its `Licence:` and `Attribution:`
+    lines, as `write_published` writes them), or None when it names no licence."""
+    fields: dict[str, str] = {}
+    try:
+        with path.open(encoding="utf-8") as lines:
+            for line in lines:
+                if not line.startswith("#"):
+                    break
+                key, sep, value = line[1:].strip().partition(": ")
+                if sep and key in ("Source", "Licence", "Attribution"):
+                    fields.setdefault(key, value.strip())
+    except (OSError, UnicodeDecodeError):
+        return None  # `check` and the tide source report unreadable tables
+    if not fields.get("Licence") and not fields.get("Attribution"):
+        return None
+    # "CC BY 4.0 (https://…)" or "CC-BY-4.0 https://…": the name, without its link.
+    licence = fields.get("Licence", "").split(" (")[0].split(" http")[0].strip()
+    provider = fields.get("Attribution") or fields.get("Source", "")
+    return Credit("tide", provider, licence or "?")
 
 
 def write_published(

@@ -55,9 +55,11 @@ class Leadership:
                     text("SELECT pg_try_advisory_lock(:k)"), {"k": LOCK_KEY}
                 ).scalar()
                 conn.commit()
-            except SQLAlchemyError as exc:
-                logger.warning("leader: cannot ask %s: %s", self.where, exc.__class__.__name__)
+            except SQLAlchemyError as exc:  # an outage is told once, not at every try
+                if not self.store.availability.failed(exc, "leader"):
+                    logger.warning("leader: cannot ask %s: %s", self.where, type(exc).__name__)
                 return False
+            self.store.availability.answered("leader")
             if got:
                 self._conn = conn
             else:

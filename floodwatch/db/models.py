@@ -402,3 +402,15 @@ class ApiTokenRow(SQLModel, table=True):
     created_at: datetime = Field(sa_column=utc_column(nullable=False))
     last_used_at: datetime | None = Field(default=None, sa_column=utc_column())
     revoked_at: datetime | None = Field(default=None, sa_column=utc_column())
+
+
+class DatabaseOutageRow(SQLModel, table=True):
+    """A time the database could not be used, written once it answered again."""
+
+    __tablename__ = "database_outage"
+    id: int | None = Field(default=None, primary_key=True)
+    # From the first failure a process saw to its first success afterwards.
+    started_at: datetime = Field(sa_column=utc_column(nullable=False, index=True))
+    ended_at: datetime = Field(sa_column=utc_column(nullable=False))
+    seconds: float
+    reason: str = ""  # the driver's first line for the first failure

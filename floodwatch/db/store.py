@@ -3,9 +3,10 @@
 `Store(url)` opens the engine (SQLite with WAL by default, any SQLAlchemy URL
 otherwise), runs the Alembic migrations when the schema is behind, and gives
 each table group its repository: `readings`, `events`, `forecasts` (kept for
-scoring), `outbox`, `health`, `silences`, `reports`, `stats`, `users` (with
-their sessions), `logins` (throttling) and `tokens` (API tokens). Every SQL statement of floodwatch
-lives in this package.
+scoring), `outbox`, `health`, `silences`, `reports`, `stats`, `users` (with their
+sessions), `logins` (throttling), `tokens` (API tokens) and `outages`;
+`availability` is what the process last saw of the database (`db/outages.py`).
+Every SQL statement of floodwatch lives in this package.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from floodwatch.db.forecasts import Forecasts
 from floodwatch.db.health import SourceHealth
 from floodwatch.db.logins import LoginThrottle
 from floodwatch.db.models import EventRow, MetaRow, SegmentRow, StationRow
+from floodwatch.db.outages import Availability, Outages
 from floodwatch.db.outbox import Outbox
 from floodwatch.db.readings import Readings
 from floodwatch.db.reports import FieldReports
@@ -56,6 +58,8 @@ class Store:
         self.users = Users(self.engine)
         self.logins = LoginThrottle(self.engine)
         self.tokens = ApiTokens(self.engine)
+        self.outages = Outages(self.engine)
+        self.availability = Availability(url, self.outages.record)
         if run_migrations:
             try:
                 migrate(self.engine)

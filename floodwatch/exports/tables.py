@@ -22,6 +22,7 @@ import shapely
 
 from floodwatch.core.events import OBSERVED
 from floodwatch.core.geo import Geodata
+from floodwatch.core.text import Credit
 from floodwatch.core.text import label as word
 from floodwatch.db.events import EventFilter, EventRecord
 from floodwatch.db.store import Store
@@ -292,9 +293,15 @@ def maintenance_record(row: MaintenanceRow) -> dict[str, object]:
 
 
 def maintenance_notes(
-    start: datetime, end: datetime, zone: ZoneInfo, source: str, generated_at: datetime
+    start: datetime,
+    end: datetime,
+    zone: ZoneInfo,
+    source: str,
+    generated_at: datetime,
+    credits: Sequence[Credit] = (),
 ) -> list[tuple[str, str]]:
-    """The notes sheet of a maintenance export: period, formula, source, caveats."""
+    """The notes sheet of a maintenance export: period, formula, source, data credits, caveats."""
+    credited = [("Nguồn dữ liệu", "\n".join(c.line() for c in credits))] if credits else []
     return [
         ("Kỳ thống kê", f"{start.astimezone(zone):{TIME_FMT}} – {end.astimezone(zone):{TIME_FMT}}"),
         ("Múi giờ", str(zone.key)),
@@ -315,6 +322,7 @@ def maintenance_notes(
             "liệu không có nghĩa là đường không ngập.",
         ),
         ("Nguồn", source),
+        *credited,
         ("Cảnh báo", SAMPLE_WARNING),
     ]
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from floodwatch.core.text import LEVEL_MARK, centimetres, local_time
+from floodwatch.core.text import CHANGED_VI, LEVEL_MARK, Credit, centimetres, local_time
 from floodwatch.core.text import label as word
 
 TELEGRAM_LIMIT = 4096
@@ -162,9 +162,10 @@ def compose_bulletin(
     level_names: Sequence[str],
     missing: Sequence[str] = (),
     roads_without_data: Sequence[str] = (),
+    credits: Sequence[Credit] = (),
 ) -> str:
     """The daily bulletin as Telegram HTML: what is missing first, then the situation,
-    the station table and the roads expected to flood.
+    the station table and the roads expected to flood; the data credits last.
 
     `missing` lists, one line each, the inputs without data (station, what, since
     when); `roads_without_data` the roads whose state nobody knows, which the
@@ -209,7 +210,17 @@ def compose_bulletin(
         if index:
             lines.append("")
         lines.extend(_road_lines(road, zone, level_names))
+    if credits:
+        lines += ["", *(_credit_line(credit) for credit in credits)]
     return "\n".join(lines)
+
+
+def _credit_line(credit: Credit) -> str:
+    """`Dữ liệu thời tiết: Open-Meteo.com (CC BY 4.0), đã qua xử lý`, the provider linked."""
+    provider = _esc(credit.provider)
+    if credit.url:
+        provider = f'<a href="{html.escape(credit.url)}">{provider}</a>'
+    return f"<i>{_esc(credit.heading)}: {provider} ({_esc(credit.licence_vi)}), {CHANGED_VI}</i>"
 
 
 # --- Telegram HTML splitting -------------------------------------------------------------

@@ -18,6 +18,7 @@ from floodwatch.messages.bulletin import RoadLine, StationLine, compose_bulletin
 from floodwatch.service.cycle import Situation, StationState
 from floodwatch.service.polling import health_view
 from floodwatch.service.routing import operator_targets, targets
+from floodwatch.sources import data_credits
 
 if TYPE_CHECKING:
     from floodwatch.service.app import App
@@ -194,6 +195,7 @@ def bulletin_text(app: App, now: datetime) -> str:
         app.settings.levels.names,
         missing=missing_lines(app, health, situation),
         roads_without_data=[u.segment.name for u in situation.unknown],
+        credits=data_credits(app.settings),
     )
 
 

@@ -4,7 +4,9 @@ Every figure is read from the database when it is asked for, not counted in
 the process: the web (which may run on both machines) then reports the active
 instance's work, and a restart loses no count. Counters are sums over stored
 rows; retention deletes source runs older than `[storage] keep_readings_days`,
-which Prometheus sees as a counter reset once a day.
+which Prometheus sees as a counter reset once a day. A database outage cannot
+be written while it happens: it is recorded, and counted, once the database
+answers again (`db/outages.py`); `floodwatch_database_up` is this scrape's view.
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ class FloodwatchCollector(Collector):
         yield from self._events()
         yield from self._outbox(now)
         yield from self._deliveries()
+        yield from self._database_outages()
 
     def _sources(self, now: datetime) -> Iterator[Metric]:
         """Per source: last poll's counts, totals, newest data age, status."""
@@ -253,6 +256,20 @@ class FloodwatchCollector(Collector):
         for chat, n in sorted(failed.items()):
             attempts.add_metric([str(chat)], max(n, 0))
         yield attempts
+
+    def _database_outages(self) -> Iterator[Metric]:
+        """Database outages that have ended, and their seconds (recorded once it answered)."""
+        count, seconds = self.app.store.outages.totals()
+        yield CounterMetricFamily(
+            "floodwatch_database_outages",
+            "Times the database could not be used, counted when it answered again.",
+            value=count,
+        )
+        yield CounterMetricFamily(
+            "floodwatch_database_outage_seconds",
+            "Seconds the database could not be used, over the outages counted.",
+            value=seconds,
+        )
 
 
 def metrics_registry(app: App, clock: Callable[[], datetime] = utcnow) -> CollectorRegistry:

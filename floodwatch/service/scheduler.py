@@ -20,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from floodwatch.core.validate import OBSERVED_CLOCK_SLACK
 from floodwatch.db.engine import database_errors
 from floodwatch.db.leader import Leadership
+from floodwatch.db.outages import is_outage
 from floodwatch.db.outbox import NewAlert
 from floodwatch.errors import FloodwatchError, StorageError
 from floodwatch.messages.alarms import cycles_stopped_alarm
@@ -67,12 +68,12 @@ class Heartbeat:
                          time.monotonic() - busy_since)  # fmt: skip
         else:
             notify("WATCHDOG=1")
-        now = now or utcnow()
-        try:
-            last = self.app.store.events.last_cycle_at()
-        except Exception:  # the database may be the problem; the cycle logs it
-            logger.exception("heartbeat: cannot read the last cycle")
-            return
+        with self.app.store.availability.watch("heartbeat", logger):
+            self._check_cycles(now or utcnow())
+
+    def _check_cycles(self, now: datetime) -> None:
+        """Alarm the operators once when no cycle has completed for HEARTBEAT_STEPS steps."""
+        last = self.app.store.events.last_cycle_at()
         limit = timedelta(minutes=self.app.settings.assessment.step_minutes * HEARTBEAT_STEPS)
         # A last cycle ahead of the clock (a clock set back, a reading from the future
         # stored by an older version) means every cycle is being skipped: alarm too.
@@ -90,13 +91,16 @@ class Heartbeat:
         body = cycles_stopped_alarm(last, now, ahead, self.app.settings.zone)
         chats = [(t.chat_id, t.thread_id) for t in operator_targets(self.app.settings)]
         alarm = NewAlert(now, self.app.settings.operators_unit, ["heartbeat"], body, chats)
-        logger.error("heartbeat: no cycle completed since %s", last)
         try:
             with database_errors(self.app.store.url):
                 self.app.store.outbox.add([alarm])
         except StorageError as exc:  # e.g. a full disk: tried again at the next beat
-            logger.error("heartbeat: cannot queue the operators' alarm: %s", exc)
+            if is_outage(exc):
+                raise  # told once by the heartbeat's watch
+            logger.error("heartbeat: no cycle completed since %s; cannot queue the "
+                         "operators' alarm: %s", last, exc)  # fmt: skip
             return
+        logger.error("heartbeat: no cycle completed since %s; operators alarmed", last)
         self.alarmed = True
         self.deliver()
 
@@ -184,20 +188,21 @@ class Service:
 
     def after_ingest(self, source: Source | None) -> None:
         """Poll `source` (if any), refresh source health, run a cycle and deliver."""
-        with self.lock:  # one cycle at a time, whichever source triggered it
+        # A job must never take the scheduler down; it is retried at the next interval.
+        with self.lock, self.app.store.availability.watch("cycle", logger):
             now = utcnow()
             self.busy_since = time.monotonic()
             try:
-                with database_errors(self.app.store.url):  # one line when the database is away
+                with database_errors(self.app.store.url):
                     if source is not None:
                         poll_source(self.app, source, now)  # records its own failures
                     health = refresh_health(self.app, now)
                     self.on_cycle(self.app.pipeline.cycle(now, health))
                     self.deliver()
             except FloodwatchError as exc:
+                if is_outage(exc):
+                    raise  # told once by the watch, not at every cycle
                 logger.error("cycle failed: %s", exc)
-            except Exception:  # a job must never take the scheduler down; retried next time
-                logger.exception("cycle failed; retrying at the next interval")
             finally:
                 self.busy_since = None
 
@@ -205,23 +210,19 @@ class Service:
         """Queue the day's bulletin for every configured chat."""
         from floodwatch.service.daily import bulletin_alert
 
-        with self.lock:
-            try:
-                self.app.store.outbox.add([bulletin_alert(self.app, utcnow())])
-                self.deliver()
-            except Exception:  # retried tomorrow; the log says why
-                logger.exception("daily bulletin failed")
+        with self.lock, self.app.store.availability.watch("daily bulletin", logger) as outcome:
+            self.app.store.outbox.add([bulletin_alert(self.app, utcnow())])
+            self.deliver()
+        if outcome.outage:  # not retried until tomorrow: say so, even during an outage
+            logger.error("daily bulletin not queued: the database is away")
 
     def retention(self) -> None:
         """Delete readings older than `[storage] keep_readings_days`."""
         from floodwatch.db.upkeep import apply_retention
 
-        with self.lock:
-            try:
-                keep = self.app.settings.storage.keep_readings_days
-                apply_retention(self.app.store, utcnow(), keep)
-            except Exception:  # tried again tomorrow; the log says why
-                logger.exception("retention failed")
+        with self.lock, self.app.store.availability.watch("retention", logger):  # tried tomorrow
+            keep = self.app.settings.storage.keep_readings_days
+            apply_retention(self.app.store, utcnow(), keep)
 
     def beat(self) -> None:
         """One heartbeat (not under the lock: it must notice a stuck cycle)."""

@@ -6,15 +6,19 @@ included, and its adapter), one line in `REGISTRY` and one in the config's
 source has the same shape: build the request (pure), fetch (the only IO, with
 the shared session, timeout and retry policy), parse and normalize (pure) into
 `Reading`s, with every value it could not use accounted for as a `Rejection`.
+A source's settings also say whose data it brings (`credits`, shown where people
+see the data) and what in its terms an operator should know (`terms_warnings`,
+printed by `check`).
 """
 
 from __future__ import annotations
 
 import importlib
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 from pydantic import Field
@@ -27,6 +31,7 @@ from floodwatch.core.settings import (
     MAX_TIMEOUT_S,
     StrictBase,
 )
+from floodwatch.core.text import Credit
 from floodwatch.errors import ConfigError
 
 
@@ -39,6 +44,14 @@ class SourceSettingsBase(StrictBase):
     # older than this; unset means it never goes stale.
     stale_after_minutes: int | None = Field(None, ge=1, le=MAX_STALE_MINUTES)
     timeout_s: float = Field(20.0, gt=0, le=MAX_TIMEOUT_S)
+
+    def credits(self, resolve: Callable[[Path], Path]) -> list[Credit]:
+        """Whose data this source brings, for the credit lines people see (none by default)."""
+        return []
+
+    def terms_warnings(self, name: str) -> list[str]:
+        """What the provider's terms say about this configuration (nothing by default)."""
+        return []
 
 
 @dataclass
@@ -92,6 +105,25 @@ REGISTRY: dict[str, str] = {
     "http_json": "floodwatch.sources.http_json:HttpJsonSource.from_settings",
     "drop_folder": "floodwatch.sources.drop_folder:DropFolderSource.from_settings",
 }
+
+
+def data_credits(settings: Any) -> list[Credit]:
+    """The credits of the enabled sources, each once, in the config's order."""
+    found: list[Credit] = []
+    for cfg in settings.sources.values():
+        if cfg.enabled:
+            found += [c for c in cfg.credits(settings.resolve) if c not in found]
+    return found
+
+
+def terms_warnings(settings: Any) -> list[str]:
+    """One line per enabled source whose provider's terms the configuration may break."""
+    return [
+        line
+        for name, cfg in settings.sources.items()
+        if cfg.enabled
+        for line in cfg.terms_warnings(name)
+    ]
 
 
 def _factory(kind: str):

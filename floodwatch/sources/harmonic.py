@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from floodwatch.core.readings import Kind, Reading, Variable
+from floodwatch.core.text import Credit
 from floodwatch.errors import ConfigError, InputError
 from floodwatch.sources import FetchResult, SourceContext, SourceSettingsBase
 
@@ -24,6 +25,19 @@ class HarmonicSourceSettings(SourceSettingsBase):
     type: Literal["harmonic"]
     # Folder with one `<station_id>.csv` constituent table per tide station.
     constituents: Path = Path("tides")
+
+    def credits(self, resolve) -> list[Credit]:
+        """The licences and attributions the tables' headers name (`tide import` writes
+        them), each once; the shipped sample tables name none."""
+        from floodwatch.core.tide_import import header_credit
+
+        found: list[Credit] = []
+        folder = resolve(self.constituents)
+        for path in sorted(folder.glob("*.csv")) if folder.is_dir() else []:
+            credit = header_credit(path)
+            if credit is not None and credit not in found:
+                found.append(credit)
+        return found
 
 
 STEP = timedelta(minutes=15)

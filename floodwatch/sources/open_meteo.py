@@ -9,7 +9,10 @@ be preferred where one exists.
 Terms of use: the free tier (under 600 calls/min, 5,000/hour, 10,000/day) is for
 non-commercial use only. Commercial use needs an API key, sent as the `apikey`
 query parameter (set `apikey_env` to the environment variable holding it), and
-the `customer-` host, e.g. `base_url = "https://customer-api.open-meteo.com/v1/forecast"`.
+the `customer-` host, e.g. `base_url = "https://customer-api.open-meteo.com/v1/forecast"`;
+`check` warns about a free host (`open_meteo_terms`). The data are CC BY 4.0,
+with a link to open-meteo.com next to where they are shown (`OPEN_METEO_CREDIT`):
+https://open-meteo.com/en/licence.
 Open-Meteo counts each point of a multi-point request as a call, so polling
 100 points hourly costs about 2,400 of the 10,000 daily calls: raise
 `interval_minutes` before adding hundreds of grid points.
@@ -23,11 +26,13 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field
 
 from floodwatch.core.readings import Kind, Reading, Variable
 from floodwatch.core.settings import MAX_STALE_MINUTES
+from floodwatch.core.text import Credit
 from floodwatch.errors import ConfigError, SourceError
 from floodwatch.sources import FetchResult, Rejection, SourceContext, SourceSettingsBase
 from floodwatch.sources._http import get_json
@@ -36,6 +41,28 @@ if TYPE_CHECKING:
     pass
 
 logger = logging.getLogger(__name__)
+
+# Open-Meteo's data licence and the credit it asks for next to the data.
+OPEN_METEO_CREDIT = Credit("weather", "Open-Meteo.com", "CC BY 4.0", "https://open-meteo.com/")
+# Commercial plans are served from hosts starting with this (with an `apikey`).
+CUSTOMER_PREFIX = "customer-"
+
+
+def open_meteo_terms(name: str, base_url: str, apikey_env: str | None) -> list[str]:
+    """A warning when a source uses Open-Meteo's free, non-commercial API (or a plan's
+    host without its key); nothing for another host (a self-hosted Open-Meteo, a test)."""
+    host = (urlsplit(base_url).hostname or "").lower()
+    if not (host == "open-meteo.com" or host.endswith(".open-meteo.com")):
+        return []
+    if not host.startswith(CUSTOMER_PREFIX):
+        return [
+            f"sources.{name}: {host} is Open-Meteo's free API, for non-commercial use "
+            "only; a public service needs a subscription (apikey_env and the "
+            f"{CUSTOMER_PREFIX} host): docs/configuration.md#open-meteo-terms"
+        ]
+    if not apikey_env:
+        return [f"sources.{name}: {host} is Open-Meteo's commercial API; it needs apikey_env"]
+    return []
 
 
 class OpenMeteoRainSettings(SourceSettingsBase):
@@ -52,6 +79,14 @@ class OpenMeteoRainSettings(SourceSettingsBase):
     apikey_env: str | None = None
     max_points_per_request: int = Field(100, ge=1, le=1000)
     stale_after_minutes: int | None = Field(180, ge=1, le=MAX_STALE_MINUTES)
+
+    def credits(self, resolve) -> list[Credit]:
+        """Open-Meteo's data are CC BY 4.0."""
+        return [OPEN_METEO_CREDIT]
+
+    def terms_warnings(self, name: str) -> list[str]:
+        """The free API is for non-commercial use only."""
+        return open_meteo_terms(name, self.base_url, self.apikey_env)
 
 
 HOURLY_VARIABLE = "precipitation"

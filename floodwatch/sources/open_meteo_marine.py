@@ -30,14 +30,17 @@ from floodwatch.core.settings import (
     MAX_STALE_MINUTES,
     StrictBase,
 )
+from floodwatch.core.text import Credit
 from floodwatch.errors import ConfigError, InputError, SourceError
 from floodwatch.sources import FetchResult, Rejection, SourceContext, SourceSettingsBase
 from floodwatch.sources._http import RetryPolicy, get_json
 from floodwatch.sources.open_meteo import (
+    OPEN_METEO_CREDIT,
     coordinates,
     floor_hour,
     hourly_series,
     number_or_rejection,
+    open_meteo_terms,
     read_apikey,
     unit_rejections,
 )
@@ -72,6 +75,14 @@ class OpenMeteoSeaLevelSettings(SourceSettingsBase):
     apikey_env: str | None = None
     interval_minutes: int = Field(180, ge=1, le=MAX_INTERVAL_MINUTES)
     stale_after_minutes: int | None = Field(720, ge=1, le=MAX_STALE_MINUTES)
+
+    def credits(self, resolve) -> list[Credit]:
+        """Open-Meteo's data are CC BY 4.0."""
+        return [OPEN_METEO_CREDIT]
+
+    def terms_warnings(self, name: str) -> list[str]:
+        """The free API is for non-commercial use only."""
+        return open_meteo_terms(name, self.base_url, self.apikey_env)
 
 
 HOURLY_VARIABLE = "sea_level_height_msl"

@@ -197,13 +197,20 @@ class Commands:
                 logger.info("bot: /%s refused: chat %s, user %s", name, chat.id, user_id)
                 await message.reply_text(self.refusal(chat.id, chat.type, user_id))
                 return
-            try:
+            with self.app.store.availability.watch(f"bot: /{name}", logger) as outcome:
                 await handler(update, context)
-            except Exception:
-                logger.exception("bot: /%s failed in chat %s", name, chat.id)
+            if outcome.failed:
                 await message.reply_text(FAILED)
 
         return run
+
+    async def on_error(self, _update: object, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A handler that failed outside `guarded` (a button press): an outage is told
+        once, anything else logged with its traceback (rate-limited)."""
+        error = context.error
+        availability = self.app.store.availability
+        if error is not None and not availability.failed(error, "bot: an update"):
+            availability.unexpected("bot: an update", error, logger)
 
     @staticmethod
     def refusal(chat_id: int, chat_type: str, user_id: int | None) -> str:
@@ -473,3 +480,4 @@ def register(application: Application, app: App, clock: Callable[[], datetime] =
             commands.guarded("report", commands.report),
         )
     )
+    application.add_error_handler(commands.on_error)

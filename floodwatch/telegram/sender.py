@@ -409,11 +409,11 @@ class TelegramNotifier:
             await self.bot.initialize()
         try:
             while not stop.is_set():
-                try:
+                # A bad pass must not stop delivery (the next one retries); a database
+                # outage is told once, not every second.
+                with self.app.store.availability.watch("telegram: delivery pass", logger):
                     await self.send_due()
                     await self.escalate_due()
-                except Exception:  # a bad pass must not stop delivery; the next one retries
-                    logger.exception("telegram: delivery pass failed")
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), timeout=every_s)
         finally:

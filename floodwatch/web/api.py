@@ -434,6 +434,7 @@ def cap_feed(
         zone=settings.zone,
         level_names=settings.levels.names,
         event_url=str(request.base_url) + "events/{event_id}",
+        credits=ctx.credits,
     )
     feed = cap_atom(alerts, self_url=str(request.url))
     return Response(feed, media_type="application/atom+xml; charset=utf-8")

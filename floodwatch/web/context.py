@@ -12,8 +12,10 @@ from fastapi.templating import Jinja2Templates
 
 from floodwatch.core.text import (
     CAUSE_VI,
+    CHANGED_VI,
     KIND_VI,
     STATUS_VI,
+    Credit,
     centimetres,
     label,
     labels,
@@ -24,6 +26,7 @@ from floodwatch.core.times import parse_time
 from floodwatch.db.events import SORTS, EventFilter
 from floodwatch.service.app import App
 from floodwatch.service.cycle import utcnow
+from floodwatch.sources import data_credits
 from floodwatch.web import auth
 from floodwatch.web.maps import RoadLayer, read_outline, road_layer
 
@@ -109,6 +112,7 @@ class WebContext:
     templates: Jinja2Templates
     _roads: RoadLayer | None = field(default=None, repr=False)
     _outline: tuple[dict | None] | None = field(default=None, repr=False)
+    _credits: list[Credit] | None = field(default=None, repr=False)
 
     @property
     def zone(self):
@@ -129,6 +133,13 @@ class WebContext:
             path = self.app.settings.geodata.outline
             self._outline = (read_outline(self.app.settings.resolve(path) if path else None),)
         return self._outline[0]
+
+    @property
+    def credits(self) -> list[Credit]:
+        """Whose data the pages show (the footer), from the enabled sources, read once."""
+        if self._credits is None:
+            self._credits = data_credits(self.app.settings)
+        return self._credits
 
     @property
     def tile_origin(self) -> str | None:
@@ -214,6 +225,7 @@ def make_templates(zone) -> Jinja2Templates:
         return local_time(value, zone)
 
     env = templates.env
+    env.globals["changed_vi"] = CHANGED_VI  # a data credit's "đã qua xử lý"
     env.filters.update(
         when=when,
         cm=centimetres,

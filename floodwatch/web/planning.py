@@ -93,7 +93,9 @@ def maintenance_download(request: Request, fmt: str, ctx: WebContext = Depends(r
         exports.write_maintenance_geojson(rows, app.geodata, out)
     else:
         events = app.store.events.stream(exports.maintenance_events_filter(start, end))
-        notes = exports.maintenance_notes(start, end, ctx.zone, "floodwatch web", utcnow())
+        notes = exports.maintenance_notes(
+            start, end, ctx.zone, "floodwatch web", utcnow(), ctx.credits
+        )
         exports.write_maintenance_xlsx(rows, events, out, notes, zone=ctx.zone)
     media_type, suffix = FORMATS[fmt]
     name = f"thong-ke-ngap-{start:%Y%m%d}-{end:%Y%m%d}.{suffix}"

@@ -37,7 +37,7 @@ from pyproj import Transformer
 
 from floodwatch.core.events import FORECAST
 from floodwatch.core.geo import UTM_48N, Geodata, project_utm
-from floodwatch.core.text import CAUSE_VI, centimetres, local_time
+from floodwatch.core.text import CAUSE_VI, Credit, centimetres, local_time
 from floodwatch.db.events import EventFilter
 from floodwatch.db.store import Store
 from floodwatch.errors import ConfigError
@@ -243,9 +243,11 @@ def _alert_head(
         ("sent", sent),
         ("status", ctx["status"]),
         ("msgType", msg_type),
+        ("source", ctx["source"]),  # the data credits (CC BY asks for them), when any
         ("scope", "Public"),
     ):
-        _sub(alert, tag, text)
+        if text is not None:
+            _sub(alert, tag, text)
     notes = []
     if ctx["status"] != "Actual":
         notes.append("Diễn tập / phát lại dữ liệu: không phải cảnh báo thật.")
@@ -374,6 +376,7 @@ def cap_alerts(
     sender_name: str = SENDER_NAME,
     identifier_prefix: str = "floodwatch-camau",
     event_url: str | None = None,
+    credits: Sequence[Credit] = (),
 ) -> list[bytes]:
     """CAP 1.2 alert documents (UTF-8 XML) for the event changes at or after `since`, oldest first.
 
@@ -386,6 +389,8 @@ def cap_alerts(
         flt: only events matching the event log's filter.
         level_names: instructions per level (config `[levels] names`).
         event_url: a template with `{event_id}` for each alert's `web` link.
+        credits: whose data the alerts rest on, as the alert's `source` (one line each,
+            "; " between).
 
     Raises:
         ConfigError: for a sender or identifier prefix CAP does not allow.
@@ -401,6 +406,7 @@ def cap_alerts(
         "sender_name": sender_name,
         "event_url": event_url,
         "polygons": _road_areas(geodata),
+        "source": "; ".join(credit.line() for credit in credits) or None,
     }
     made: list[tuple[datetime, int, bytes]] = []
     history: dict[int, list[str]] = {}
