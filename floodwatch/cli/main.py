@@ -11,6 +11,7 @@ import click
 from floodwatch import __version__
 from floodwatch.cli.base import Context
 from floodwatch.cli.db import db
+from floodwatch.cli.drill import drill
 from floodwatch.cli.export import export
 from floodwatch.cli.service import COMMANDS
 from floodwatch.cli.tide import tide
@@ -46,5 +47,5 @@ def main(ctx: click.Context, config: Path | None, verbose: int) -> None:
     ctx.obj = Context(config)
 
 
-for command in (*COMMANDS, tide, db, export, user, token, web):
+for command in (*COMMANDS, drill, tide, db, export, user, token, web):
     main.add_command(command)

@@ -94,6 +94,7 @@ NOTE_KIND_VI = {  # an operator's note on an event (event_note.kind)
 TARGET_VI = {"segment": "đoạn đường", "unit": "đơn vị"}  # what a silence mutes
 NO_DATA_VI = "không có dữ liệu"  # a value nobody knows (never 0, never dry)
 STALE_VI = SOURCE_STATUS_VI["stale"]  # a station gone quiet
+DRILL_VI = "DIỄN TẬP"  # a drill: the first words of every message it sends
 
 VOCABULARIES: dict[str, dict] = {
     "status": STATUS_VI,

@@ -3,9 +3,9 @@
 `Store(url)` opens the engine (SQLite with WAL by default, any SQLAlchemy URL
 otherwise), runs the Alembic migrations when the schema is behind, and gives
 each table group its repository: `readings`, `events`, `outbox`, `health`,
-`silences`, `reports`, `stats`, `users` (with their sessions), `logins` (throttling)
-and `tokens` (API tokens). Every SQL statement of floodwatch
-lives in this package.
+`silences`, `reports`, `stats`, `users` (with their sessions), `logins` (throttling),
+`tokens` (API tokens) and `drills` (the drill mark, a drill's deliveries). Every SQL
+statement of floodwatch lives in this package.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from sqlalchemy import delete, insert, select, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from floodwatch.core.geo import Geodata
+from floodwatch.db.drills import Drills
 from floodwatch.db.engine import bulk_execute, make_engine, migrate, redact
 from floodwatch.db.events import Events
 from floodwatch.db.health import SourceHealth
@@ -54,6 +55,7 @@ class Store:
         self.users = Users(self.engine)
         self.logins = LoginThrottle(self.engine)
         self.tokens = ApiTokens(self.engine)
+        self.drills = Drills(self.engine)
         if run_migrations:
             try:
                 migrate(self.engine)
