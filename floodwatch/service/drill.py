@@ -295,19 +295,11 @@ def _chat_lines(app: App, copies: list[DeliveredCopy]) -> list[ChatLine]:
                 row["errors"].append(c.error)
         elif c.status == PENDING:
             row["pending"] += 1
-    return [
-        ChatLine(
-            chat,
-            owners.get(chat, "?"),
-            row["messages"],
-            row["parts"],
-            row["delivered"],
-            row["failed"],
-            row["pending"],
-            tuple(row["errors"]),
-        )  # fmt: skip
-        for chat, row in sorted(rows.items())
+    lines = [
+        ChatLine(chat, owners.get(chat, "?"), **{**row, "errors": tuple(row["errors"])})
+        for chat, row in rows.items()
     ]
+    return sorted(lines, key=lambda c: (c.owner == OPERATORS_VI, c.owner, c.chat_id))
 
 
 def _ack_lines(app: App, copies: list[DeliveredCopy]) -> list[AckLine]:
