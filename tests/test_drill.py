@@ -370,3 +370,50 @@ def test_drill_help_has_an_example():
     result = CliRunner().invoke(main, ["drill", "--help"])
     assert result.exit_code == 0
     assert "floodwatch drill drills/dec2024.csv --wait-ack 30" in result.output
+
+
+def test_long_messages_are_marked_in_every_part_within_the_limit():
+    from floodwatch.messages.bulletin import TELEGRAM_LIMIT
+    from floodwatch.messages.drill import MARK_HTML, drill_parts
+
+    body = "\n".join(f"<b>Đường số {n}</b>: đang ngập 35 cm 🟡" for n in range(400))
+    parts = drill_parts(body)
+    assert len(parts) > 3
+    for part in parts:
+        assert part.startswith(MARK_HTML + "\n")
+        assert len(part.encode("utf-16-le")) // 2 <= TELEGRAM_LIMIT
+        parse_html(part)  # balanced: Telegram would take it
+
+
+def test_escalation_of_a_drill_alert_is_marked_and_acknowledges_the_original(project, tg):
+    from floodwatch.db.outbox import NewAlert
+    from floodwatch.service.drill import open_drill, prepare
+    from floodwatch.telegram.drill import DrillNotifier
+    from floodwatch.telegram.sender import Limiter
+    from tests.test_telegram_delivery import FAST, Clock, drain
+
+    config = with_chats(project, tg, {"ubnd_song_doc": SONG_DOC}, operators_chats=f"[{OPERATORS}]")
+    edit_config(config, units={"ubnd_song_doc": 'escalate_to = "operators"'})
+    app = open_drill(prepare(config, DRILL, None), "test")
+    try:
+        simulated = datetime(2024, 12, 16, 8, tzinfo=UTC)
+        [original] = app.store.outbox.add(
+            [NewAlert(simulated, "ubnd_song_doc", ["onset"], "<b>BẮT ĐẦU NGẬP</b>",
+                      [(SONG_DOC, None)])]
+        )  # fmt: skip
+        clock = Clock(datetime.now(UTC))
+        notifier = DrillNotifier(app, TOKEN, read_updates=False, clock=clock,
+                                 limiter=Limiter(**FAST))  # fmt: skip
+        drain(notifier)
+        clock.now += timedelta(minutes=31)
+        assert asyncio.run(notifier.escalate_due()) == 1
+        drain(notifier)
+        [escalated] = tg.messages(OPERATORS)
+        assert first_lines(tg, OPERATORS) == [MARK_TEXT]
+        assert "CHƯA CÓ XÁC NHẬN" in escalated.text
+        button = escalated.reply_markup["inline_keyboard"][0][0]["callback_data"]
+        assert button == f"drill-ack:{original}"
+        copy = next(a for a in app.store.drills.copies() if a.escalation_of == original)
+        assert notifier.alert_time(app.store.outbox.alert(copy.alert_id)) == simulated
+    finally:
+        app.close()
