@@ -292,7 +292,8 @@ def events(ctx, start, end, fmt, output, progress, **filters) -> None:
 @click.option(
     "--status",
     type=click.Choice(["Actual", "Exercise", "Test"]),
-    help="CAP status [default: [cap] status]; use Exercise for drills and replays.",
+    help="CAP status [default: [cap] status; Exercise for a drill database]; use Exercise "
+    "for replays.",
 )
 @OUTPUT_OPTION
 @click.pass_context
@@ -307,7 +308,8 @@ def cap(ctx, since, status, output) -> None:
     @cli.handles_errors
     def body() -> None:
 
-        from floodwatch.exports.cap import cap_alerts, write_cap
+        from floodwatch.errors import FloodwatchError
+        from floodwatch.exports.cap import cap_alerts, cap_status, write_cap
         from floodwatch.service.cycle import utcnow
         from floodwatch.sources import data_credits
 
@@ -315,11 +317,16 @@ def cap(ctx, since, status, output) -> None:
         try:
             settings = app.settings
             start = _when(since, settings.zone) or utcnow() - timedelta(days=settings.cap.feed_days)
+            chosen = cap_status(app.store, status or settings.cap.status)
+            if status == "Actual" and chosen != status:
+                raise FloodwatchError(
+                    "this is a drill database (floodwatch drill): its CAP status is Exercise"
+                )
             alerts = cap_alerts(
                 app.store,
                 app.geodata,
                 since=start,
-                status=status or settings.cap.status,
+                status=chosen,
                 sender=settings.cap.sender,
                 zone=settings.zone,
                 level_names=settings.levels.names,

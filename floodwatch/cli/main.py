@@ -12,6 +12,7 @@ from floodwatch import __version__
 from floodwatch.cli.backtest import backtest_command
 from floodwatch.cli.base import Context
 from floodwatch.cli.db import db
+from floodwatch.cli.drill import drill
 from floodwatch.cli.export import export
 from floodwatch.cli.service import COMMANDS
 from floodwatch.cli.tide import tide
@@ -47,5 +48,5 @@ def main(ctx: click.Context, config: Path | None, verbose: int) -> None:
     ctx.obj = Context(config)
 
 
-for command in (*COMMANDS, backtest_command, tide, db, export, user, token, web):
+for command in (*COMMANDS, backtest_command, drill, tide, db, export, user, token, web):
     main.add_command(command)

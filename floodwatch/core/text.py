@@ -103,6 +103,7 @@ SKILL_VI = {  # a backtest's verdict on an observed flood or a warning (core.ski
 }
 NO_DATA_VI = "không có dữ liệu"  # a value nobody knows (never 0, never dry)
 STALE_VI = SOURCE_STATUS_VI["stale"]  # a station gone quiet
+DRILL_VI = "DIỄN TẬP"  # a drill: the first words of every message it sends
 
 VOCABULARIES: dict[str, dict] = {
     "status": STATUS_VI,

@@ -4,9 +4,10 @@
 otherwise), runs the Alembic migrations when the schema is behind, and gives
 each table group its repository: `readings`, `events`, `forecasts` (kept for
 scoring), `outbox`, `health`, `silences`, `reports`, `stats`, `users` (with their
-sessions), `logins` (throttling), `tokens` (API tokens) and `outages`;
-`availability` is what the process last saw of the database (`db/outages.py`).
-Every SQL statement of floodwatch lives in this package.
+sessions), `logins` (throttling), `tokens` (API tokens), `outages` and `drills`
+(the drill mark, a drill's deliveries); `availability` is what the process last
+saw of the database (`db/outages.py`). Every SQL statement of floodwatch lives
+in this package.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from sqlalchemy import delete, insert, select, text
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 
 from floodwatch.core.geo import Geodata
+from floodwatch.db.drills import Drills
 from floodwatch.db.engine import bulk_execute, make_engine, migrate, redact
 from floodwatch.db.events import Events
 from floodwatch.db.forecasts import Forecasts
@@ -58,6 +60,7 @@ class Store:
         self.users = Users(self.engine)
         self.logins = LoginThrottle(self.engine)
         self.tokens = ApiTokens(self.engine)
+        self.drills = Drills(self.engine)
         self.outages = Outages(self.engine)
         self.availability = Availability(url, self.outages.record)
         if run_migrations:

@@ -80,9 +80,12 @@ class App:
 class ConsoleNotifier:
     """Delivers outbox alerts by writing them out (used when no Telegram token is set)."""
 
-    def __init__(self, app: App, echo: Callable[[str], None]):
+    def __init__(
+        self, app: App, echo: Callable[[str], None], mark: Callable[[str], str] | None = None
+    ):
         self.app = app
         self.echo = echo
+        self.mark = mark or (lambda text: text)  # a drill's "DIỄN TẬP" first line
 
     def drain(self) -> int:
         """Write every pending alert as plain text and mark it delivered; returns the count."""
@@ -91,7 +94,7 @@ class ConsoleNotifier:
         with database_errors(self.app.store.url):
             while batch := outbox.pending_alerts():
                 for alert in batch:
-                    text = html_to_plain(alert.body)
+                    text = self.mark(html_to_plain(alert.body))
                     self.echo(
                         f"── alert #{alert.id} → {alert.unit} [{','.join(alert.kinds)}]\n{text}\n"
                     )

@@ -57,6 +57,11 @@ logger = logging.getLogger(__name__)
 TOKEN_ENV = "FLOODWATCH_TELEGRAM_TOKEN"
 CREDENTIAL = "telegram-token"
 ACK_PREFIX = "ack:"
+# The button of a drill's alerts (`floodwatch drill`): never taken for a live alert's.
+DRILL_ACK_PREFIX = "drill-ack:"
+DRILL_PRESS_VI = (
+    "Đây là tin diễn tập: lượt bấm chỉ được ghi nhận khi đợt diễn tập đang chờ xác nhận."
+)
 
 
 def read_token(environ: Mapping[str, str] | None = None) -> str | None:
@@ -127,17 +132,25 @@ def retry_after_s(exc: RetryAfter) -> float:
     return value.total_seconds() if isinstance(value, timedelta) else float(value)
 
 
-def ack_markup(alert: AlertRow) -> InlineKeyboardMarkup | None:
+def ack_markup(alert: AlertRow, prefix: str = ACK_PREFIX) -> InlineKeyboardMarkup | None:
     """The "Đã nhận" button for alerts that need an acknowledgement."""
     if not set(alert.kinds) & NEEDS_ACK:
         return None
     target = alert.escalation_of or alert.id
-    button = InlineKeyboardButton("✅ Đã nhận", callback_data=f"{ACK_PREFIX}{target}")
+    button = InlineKeyboardButton("✅ Đã nhận", callback_data=f"{prefix}{target}")
     return InlineKeyboardMarkup([[button]])
 
 
 class TelegramNotifier:
-    """Sends outbox deliveries, handles "Đã nhận" presses, escalates what nobody took."""
+    """Sends outbox deliveries, handles "Đã nhận" presses, escalates what nobody took.
+
+    A drill (telegram/drill.py) changes what the hooks below give: the parts of a
+    body and a picture's caption (marked "DIỄN TẬP"), the button's prefix, the time an
+    alert is read against (its own simulated time, not the wall clock), the commands.
+    """
+
+    ack_prefix = ACK_PREFIX
+    answers_commands = True
 
     def __init__(
         self,
@@ -211,9 +224,9 @@ class TelegramNotifier:
     async def _send_all(self, delivery: DeliveryRow, alert: AlertRow) -> int:
         """Send the parts not yet sent, then the hydrographs; record each. Returns the parts."""
         chat = delivery.chat_id
-        parts = split_html(alert.body)
+        parts = self.parts(alert.body)
         ids = list(delivery.message_ids)
-        markup = ack_markup(alert)
+        markup = ack_markup(alert, self.ack_prefix)
         for index in range(len(ids), len(parts)):
             await self.limiter.wait(chat)
             message_id = await self._send_part(
@@ -226,7 +239,7 @@ class TelegramNotifier:
             for caption, png in await self._pictures(alert):
                 await self.limiter.wait(chat)
                 message = await self.bot.send_photo(
-                    chat, png, caption=caption, message_thread_id=delivery.thread_id
+                    chat, png, caption=self.caption(caption), message_thread_id=delivery.thread_id
                 )
                 ids.append(message.message_id)
                 await asyncio.to_thread(self.outbox.progress, delivery.id, ids)
@@ -262,13 +275,27 @@ class TelegramNotifier:
         """
         if alert.id not in self._pictures_of:
             self._pictures_of[alert.id] = asyncio.ensure_future(
-                asyncio.to_thread(alert_hydrographs, self.app, alert, self.clock())
+                asyncio.to_thread(
+                    lambda: alert_hydrographs(self.app, alert, self.alert_time(alert))
+                )
             )
         try:
             return await self._pictures_of[alert.id]
         except Exception:
             logger.exception("telegram: alert #%d: hydrograph failed; sent without it", alert.id)
             return []
+
+    def parts(self, body: str) -> list[str]:
+        """The Telegram parts of an alert's body (also what an acknowledgement edits)."""
+        return split_html(body)
+
+    def caption(self, caption: str) -> str:
+        """A hydrograph's caption as sent."""
+        return caption
+
+    def alert_time(self, alert: AlertRow) -> datetime:
+        """The moment an alert is read against (its charts' "now"): the clock, live."""
+        return self.clock()
 
     async def _send_part(self, chat: int, thread: int | None, html: str, markup) -> int:
         """Send one part as HTML, or as plain text if Telegram cannot parse it."""
@@ -315,7 +342,9 @@ class TelegramNotifier:
     async def on_callback(self, update: Update, _context: ContextTypes.DEFAULT_TYPE) -> None:
         """A "Đã nhận" press: record the first, show it on every copy, stop escalation."""
         query = update.callback_query
-        if query is None or not (query.data or "").startswith(ACK_PREFIX):
+        if query is None or not (query.data or "").startswith(self.ack_prefix):
+            if query is not None and (query.data or "").startswith(DRILL_ACK_PREFIX):
+                await query.answer(DRILL_PRESS_VI, show_alert=True)  # a drill no longer waiting
             return
         chat = query.message.chat.id if query.message else None
         user = query.from_user
@@ -325,7 +354,7 @@ class TelegramNotifier:
         ):
             await query.answer("Nhóm này chưa được cấp quyền.", show_alert=True)
             return
-        alert_id = int(query.data.removeprefix(ACK_PREFIX))
+        alert_id = int(query.data.removeprefix(self.ack_prefix))
         who = user.full_name or user.username or str(user.id)
         now = self.clock()
         alert = await asyncio.to_thread(self.outbox.acknowledge, alert_id, who, now)
@@ -346,7 +375,7 @@ class TelegramNotifier:
         stamp = f"\n\n✅ <b>Đã nhận:</b> {escape(alert.ack_by, quote=False)} lúc {when}"
         copies = await asyncio.to_thread(self.outbox.sent_copies, alert.id)
         for chat, message_ids, body in copies:
-            parts = split_html(body)
+            parts = self.parts(body)
             if len(message_ids) < len(parts):
                 continue
             # The last text part carries the button; pictures come after it.
@@ -400,7 +429,8 @@ class TelegramNotifier:
         if with_updates:
             application = Application.builder().bot(self.bot).build()
             application.add_handler(CallbackQueryHandler(self.on_callback))
-            register(application, self.app, self.clock)
+            if self.answers_commands:
+                register(application, self.app, self.clock)
             await application.initialize()
             await application.start()
             await application.updater.start_polling(poll_interval=0.5, timeout=20,

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, PlainSerializer, WithJsonSchema
 
 from floodwatch.core.events import OBSERVED
 from floodwatch.db.events import EventFilter
-from floodwatch.exports.cap import cap_alerts, cap_atom
+from floodwatch.exports.cap import cap_alerts, cap_atom, cap_status
 from floodwatch.service.cycle import utcnow
 from floodwatch.service.polling import health_view
 from floodwatch.web.context import (
@@ -429,7 +429,7 @@ def cap_feed(
         ctx.app.store,
         ctx.app.geodata,
         since=start,
-        status=settings.cap.status,
+        status=cap_status(ctx.app.store, settings.cap.status),
         sender=settings.cap.sender,
         zone=settings.zone,
         level_names=settings.levels.names,

@@ -363,6 +363,12 @@ def _road_areas(geodata: Geodata | None):
     return road_area
 
 
+def cap_status(store: Store, configured: str) -> str:
+    """`Exercise` for a drill database (`floodwatch drill`), whatever is configured; else
+    the configured (or requested) status."""
+    return "Exercise" if configured == "Actual" and store.drills.info() is not None else configured
+
+
 def cap_alerts(
     store: Store,
     geodata: Geodata | None,
