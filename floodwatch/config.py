@@ -222,6 +222,9 @@ class WebSettings(_Strict):
     tiles: str = OSM_TILES
     # Shown on the map under custom tiles (required with them); OpenStreetMap's is built in.
     tiles_attribution: str | None = Field(None, validate_default=True)
+    # Where people reach this web (https://ngap.camau.gov.vn); alerts then link each road's
+    # page. None: alerts carry no links.
+    public_url: str | None = None
 
     @field_validator("tiles")
     @classmethod
@@ -246,6 +249,26 @@ class WebSettings(_Strict):
             raise ValueError("required with custom tiles: who made the tiles and their data")
         return value
 
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if (
+            parts.scheme not in ("http", "https")
+            or not parts.netloc
+            or parts.query
+            or parts.fragment
+            or _CONTROL.search(value)
+            or " " in value
+        ):
+            raise ValueError(
+                f"{_short(value)} is not an http(s) address of the web "
+                "(like https://ngap.camau.gov.vn, without ? or #)"
+            )
+        return value.rstrip("/")
+
     @property
     def tile_origin(self) -> str | None:
         """`https://tile.openstreetmap.org`: where tiles come from (for the CSP), or None."""
@@ -266,6 +289,9 @@ class TelegramSettings(_Strict):
     allowed_users: list[TelegramUserId] = []
     hydrographs: bool = True
     timeout_s: float = Field(15.0, gt=0, le=MAX_TIMEOUT_S)
+    # What the operators' chats get of the units' road alerts: one digest per cycle
+    # ("digest"), every unit's alert with its charts ("full"), or nothing ("none").
+    operators_copy: Literal["digest", "full", "none"] = "digest"
 
 
 class AlertSettings(_Strict):
@@ -275,6 +301,9 @@ class AlertSettings(_Strict):
     repeat_interval_minutes: int = Field(180, ge=10, le=WEEK_MINUTES)
     # Local time (HH:MM) of the daily bulletin; empty to turn it off.
     daily_bulletin_at: str = "06:00"
+    # An alert sent more than this long after the moment it describes says so in its
+    # first line ("⏱ Gửi trễ …").
+    late_after_minutes: int = Field(15, ge=1, le=DAY_MINUTES)
 
     @field_validator("daily_bulletin_at")
     @classmethod

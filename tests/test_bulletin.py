@@ -134,8 +134,9 @@ def test_roads_sorted_by_onset_with_level_cause_and_colour():
     roads = text[text.index("3. Các tuyến") :]
     first, second, third = (roads.index(name) for name in ("Đề Thám", "Trần Hưng", "Phan Ngọc"))
     assert first < second < third
-    assert "🟠 <b>Đề Thám &lt;cũ&gt; &amp; mới</b> (Tân Thành), mức 3" in roads
-    assert "🔵 <b>Trần Hưng Đạo</b>" in roads and "🟡 <b>Phan Ngọc Hiển</b>" in roads
+    # Three levels: yellow, orange, and red for the deepest ("không nên đi qua").
+    assert "🔴 <b>Đề Thám &lt;cũ&gt; &amp; mới</b> (Tân Thành), mức 3" in roads
+    assert "🟡 <b>Trần Hưng Đạo</b>" in roads and "🟠 <b>Phan Ngọc Hiển</b>" in roads
     assert "từ 16:00 12/12, sâu nhất 55 cm lúc 13:00 13/12" in roads
     assert "sâu nhất 35 cm lúc 19:30" in roads
     assert "Do mưa kết hợp triều cường." in roads and "Do mưa." in roads

@@ -39,10 +39,12 @@ def test_roads_carry_their_state_level_forecast_flag_and_events(client):
     observed = event_id(client, "tide-low", status="flooded")
     forecast = event_id(client, "tide-edge", kind="forecast")
     low, mid, edge = (roads["events"][s] for s in ("tide-low", "tide-mid", "tide-edge"))
-    assert low == {"css": "seg lvl-1", "level": 1, "forecast": False, "event": observed,
+    assert low == {"css": "seg lvl-1 tone-yellow", "level": 1, "forecast": False,
+                   "event": observed,
                    "label": "Đang ngập: Mức 1: Ngập nhẹ: xe máy đi chậm được"}  # fmt: skip
-    assert mid["css"] == "seg lvl-1" and not mid["forecast"]
-    assert edge == {"css": "seg fc lvl-1", "level": 1, "forecast": True, "event": forecast,
+    assert mid["css"] == "seg lvl-1 tone-yellow" and not mid["forecast"]
+    assert edge == {"css": "seg fc lvl-1 tone-yellow", "level": 1, "forecast": True,
+                    "event": forecast,
                     "label": "Dự báo sẽ ngập: Mức 1: Ngập nhẹ: xe máy đi chậm được"}  # fmt: skip
     # high-dry and rain-only are dry: neither an event nor without data.
     assert set(roads["events"]) == {"tide-low", "tide-mid", "tide-edge"}
@@ -215,10 +217,13 @@ def test_every_configured_level_has_its_legend_entry_and_colours(project):
         app.close()
     legend = html[html.index('id="chu-giai"') : html.index("</ul>", html.index('id="chu-giai"'))]
     assert re.findall(r"Mức (\d+)", legend) == ["1", "2", "3", "4", "5", "6"]
+    # The messages' rule (core.text.level_tone): yellow to red, two levels a colour.
+    tones = re.findall(r'class="swatch lvl-\d+ tone-(\w+)"', legend)
+    assert tones == ["yellow", "yellow", "orange", "orange", "red", "red"]
     css = (ROOT / "floodwatch" / "web" / "static" / "style.css").read_text(encoding="utf-8")
-    for level in range(1, 7):  # a swatch and a road colour of its own, never the dry grey
-        assert re.search(rf"\.swatch\.lvl-{level} \{{ background: [^;]+; \}}", css), level
-        assert re.search(rf"svg \.seg\.lvl-{level} \{{ stroke: [^;]+; \}}", css), level
+    for tone in set(tones):  # a swatch and a road colour, never the dry grey
+        assert re.search(rf"\.swatch\.tone-{tone} \{{ background: [^;]+; \}}", css), tone
+        assert re.search(rf"svg \.seg\.tone-{tone} \{{ stroke: [^;]+; \}}", css), tone
 
 
 def test_the_outline_tool_decodes_topojson_and_keeps_only_the_shore():

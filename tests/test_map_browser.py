@@ -27,8 +27,8 @@ ARTEFACTS = ROOT / "test-artefacts"
 AT = test_web.CUT.isoformat().replace("+", "%2B")
 TILE_RGB = (0xE8, 0xD8, 0xF0)  # a pale lilac no part of the page uses
 LAND_RGB = (0xF4, 0xF1, 0xE8)  # the outline's land (style.css)
-LVL1_RGB = (0x9F, 0xD8, 0xF5)  # --lvl1: a road at level 1
-BD3_RGB = (0xFF, 0x98, 0x00)  # --lvl3: a station over BĐ III
+LVL1_RGB = (0xFD, 0xD8, 0x35)  # --tone-yellow: a road at level 1 of 3
+BD3_RGB = (0xFF, 0x98, 0x00)  # --bd3: a station over BĐ III
 ATTRIBUTION = "Bản đồ nền thử nghiệm © Floodwatch"
 SIZES = {"desktop": (1366, 768), "phone": (390, 844)}
 

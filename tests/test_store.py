@@ -253,7 +253,8 @@ def test_comma_lists_become_json_lists_on_upgrade(database_url):
     assert [(a.kinds, a.event_ids) for a, _ in alerts] == [(["onset", "level_up"], [3, 11])]
     assert store.events.alerts_naming(1) == []  # 11 holds the digit 1, not the event
     assert [d.message_ids for d in alerts[0][1]] == [[501, 502]]
-    assert store.outbox.sent_copies(1) == [(-100, [501, 502], "b")]
+    copies = store.outbox.sent_copies(1)
+    assert [(c.chat_id, c.message_ids, c.body) for c in copies] == [(-100, [501, 502], "b")]
     [pending] = store.outbox.pending_alerts()
     assert pending.kinds == ["heartbeat"] and pending.event_ids == []
     store.close()

@@ -226,6 +226,20 @@ def known_until(known: np.ndarray, now_idx: int) -> np.ndarray:
     return np.where(future.any(axis=1), future.argmax(axis=1) + now_idx, n_t)
 
 
+def recession_step(level: np.ndarray, now_idx: int, known_until: int) -> int | None:
+    """The first grid step from `now_idx` on where a segment's level is back to 0.
+
+    `level` [T] is the segment's level on the grid (observed, then forecast) and
+    `known_until` the first step its inputs no longer reach. None when the grid is not
+    wet at `now_idx` (the model does not see the water a gauge or report does) or no
+    known step is dry: the recession is then not forecast, never guessed.
+    """
+    if now_idx >= len(level) or level[now_idx] < 1:
+        return None
+    dry = np.flatnonzero(level[now_idx:known_until] < 1)
+    return now_idx + int(dry[0]) if dry.size else None
+
+
 def alarm_levels(level_m: np.ndarray, alarm_m: np.ndarray) -> np.ndarray:
     """Station alarm level 0..3 (BĐ I/II/III) per value; NaN alarms never trip."""
     ranks = np.arange(1, alarm_m.shape[-1] + 1)

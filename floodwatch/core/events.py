@@ -155,6 +155,11 @@ class Message:
     muted: bool = False
     targets: Sequence[tuple[int, int | None]] = ()
 
+    @property
+    def event_at(self) -> datetime | None:
+        """The moment it describes: its earliest change (None without changes)."""
+        return min((c.at for c in self.changes), default=None)
+
 
 def _open_observed(now: SegmentNow, rules: Rules) -> list[Change]:
     """Open an observed event when the depth reaches level 1, else nothing."""

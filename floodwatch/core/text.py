@@ -70,6 +70,7 @@ ALERT_VI = {  # an alert's kind (alert.kinds); segment alerts first, most severe
     "heartbeat": "hệ thống ngừng đánh giá",
     "chat_broken": "nhóm Telegram không nhận được",
     "chat_migrated": "nhóm Telegram đổi mã",
+    "digest": "tổng hợp cho trực ban",
 }
 DELIVERY_VI = {  # an alert's or a delivery's status (alert.status, delivery.status)
     "pending": "chờ gửi",
@@ -151,9 +152,32 @@ class Credit:
         return f"{self.heading}: {self.provider} ({self.licence_vi}), {CHANGED_VI}"
 
 
-# Risk-level colours of Decision 18/2021 (DESIGN.md): 1 light blue, 2 light yellow,
-# 3 orange, 4 red, 5 purple.
-LEVEL_MARK = {0: "🟢", 1: "🔵", 2: "🟡", 3: "🟠", 4: "🔴", 5: "🟣"}
+# --- colours of depth levels: the one rule for messages and the web map ------------------
+# Depth levels run from yellow to red, the deepest configured level always red
+# (Decision 18/2021's risk colours, DESIGN.md, grow the same way: yellow, orange, red).
+# With N levels, level k takes tone round((k - 1) * 2 / (N - 1)) of LEVEL_TONES (halves up):
+#   1 level: 🔴   2: 🟡 🔴   3: 🟡 🟠 🔴   4: 🟡 🟠 🟠 🔴   5: 🟡 🟠 🟠 🔴 🔴
+#   6: 🟡 🟡 🟠 🟠 🔴 🔴 (and so on to 10); the level's number says which one it is.
+# Water gone (an all-clear, a cancelled forecast, a road below level 1) is green.
+LEVEL_TONES = ("yellow", "orange", "red")
+GOOD_TONE = "green"
+TONE_MARK = {"green": "🟢", "yellow": "🟡", "orange": "🟠", "red": "🔴"}
+
+
+def level_tone(level: int, levels: int) -> str:
+    """The colour of depth `level` of `levels` configured ones: green for 0, red for the deepest."""
+    if level <= 0:
+        return GOOD_TONE
+    if levels <= 1 or level >= levels:
+        return LEVEL_TONES[-1]
+    top = len(LEVEL_TONES) - 1
+    # Halves round up (int(x + 0.5)), never to the even neighbour as round() would.
+    return LEVEL_TONES[int((level - 1) * top / (levels - 1) + 0.5)]
+
+
+def level_mark(level: int, levels: int) -> str:
+    """The coloured circle of depth `level` of `levels` (🟡 … 🔴; 🟢 for 0)."""
+    return TONE_MARK[level_tone(level, levels)]
 
 
 @lru_cache(maxsize=256)

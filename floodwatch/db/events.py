@@ -248,6 +248,7 @@ class _WritePlan:
             targets=message.targets,
             event_ids=event_ids,
             muted=message.muted,
+            event_at=message.event_at,
         )
 
 

@@ -155,6 +155,8 @@ class AlertRow(SQLModel, table=True):
     __table_args__ = (Index("ix_alert_pending", "status", "id"),)
     id: int | None = Field(default=None, primary_key=True)
     created_at: datetime = Field(sa_column=utc_column(nullable=False))
+    # The moment it describes (its earliest change); None: created_at (alarms, notes).
+    event_at: datetime | None = Field(default=None, sa_column=utc_column())
     unit: str
     kinds: list[str] = Field(sa_column=Column(JSON, nullable=False))  # most severe first
     event_ids: list[int] = Field(sa_column=Column(JSON, nullable=False))

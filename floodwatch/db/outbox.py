@@ -35,6 +35,19 @@ class NewAlert:
     event_ids: Sequence[int] = ()
     muted: bool = False
     escalation_of: int | None = None
+    event_at: datetime | None = None  # the moment it describes; None: `at`
+
+
+@dataclass(frozen=True)
+class SentCopy:
+    """One delivered copy of an alert: where, its messages, when, its text and the moment
+    the alert describes."""
+
+    chat_id: int
+    message_ids: list[int]
+    sent_at: datetime | None
+    body: str
+    described_at: datetime
 
 
 def _close_if_done(conn: Connection, alert_id: int, at: datetime) -> None:
@@ -57,6 +70,7 @@ def insert_alerts(conn: Connection, alerts: Sequence[NewAlert]) -> list[int]:
             insert(AlertRow)
             .values(
                 created_at=alert.at,
+                event_at=alert.event_at,
                 unit=alert.unit,
                 kinds=list(alert.kinds),
                 event_ids=[int(i) for i in alert.event_ids],
@@ -292,16 +306,23 @@ class Outbox:
                 acknowledge_events(conn, alert.event_ids, who, at)
             return alert
 
-    def sent_copies(self, alert_id: int) -> list[tuple[int, list[int], str]]:
-        """(chat, message ids, body) of every delivered copy of an alert and its escalations."""
+    def sent_copies(self, alert_id: int) -> list[SentCopy]:
+        """Every delivered copy of an alert and its escalations."""
         query = (
-            select(DeliveryRow.chat_id, DeliveryRow.message_ids, AlertRow.body)
+            select(
+                DeliveryRow.chat_id, DeliveryRow.message_ids, DeliveryRow.sent_at, AlertRow.body,
+                func.coalesce(AlertRow.event_at, AlertRow.created_at),
+            )
             .join(AlertRow, AlertRow.id == DeliveryRow.alert_id)
             .where((AlertRow.id == alert_id) | (AlertRow.escalation_of == alert_id))
             .where(DeliveryRow.status == SENT)
-        )
+        )  # fmt: skip
         with self.engine.connect() as conn:
-            return [(chat, list(ids), body) for chat, ids, body in conn.execute(query) if ids]
+            return [
+                SentCopy(chat, list(ids), sent_at, body, described)
+                for chat, ids, sent_at, body, described in conn.execute(query)
+                if ids
+            ]
 
     def unacknowledged(self, kinds: frozenset[str], older_than: datetime) -> list[AlertRow]:
         """Delivered, unacknowledged, not yet escalated alerts of these kinds sent before a time.

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from floodwatch.core.text import CHANGED_VI, LEVEL_MARK, Credit, centimetres, local_time
+from floodwatch.core.text import CHANGED_VI, Credit, centimetres, level_mark, local_time
 from floodwatch.core.text import label as word
 
 TELEGRAM_LIMIT = 4096
-# Risk-level colours of Decision 18/2021 (DESIGN.md), by depth level.
 # Column widths of the station table; the widest row stays near 36 characters, which a
 # phone shows without scrolling.
 NAME_W, RIVER_W, ALARM_W, LABEL_W, VALUE_W = 10, 9, 11, 22, 4
@@ -133,7 +132,7 @@ def _station_table(stations: Sequence[StationLine], at: datetime, zone: ZoneInfo
 
 def _road_lines(road: RoadLine, zone: ZoneInfo, level_names: Sequence[str]) -> list[str]:
     """Four short lines for one road expected to flood."""
-    mark = LEVEL_MARK.get(road.level, "")
+    mark = level_mark(road.level, len(level_names))
     level_name = level_names[road.level - 1] if 1 <= road.level <= len(level_names) else ""
     same_day = road.peak_at.astimezone(zone).date() == road.onset_at.astimezone(zone).date()
     peak_when = (
@@ -356,6 +355,11 @@ def _is_only_tags(body: str) -> bool:
     return not re.sub(r"<[^<>]*>", "", body).strip()
 
 
+_LINK = re.compile(r'<a href="([^"]*)">(.*?)</a>', re.S)
+
+
 def html_to_plain(text: str) -> str:
-    """The plain-text fallback: tags removed, entities turned back into characters."""
+    """The plain-text fallback: tags removed (a link's address kept after its text, in
+    brackets), entities turned back into characters."""
+    text = _LINK.sub(lambda m: f"{m.group(2)} ({m.group(1)})", text)
     return html.unescape(re.sub(r"<[^<>]*>", "", text))

@@ -32,6 +32,7 @@ from floodwatch.core.depth import (
     observed_moment,
     outlook,
     rain_category,
+    recession_step,
 )
 from floodwatch.core.events import (
     CLOSED,
@@ -79,8 +80,9 @@ from floodwatch.db.events import CycleStats
 from floodwatch.db.store import Store
 from floodwatch.errors import FloodwatchError
 from floodwatch.messages.alarms import segments_removed_alarm
-from floodwatch.messages.alerts import compose
-from floodwatch.service.routing import operator_targets, targets
+from floodwatch.messages.alerts import OBSERVED_KINDS, Wording, compose
+from floodwatch.messages.digest import compose_digest
+from floodwatch.service.routing import operator_targets, road_alert_targets
 
 logger = logging.getLogger(__name__)
 
@@ -522,7 +524,7 @@ class Pipeline:
         out = outlook(result, self.params, loaded.grid.now_idx)
         changes = self._step_segments(at, loaded, out, moments, open_events, reports, blind)
         changes += self._annotate(at, last, open_events, changes, reports)
-        messages = self._compose(at, changes)
+        messages = self._compose(at, changes, self._recession(loaded, result, out, changes, blind))
         stats = self._stats(loaded, open_events, changes, messages, blind, started)
         issued = self._issued(at, loaded.grid, out)
         self.store.events.record_cycle(at, changes, messages, stats, issued)
@@ -719,22 +721,74 @@ class Pipeline:
                 visit[index] = True
         return visit
 
-    def _compose(self, at: datetime, changes: list[Change]) -> list[Message]:
-        """One message per unit (muted ones apart), each with its target chats; and one
-        to the operators when roads with open events left the geodata."""
+    def wording(self, recession: dict[str, datetime | None] | None = None) -> Wording:
+        """What messages name things with (and when each road's water should go down)."""
+        return Wording(
+            geodata=self.geodata,
+            unit_names=self.unit_names,
+            zone=self.settings.zone,
+            level_names=self.settings.levels.names,
+            public_url=self.settings.web.public_url,
+            recession=recession or {},
+        )
+
+    def _recession(
+        self,
+        loaded: Loaded,
+        result: Assessment,
+        out: Outlook,
+        changes: list[Change],
+        blind: frozenset[tuple[str, str]],
+    ) -> dict[str, datetime | None]:
+        """When the water of each road in an observed alert line is expected below the
+        first threshold (None: the forecast does not say), from the cycle's grid."""
+        wanted = {c.event.segment_id: c.event for c in changes if c.alert in OBSERVED_KINDS}
+        if not wanted:
+            return {}
+        grid = loaded.grid
+        level_blind, rain_blind = self._masks(blind)
+        level_until = np.where(level_blind, grid.now_idx,
+                               known_until(loaded.levels.known, grid.now_idx))  # fmt: skip
+        rain_until = np.where(rain_blind, grid.now_idx,
+                              known_until(loaded.rain.known, grid.now_idx))  # fmt: skip
+        found: dict[str, datetime | None] = {}
+        for segment_id, ev in wanted.items():
+            i = self.segment_index.get(segment_id)
+            if i is None:
+                found[segment_id] = None
+                continue
+            # Only the inputs behind this water must be known up to its recession.
+            causes = (ev.causes | int(out.fc_cause[i])) or TIDE
+            limit = len(grid.times_s)
+            if causes & TIDE:
+                limit = min(limit, int(level_until[self.tide_idx[i]]))
+            if causes & RAIN:
+                limit = min(limit, int(rain_until[self.rain_idx[i]]))
+            step = recession_step(result.level[i], grid.now_idx, limit)
+            found[segment_id] = None if step is None else grid.at(step)
+        return found
+
+    def _compose(
+        self, at: datetime, changes: list[Change], recession: dict[str, datetime | None]
+    ) -> list[Message]:
+        """One message per unit (muted ones apart), each with its target chats; the
+        operators' digest of them; and one to the operators when roads with open events
+        left the geodata."""
         silences = self.store.silences.active(at)
+        wording = self.wording(recession)
         messages = compose(
             changes,
-            self.geodata,
-            self.unit_names,
-            self.settings.zone,
-            self.settings.levels.names,
+            wording,
             at,
             muted=lambda unit, segment: (
                 ("unit", unit) in silences or ("segment", segment) in silences
             ),
-            targets=lambda unit: [(t.chat_id, t.thread_id) for t in targets(self.settings, unit)],
+            targets=lambda unit: [
+                (t.chat_id, t.thread_id) for t in road_alert_targets(self.settings, unit)
+            ],
         )
+        if (digest := self._digest(messages, wording, at)) is not None:
+            messages.append(digest)
         retired = [c for c in changes if c.event.close_reason == "removed"]
         if retired:
             names = sorted({f"{c.event.segment_id} ({KIND_VI.get(c.event.kind, c.event.kind)})"
@@ -750,6 +804,17 @@ class Pipeline:
                 )
             )
         return messages
+
+    def _digest(self, messages: list[Message], wording: Wording, at: datetime) -> Message | None:
+        """The operators' digest of this cycle's unit messages, when they take digests and
+        some message did not reach their chats in full."""
+        if self.settings.telegram.operators_copy != "digest":
+            return None
+        operators = [(t.chat_id, t.thread_id) for t in operator_targets(self.settings)]
+        chats = {chat for chat, _ in operators}
+        if not any(not m.muted and not chats <= {chat for chat, _ in m.targets} for m in messages):
+            return None  # no operators' chat, or every message went to them in full
+        return compose_digest(messages, wording, at, self.settings.operators_unit, operators)
 
     def _reminders(
         self,

@@ -28,10 +28,22 @@ def operator_targets(settings: Settings) -> list[Target]:
 
 
 def targets(settings: Settings, unit_id: str) -> list[Target]:
-    """Chats for an alert to `unit_id` (a unit id or "operators"): the unit's, then operators'."""
+    """Chats for an alert to `unit_id` (a unit id or "operators"): the unit's, then operators'
+    (escalations, the daily bulletin; road alerts: `road_alert_targets`)."""
     unit = next((u for u in settings.units if u.id == unit_id), None)
     own = [Target(chat, unit.thread_id) for chat in unit.telegram_chats] if unit else []
     return _unique(own + operator_targets(settings))
+
+
+def road_alert_targets(settings: Settings, unit_id: str) -> list[Target]:
+    """Chats for a unit's road alert: the unit's own, and the operators' when they take full
+    copies (`[telegram] operators_copy = "full"`) or when the unit has no chat of its own
+    (its alerts would otherwise be read by nobody)."""
+    unit = next((u for u in settings.units if u.id == unit_id), None)
+    own = [Target(chat, unit.thread_id) for chat in unit.telegram_chats] if unit else []
+    if settings.telegram.operators_copy == "full" or not own:
+        return _unique(own + operator_targets(settings))
+    return _unique(own)
 
 
 def _unique(found: list[Target]) -> list[Target]:

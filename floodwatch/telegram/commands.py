@@ -23,10 +23,10 @@ from telegram.ext import Application, CommandHandler, ContextTypes, MessageHandl
 
 from floodwatch.core.known import Unknown
 from floodwatch.core.text import (
-    LEVEL_MARK,
     centimetres,
     fold,
     label,
+    level_mark,
     local_time,
     metres,
 )
@@ -175,6 +175,7 @@ class Commands:
         self.app = app
         self.clock = clock
         self.zone = app.settings.zone
+        self.levels = len(app.settings.levels.thresholds_m)  # for the level marks
 
     # --- guard ---------------------------------------------------------------
 
@@ -299,7 +300,7 @@ class Commands:
             receding = r["status"] == "receding"
             state = label("status", r["status"]) if receding else f"mức {r['level']}"
             lines.append(
-                f"{LEVEL_MARK.get(r['level'], '')} {_road(r, unit_id, names)}: sâu "
+                f"{level_mark(r['level'], self.levels)} {_road(r, unit_id, names)}: sâu "
                 f"{centimetres(r['depth_m'])} ({state}), từ {local_time(r['since'], self.zone)}"
                 f"{_cause(r)}"
             )
@@ -322,7 +323,7 @@ class Commands:
             ]
         for r in expected[:MAX_ROADS]:
             lines.append(
-                f"{LEVEL_MARK.get(r['level'], '')} {_road(r, unit_id, names)}: từ "
+                f"{level_mark(r['level'], self.levels)} {_road(r, unit_id, names)}: từ "
                 f"{local_time(r['onset_at'], self.zone)}, sâu nhất {centimetres(r['peak_depth_m'])}"
                 f" lúc {local_time(r['peak_at'], self.zone)}{_cause(r)}"
             )

@@ -41,8 +41,8 @@ from telegram.request import HTTPXRequest
 
 from floodwatch.core.text import local_time
 from floodwatch.db.outbox import BROKEN, FAILED, NewAlert, backoff
-from floodwatch.messages.alerts import NEEDS_ACK
-from floodwatch.messages.bulletin import html_to_plain, split_html
+from floodwatch.messages.alerts import NEEDS_ACK, late_line
+from floodwatch.messages.bulletin import TELEGRAM_LIMIT, html_to_plain, split_html
 from floodwatch.service.charts import alert_hydrographs
 from floodwatch.service.cycle import utcnow
 from floodwatch.service.routing import known_chats, operator_targets, targets
@@ -62,6 +62,15 @@ DRILL_ACK_PREFIX = "drill-ack:"
 DRILL_PRESS_VI = (
     "Đây là tin diễn tập: lượt bấm chỉ được ghi nhận khi đợt diễn tập đang chờ xác nhận."
 )
+
+# Room kept in an alert's first part for the late mark ("⏱ Gửi trễ …", under 80
+# characters), so marking a late alert never changes how its body is split.
+LATE_ROOM = 100
+
+
+def alert_parts(body: str) -> list[str]:
+    """An alert's body as the parts it is sent in (the same on every attempt)."""
+    return split_html(body, TELEGRAM_LIMIT - LATE_ROOM)
 
 
 def read_token(environ: Mapping[str, str] | None = None) -> str | None:
@@ -158,6 +167,7 @@ class TelegramNotifier:
         token: str,
         clock: Callable[[], datetime] = utcnow,
         limiter: Limiter | None = None,
+        mark_late: bool = True,
     ):
         self.app = app
         self.settings = app.settings
@@ -171,6 +181,10 @@ class TelegramNotifier:
             get_updates_request=HTTPXRequest(read_timeout=timeout + 30, connect_timeout=timeout),
         )  # fmt: skip
         self.limiter = limiter or Limiter()
+        # Alerts sent this much after the moment they describe say so; not those of a
+        # drill of old readings (mark_late=False), which are old on purpose.
+        late_after = timedelta(minutes=self.settings.alerts.late_after_minutes)
+        self.late_after: timedelta | None = late_after if mark_late else None
         self._broken_chats: set[int] = set()
         self._pictures_of: dict[int, asyncio.Future] = {}
         self.outbox = app.store.outbox
@@ -229,8 +243,11 @@ class TelegramNotifier:
         markup = ack_markup(alert, self.ack_prefix)
         for index in range(len(ids), len(parts)):
             await self.limiter.wait(chat)
+            text = parts[index]
+            if index == 0:
+                text = self.marked_late(alert.event_at or alert.created_at, text, self.clock())
             message_id = await self._send_part(
-                chat, delivery.thread_id, parts[index],
+                chat, delivery.thread_id, text,
                 markup if index == len(parts) - 1 else None,
             )  # fmt: skip
             ids.append(message_id)
@@ -245,6 +262,14 @@ class TelegramNotifier:
                 await asyncio.to_thread(self.outbox.progress, delivery.id, ids)
         await asyncio.to_thread(self.outbox.delivered, delivery.id, self.clock(), ids)
         return len(parts)
+
+    def marked_late(self, described_at: datetime, first_part: str, sent_at: datetime) -> str:
+        """An alert's first part, headed "⏱ Gửi trễ …" when it goes out more than `[alerts]
+        late_after_minutes` after the moment it describes (`late_after` None: never)."""
+        if self.late_after is None:
+            return first_part
+        line = late_line(described_at, sent_at, self.settings.zone, self.late_after)
+        return first_part if line is None else f"{line}\n{first_part}"
 
     async def _migrated(self, chat: int, new_chat_id: int) -> None:
         """Follow a group that became a supergroup, and tell the operators to update the config."""
@@ -287,7 +312,7 @@ class TelegramNotifier:
 
     def parts(self, body: str) -> list[str]:
         """The Telegram parts of an alert's body (also what an acknowledgement edits)."""
-        return split_html(body)
+        return alert_parts(body)
 
     def caption(self, caption: str) -> str:
         """A hydrograph's caption as sent."""
@@ -374,15 +399,20 @@ class TelegramNotifier:
         """Edit every sent copy of an alert (and its escalations) to show who took it."""
         stamp = f"\n\n✅ <b>Đã nhận:</b> {escape(alert.ack_by, quote=False)} lúc {when}"
         copies = await asyncio.to_thread(self.outbox.sent_copies, alert.id)
-        for chat, message_ids, body in copies:
-            parts = self.parts(body)
+        for copy in copies:
+            chat, message_ids = copy.chat_id, copy.message_ids
+            parts = self.parts(copy.body)
             if len(message_ids) < len(parts):
                 continue
-            # The last text part carries the button; pictures come after it.
+            # The last text part carries the button; pictures come after it. A one-part
+            # message keeps its late mark (as of its delivery).
+            last = parts[-1]
+            if len(parts) == 1 and copy.sent_at is not None:
+                last = self.marked_late(copy.described_at, last, copy.sent_at)
             message_id = message_ids[len(parts) - 1]
             try:
                 await self.bot.edit_message_text(
-                    parts[-1] + stamp, chat_id=chat, message_id=message_id,
+                    last + stamp, chat_id=chat, message_id=message_id,
                     parse_mode=ParseMode.HTML,
                 )  # fmt: skip
             except (BadRequest, Forbidden, NetworkError) as exc:

@@ -28,7 +28,7 @@ from floodwatch.service.app import App
 from floodwatch.service.cycle import utcnow
 from floodwatch.sources import data_credits
 from floodwatch.web import auth
-from floodwatch.web.maps import RoadLayer, read_outline, road_layer
+from floodwatch.web.maps import RoadLayer, level_class, read_outline, road_layer
 
 HERE = Path(__file__).resolve().parent
 PAGE_SIZE = 50
@@ -153,6 +153,10 @@ class WebContext:
             if unit.id == unit_id:
                 return unit.name
         return unit_id or "—"
+
+    def level_css(self, level: int | None) -> str:
+        """CSS classes of a depth level: `lvl-3 tone-red` (the messages' colour rule)."""
+        return level_class(level or 0, len(self.app.settings.levels.thresholds_m))
 
     def level_name(self, level: int | None) -> str:
         """`Mức 2: Ngập nửa bánh xe máy…`, or `—` for 0."""

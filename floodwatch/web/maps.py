@@ -4,8 +4,10 @@ The roads' lines are one GeoJSON document per geodata (`RoadLayer`, served at
 `/map/roads.geojson?v=VERSION` and cached by the browser); the page carries the rest as
 JSON (`<script type="application/json" id="map-data">`): basemap tiles, the outline, the
 state of every road that is not dry, and the stations. Coordinates are WGS84 rounded to
-5 decimals (about 1 m). Roads take the CSS classes of their state (`seg lvl-2`,
-`seg fc lvl-1`, `seg nodata`, `seg dry`), stations theirs (`st bd-0..3`, `st nodata`).
+5 decimals (about 1 m). Roads take the CSS classes of their state (`seg lvl-2 tone-orange`,
+`seg fc lvl-1 tone-yellow`, `seg nodata`, `seg dry`), stations theirs (`st bd-0..3`,
+`st nodata`). A level's colour (`tone-*`) follows the same rule as the messages' marks
+(`core.text.level_tone`): yellow to red, the deepest configured level red.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from shapely.geometry import mapping
 from floodwatch.config import OSM_ATTRIBUTION, OSM_COPYRIGHT, OSM_TILES, WebSettings
 from floodwatch.core.events import OBSERVED
 from floodwatch.core.geo import Geodata
-from floodwatch.core.text import ALARM_VI
+from floodwatch.core.text import ALARM_VI, level_tone
 from floodwatch.db.events import EventRecord
 
 logger = logging.getLogger(__name__)
@@ -109,6 +111,13 @@ def tile_layer(web: WebSettings) -> dict | None:
             "max_zoom": MAX_ZOOM}  # fmt: skip
 
 
+def level_class(level: int, levels: int) -> str:
+    """CSS classes of depth `level` of `levels`: `lvl-2 tone-orange` (`lvl-0` alone for 0)."""
+    if level <= 0:
+        return "lvl-0"
+    return f"lvl-{level} tone-{level_tone(level, levels)}"
+
+
 def _event_label(event: EventRecord, level_name: Callable[[int], str]) -> str:
     """What a road's popup says of its open event, in Vietnamese."""
     if event.kind != OBSERVED:
@@ -121,8 +130,9 @@ def road_states(
     unknown_ids: set[str],
     blind_ids: set[str],
     level_name: Callable[[int], str],
+    levels: int,
 ) -> dict:
-    """The state of every road that is not dry at the map's time.
+    """The state of every road that is not dry at the map's time (of `levels` levels).
 
     `events`: the roads with an open event (water seen wins over a forecast) with their
     CSS classes, label, level, event id and whether it is a forecast. `nodata` and
@@ -136,7 +146,9 @@ def road_states(
         seen = segment_id in observed
         level = event.level if seen else event.max_level
         events[segment_id] = {
-            "css": f"seg lvl-{max(level, 0)}" if seen else f"seg fc lvl-{max(level, 1)}",
+            "css": f"seg {level_class(level, levels)}"
+            if seen
+            else f"seg fc {level_class(max(level, 1), levels)}",
             "label": _event_label(event, level_name),
             "level": level,
             "event": event.id,

@@ -138,7 +138,7 @@ def map_data(ctx: WebContext, situation: Situation, open_events: list, blind: li
     come from /map/roads.geojson), stations."""
     states = road_states(
         open_events, {u.segment.id for u in situation.unknown}, {s.id for s in blind},
-        ctx.level_name,
+        ctx.level_name, len(ctx.app.settings.levels.thresholds_m),
     )  # fmt: skip
     return {
         "tiles": tile_layer(ctx.app.settings.web),
