@@ -138,7 +138,9 @@ def test_credits_reach_every_surface_where_people_see_the_data(credited, tmp_pat
 
     bulletin = cli(credited, "bulletin", "--at", "2024-12-16T06:00+07:00")
     assert bulletin.exit_code == 0, bulletin.output
-    assert bulletin.stdout.rstrip().splitlines()[-2:] == [TICON_CREDIT, OPEN_METEO]
+    # Printed as plain text: a link keeps its address, in brackets (html_to_plain).
+    linked = OPEN_METEO.replace("Open-Meteo.com", "Open-Meteo.com (https://open-meteo.com/)")
+    assert bulletin.stdout.rstrip().splitlines()[-2:] == [TICON_CREDIT, linked]
 
     html = footer(credited)
     assert '<a href="https://open-meteo.com/">Open-Meteo.com</a> (CC BY 4.0), đã qua xử lý' in html
