@@ -4,8 +4,11 @@ The sender keeps per-chat order (a chat's next delivery waits for the one
 before it), spaces messages (1 s per chat, 20 a minute per group, 30 a second
 overall), honours `RetryAfter`, backs off on network errors and 5xx, marks
 gone chats broken without holding up the others, follows migrated groups, and
-falls back to plain text when Telegram rejects the HTML. Each sent part is
-recorded at once, so a retry continues where it stopped. The token comes only
+falls back to plain text when Telegram rejects the HTML. An alert's parts (its
+text pieces, then its charts) are planned once; each sent part is recorded at
+once, so a retry or a restart sends exactly the missing ones. The limits count
+only accepted sends and start from those recorded in the last minute; after an
+outage, delivery resumes as soon as Telegram answers a probe. The token comes only
 from FLOODWATCH_TELEGRAM_TOKEN (or the systemd credential `telegram-token`) and
 is never logged.
 """
