@@ -171,7 +171,9 @@ class AlertRow(SQLModel, table=True):
     # The hydrographs that follow the text, fixed at the first attempt to deliver it
     # (station, crest, road, rain station, caption each): every chat, and every retry
     # after a restart, gets the same pictures in the same order. None: not planned yet.
-    charts: list[dict] | None = Field(default=None, sa_column=Column(JSON, nullable=True))
+    charts: list[dict] | None = Field(
+        default=None, sa_column=Column(JSON(none_as_null=True), nullable=True)
+    )
 
 
 class DeliveryRow(SQLModel, table=True):
