@@ -16,7 +16,8 @@ What tests use (all thread-safe):
   ``calls``: every request, failed ones included (``Call.status``). ``messages(chat_id)`` /
   ``texts(chat_id)``: the accepted ``sendMessage``/``sendPhoto`` calls to a chat / their text
   or caption. ``current(chat_id, message_id)``: a message as it is now (after edits).
-- Failures (a ``Failure``, see ``ERRORS``): ``fail_next(method, n, error, chat_id=None)``,
+- Failures (a ``Failure``, see ``ERRORS``): ``fail_next(method, n, error, chat_id=None,
+  skip=0)`` (after letting ``skip`` matching calls through),
   ``down(error=502)`` / ``up()`` for every method (``"refused"`` closes the listening socket),
   ``migrate(old, new)``, ``block(chat_id, kind)`` / ``unblock(chat_id)``.
 - ``enforce_limits = True``: Telegram's flood limits (``limits``) answered with 429 and an
@@ -278,7 +279,7 @@ class FakeTelegram:
 
         self._cond = threading.Condition()
         self._stopping = threading.Event()
-        self._failures: list[list[Any]] = []  # [method, remaining, error, chat_id]
+        self._failures: list[list[Any]] = []  # [method, remaining, error, chat_id, skip]
         self._down: Failure | None = None
         self._broken: dict[int | str, dict[str, Any]] = {}  # chat -> error envelope
         self._chat_types: dict[int | str, str] = {}
@@ -343,11 +344,17 @@ class FakeTelegram:
     # -- what tests drive --------------------------------------------------------------------
 
     def fail_next(
-        self, method: str, n: int = 1, error: Failure = "retry_after", chat_id: int | None = None
+        self,
+        method: str,
+        n: int = 1,
+        error: Failure = "retry_after",
+        chat_id: int | None = None,
+        skip: int = 0,
     ) -> None:
-        """The next `n` calls of `method` (only those to `chat_id`, if given) fail with `error`."""
+        """The next `n` calls of `method` (only those to `chat_id`, if given) fail with `error`,
+        after `skip` such calls have gone through."""
         with self._cond:
-            self._failures.append([method.lower(), n, error, chat_id])
+            self._failures.append([method.lower(), n, error, chat_id, skip])
 
     def down(self, error: Failure = 502) -> None:
         """An outage of every method until `up()`; "refused" stops listening on the port."""
@@ -525,6 +532,9 @@ class FakeTelegram:
             return self._down
         for entry in self._failures:
             if entry[0] == method.lower() and entry[3] in (None, chat_id):
+                if entry[4] > 0:
+                    entry[4] -= 1
+                    continue
                 entry[1] -= 1
                 if entry[1] <= 0:
                     self._failures.remove(entry)

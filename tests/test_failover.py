@@ -116,3 +116,44 @@ def test_standby_takes_over_after_sigkill_and_nothing_is_lost_or_doubled(config,
                 except subprocess.TimeoutExpired:
                     proc.kill()
     assert "Traceback" not in log_b.read_text()
+
+
+def test_failover_into_a_group_near_its_limit_keeps_telegrams_limits(config, tg, tmp_path, capsys):
+    """A sends 19 messages to a group in ~20 s and is killed; B takes over with 4 more. B
+    counts A's recorded sends, so it waits for the group's minute instead of bursting."""
+    tg.enforce_limits = True
+    log_a, log_b = tmp_path / "a.log", tmp_path / "b.log"
+    a = start(config, log_a)
+    b = None
+    try:
+        wait_for(lambda: "Running;" in log_a.read_text(), "A to be active and running")
+        b = start(config, log_b)
+        wait_for(lambda: "Standby" in log_b.read_text(), "B to wait as standby")
+        queue(config, [f"trước {i}" for i in range(19)])
+        wait_for(lambda: sent_count(config) >= 19, "A to deliver 19 alerts", 60)
+        a.send_signal(signal.SIGKILL)
+        a.wait(timeout=10)
+        queue(config, [f"sau {i}" for i in range(4)])
+        wait_for(lambda: "Active instance." in log_b.read_text(), "B to take over", 60)
+        wait_for(lambda: len(ours(tg)) >= 23, "B to deliver the rest", 90)
+    finally:
+        for proc in (a, b):
+            if proc is not None and proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                try:
+                    proc.wait(timeout=20)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+    assert tg.limit_violations == []
+    texts = ours(tg)
+    assert texts == [f"trước {i}" for i in range(19)] + [f"sau {i}" for i in range(4)]
+    times = [c.at for c in tg.messages(OPERATORS)]
+    # Never more than 20 in any minute, never two within a second.
+    assert all(b - a >= 1.0 for a, b in zip(times, times[1:], strict=False))
+    assert all(times[i + 20] - times[i] > 60 for i in range(len(times) - 20))
+    with capsys.disabled():
+        print(
+            f"\n  A's 19 sends took {times[18] - times[0]:.1f} s; B's first came "
+            f"{times[19] - times[0]:.1f} s after A's first, 0 limit violations"
+        )
+    assert "Traceback" not in log_b.read_text()

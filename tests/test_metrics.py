@@ -45,7 +45,8 @@ def fw_app(project):
             select(DeliveryRow.id).where(DeliveryRow.alert_id == alert_id).order_by(DeliveryRow.id)
         ).scalars()
     outbox.retry_later(first, CUT + timedelta(minutes=1), "HTTP 502")  # one failed try
-    outbox.delivered(first, CUT + timedelta(minutes=2), [11])
+    outbox.part_done(first, 0, CHAT, 11, CUT + timedelta(minutes=2))
+    outbox.delivered(first, CUT + timedelta(minutes=2))
     outbox.give_up(second, "failed", "message rejected", CUT)
     health = app.store.health
     health.record_source_run("rain", "open_meteo_rain", CUT - timedelta(hours=1), ok=False,

@@ -313,3 +313,36 @@ def test_operators_survive_the_locked_doors_upgrade(database_url):
         assert store.tokens.listing() == [] and store.logins.locked_out(t) == {}
     finally:
         store.close()
+
+
+def test_parts_sent_before_the_parts_table_are_kept_on_upgrade(database_url):
+    """0011: a delivery cut off after two of its parts goes on with the third."""
+    from sqlalchemy import text as sql
+
+    store = Store(database_url, run_migrations=False)
+    migrate(store.engine, "0007")
+    t = datetime(2024, 12, 16, 11, tzinfo=UTC)
+    with store.engine.begin() as conn:
+        conn.execute(
+            sql("INSERT INTO alert (id, created_at, unit, kinds, event_ids, body, status, "
+                "attempts) VALUES (1, :at, 'u', '[\"onset\"]', '[]', 'b', 'pending', 0)"),
+            {"at": t},
+        )  # fmt: skip
+        conn.execute(
+            sql("INSERT INTO delivery (id, alert_id, chat_id, status, attempts, message_ids) "
+                "VALUES (1, 1, -100, 'pending', 1, '[501, 502]'), "
+                "(2, 1, -200, 'sent', 1, '[7]'), (3, 1, -300, 'pending', 0, '[]')")
+        )  # fmt: skip
+    store.close()
+    store = Store(database_url)
+    try:
+        outbox = store.outbox
+        assert [outbox.parts_done(i) for i in (1, 2, 3)] == [{0, 1}, set(), set()]
+        assert outbox.recent_sends(t - timedelta(days=1)) == []  # no time known: not counted
+        outbox.part_done(1, 2, -100, 503, t)
+        assert outbox.alert(1).charts is None
+        [(delivery, _)] = [(d, a) for d, a in outbox.next_per_chat(t) if d.chat_id == -100]
+        assert delivery.message_ids == [501, 502, 503] and delivery.priority == 2
+        assert outbox.recent_sends(t) == [(-100, t)]
+    finally:
+        store.close()

@@ -170,6 +170,12 @@ class AlertRow(SQLModel, table=True):
     ack_at: datetime | None = Field(default=None, sa_column=utc_column())
     escalated_at: datetime | None = Field(default=None, sa_column=utc_column())
     escalation_of: int | None = None  # the alert this one escalates
+    # The hydrographs that follow the text, fixed at the first attempt to deliver it
+    # (station, crest, road, rain station, caption each): every chat, and every retry
+    # after a restart, gets the same pictures in the same order. None: not planned yet.
+    charts: list[dict] | None = Field(
+        default=None, sa_column=Column(JSON(none_as_null=True), nullable=True)
+    )
 
 
 class DeliveryRow(SQLModel, table=True):
@@ -182,6 +188,9 @@ class DeliveryRow(SQLModel, table=True):
     chat_id: int = Field(sa_type=BigInteger)
     thread_id: int | None = None
     status: str = "pending"  # pending, sent, console, broken, failed
+    # Which pending delivery of a chat goes first: one with parts already sent (2), an
+    # operators' note about a broken or migrated chat (1), then the rest (0); oldest first.
+    priority: int = 0
     attempts: int = 0
     next_attempt_at: datetime | None = Field(default=None, sa_column=utc_column())
     sent_at: datetime | None = Field(default=None, sa_column=utc_column())
@@ -190,6 +199,22 @@ class DeliveryRow(SQLModel, table=True):
         default_factory=list, sa_column=Column(JSON, nullable=False, default=lambda: [])
     )
     last_error: str | None = None
+
+
+class DeliveryPartRow(SQLModel, table=True):
+    """One part of a delivery that is done: a text chunk or a chart Telegram accepted, or a
+    chart that could not be drawn (no message id). Parts are numbered in the alert's plan:
+    its text chunks, then its charts. Their sent times rebuild the flood limits at start."""
+
+    __tablename__ = "delivery_part"
+    __table_args__ = (UniqueConstraint("delivery_id", "seq", name="uq_delivery_part"),)
+    id: int | None = Field(default=None, primary_key=True)
+    delivery_id: int = Field(foreign_key="delivery.id")
+    seq: int
+    chat_id: int = Field(sa_type=BigInteger)  # where it went (a migrated group's new id)
+    message_id: int | None = Field(default=None, sa_type=BigInteger)  # None: skipped
+    # Real time (Telegram's limits are); None only for parts recorded before migration 0011.
+    sent_at: datetime | None = Field(default=None, sa_column=utc_column(index=True))
 
 
 class MetaRow(SQLModel, table=True):

@@ -16,11 +16,23 @@ from datetime import datetime, timedelta
 from sqlalchemy import Connection, Engine, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from floodwatch.db.models import AlertRow, ChatRow, DeliveryRow, EventRow, may_list
+from floodwatch.db.models import (
+    AlertRow,
+    ChatRow,
+    DeliveryPartRow,
+    DeliveryRow,
+    EventRow,
+    may_list,
+)
 
 PENDING, SENT, CONSOLE, BROKEN, FAILED, MUTED = (
     "pending", "sent", "console", "broken", "failed", "muted",
 )  # fmt: skip
+# Which pending delivery of a chat goes first (highest, then oldest): one already
+# partly sent, so its parts stay together; then an urgent operators' note.
+NORMAL, URGENT, STARTED = 0, 1, 2
+# The `last_error` of a delivery held back by Telegram's own RetryAfter: not woken early.
+RETRY_AFTER = "retry_after"
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,7 @@ class NewAlert:
     muted: bool = False
     escalation_of: int | None = None
     event_at: datetime | None = None  # the moment it describes; None: `at`
+    urgent: bool = False  # goes ahead of each chat's backlog (notes about broken chats)
 
 
 @dataclass(frozen=True)
@@ -86,7 +99,13 @@ def insert_alerts(conn: Connection, alerts: Sequence[NewAlert]) -> list[int]:
         conn.execute(
             insert(DeliveryRow),
             [
-                {"alert_id": alert_id, "chat_id": chat, "thread_id": thread, "status": PENDING}
+                {
+                    "alert_id": alert_id,
+                    "chat_id": chat,
+                    "thread_id": thread,
+                    "status": PENDING,
+                    "priority": URGENT if alert.urgent else NORMAL,
+                }
                 for chat, thread in alert.targets
             ],
         )
@@ -155,16 +174,28 @@ class Outbox:
     # --- Telegram deliveries --------------------------------------------------
 
     def next_per_chat(self, now: datetime, limit: int = 200) -> list[tuple[DeliveryRow, AlertRow]]:
-        """The oldest pending delivery of each chat, if it is due (per-chat order is kept)."""
-        oldest = (
-            select(func.min(DeliveryRow.id))
+        """The first pending delivery of each chat, if it is due (per-chat order is kept).
+
+        First means: one with parts already sent, then an urgent note, then the oldest.
+        """
+        ranked = (
+            select(
+                DeliveryRow.id,
+                func.row_number()
+                .over(
+                    partition_by=DeliveryRow.chat_id,
+                    order_by=(DeliveryRow.priority.desc(), DeliveryRow.id),
+                )
+                .label("place"),
+            )
             .where(DeliveryRow.status == PENDING)
-            .group_by(DeliveryRow.chat_id)
+            .subquery()
         )
+        heads = select(ranked.c.id).where(ranked.c.place == 1)
         query = (
             select(DeliveryRow, AlertRow)
             .join(AlertRow, AlertRow.id == DeliveryRow.alert_id)
-            .where(DeliveryRow.id.in_(oldest))
+            .where(DeliveryRow.id.in_(heads))
             .where((DeliveryRow.next_attempt_at.is_(None)) | (DeliveryRow.next_attempt_at <= now))
             .order_by(DeliveryRow.id)
             .limit(limit)
@@ -178,31 +209,78 @@ class Outbox:
             rows = conn.execute(select(DeliveryRow.id).where(DeliveryRow.status == PENDING))
             return len(rows.all())
 
-    def delivered(self, delivery_id: int, at: datetime, message_ids: Sequence[int]) -> None:
-        """Telegram accepted every part of a delivery."""
+    def delivered(self, delivery_id: int, at: datetime) -> None:
+        """Every part of a delivery is done (each recorded by `part_done`)."""
         with self.engine.begin() as conn:
             row = conn.execute(
                 update(DeliveryRow)
                 .where(DeliveryRow.id == delivery_id)
-                .values(
-                    status=SENT,
-                    sent_at=at,
-                    attempts=DeliveryRow.attempts + 1,
-                    message_ids=list(message_ids),
-                    last_error=None,
-                )
+                .values(status=SENT, sent_at=at, attempts=DeliveryRow.attempts + 1,
+                        last_error=None)
                 .returning(DeliveryRow.alert_id)
-            ).first()
+            ).first()  # fmt: skip
             _close_if_done(conn, row.alert_id, at)
 
-    def progress(self, delivery_id: int, message_ids: Sequence[int]) -> None:
-        """Record the parts sent so far, so a retry continues after them."""
+    def plan_charts(self, alert_id: int, charts: Sequence[dict]) -> list[dict]:
+        """Fix an alert's charts at its first delivery attempt; returns the plan that stands."""
         with self.engine.begin() as conn:
+            conn.execute(
+                update(AlertRow)
+                .where(AlertRow.id == alert_id, AlertRow.charts.is_(None))
+                .values(charts=list(charts))
+            )
+            return list(conn.execute(select(AlertRow.charts).where(AlertRow.id == alert_id))
+                        .scalar_one())  # fmt: skip
+
+    def parts_done(self, delivery_id: int) -> set[int]:
+        """The parts of a delivery already sent (or skipped), by their place in the plan."""
+        query = select(DeliveryPartRow.seq).where(DeliveryPartRow.delivery_id == delivery_id)
+        with self.engine.connect() as conn:
+            return set(conn.execute(query).scalars())
+
+    def part_done(
+        self, delivery_id: int, seq: int, chat_id: int, message_id: int | None, at: datetime
+    ) -> None:
+        """Record one part sent (its message id) or skipped (None), so a retry goes on after it."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                insert(DeliveryPartRow).values(delivery_id=delivery_id, seq=seq, chat_id=chat_id,
+                                               message_id=message_id, sent_at=at)
+            )  # fmt: skip
+            ids = conn.execute(
+                select(DeliveryPartRow.message_id)
+                .where(DeliveryPartRow.delivery_id == delivery_id,
+                       DeliveryPartRow.message_id.is_not(None))
+                .order_by(DeliveryPartRow.seq)
+            ).scalars()  # fmt: skip
             conn.execute(
                 update(DeliveryRow)
                 .where(DeliveryRow.id == delivery_id)
-                .values(message_ids=list(message_ids))
+                .values(message_ids=list(ids), priority=STARTED)
             )
+
+    def recent_sends(self, since: datetime) -> list[tuple[int, datetime]]:
+        """(chat, sent at) of every part Telegram accepted since a time, oldest first."""
+        query = (
+            select(DeliveryPartRow.chat_id, DeliveryPartRow.sent_at)
+            .where(DeliveryPartRow.sent_at >= since, DeliveryPartRow.message_id.is_not(None))
+            .order_by(DeliveryPartRow.sent_at)
+        )
+        with self.engine.connect() as conn:
+            return [(chat, at) for chat, at in conn.execute(query)]
+
+    def wake(self) -> int:
+        """Telegram answers again: retry now what network errors held back (not RetryAfter)."""
+        with self.engine.begin() as conn:
+            return conn.execute(
+                update(DeliveryRow)
+                .where(
+                    DeliveryRow.status == PENDING,
+                    DeliveryRow.next_attempt_at.is_not(None),
+                    (DeliveryRow.last_error.is_(None)) | (DeliveryRow.last_error != RETRY_AFTER),
+                )
+                .values(next_attempt_at=None)
+            ).rowcount
 
     def retry_later(self, delivery_id: int, when: datetime, error: str) -> None:
         """A failure worth retrying: try again at `when`."""

@@ -141,8 +141,20 @@ def event_hydrograph(app: App, ev: EventRecord, segment: Segment, now: datetime)
     return chart(app, segment.tide_station, window, (segment.crest_m, segment.name), rain)
 
 
-def alert_hydrographs(app: App, alert: AlertRow, now: datetime) -> list[tuple[str, bytes]]:
-    """(caption, PNG) per tide station of an onset or forecast alert's roads."""
+@dataclass(frozen=True)
+class AlertChart:
+    """One hydrograph of an alert: a tide station, the road whose crest it shows (the
+    deepest of the alert's roads on it), the rain station of a rain or compound event."""
+
+    station: str
+    crest_m: float
+    road: str
+    rain: str | None
+    caption: str
+
+
+def alert_charts(app: App, alert: AlertRow) -> list[AlertChart]:
+    """The charts of an onset or forecast alert's roads, one per tide station, by station id."""
     if not set(alert.kinds) & WITH_HYDROGRAPH or not alert.event_ids:
         return []
     wanted = set(alert.event_ids)
@@ -158,10 +170,20 @@ def alert_hydrographs(app: App, alert: AlertRow, now: datetime) -> list[tuple[st
         if current is None or ev.peak_depth_m > current[0]:
             rain = segment.rain_station if ev.cause in RAIN_CAUSES else None
             worst[segment.tide_station] = (ev.peak_depth_m, segment.crest_m, segment.name, rain)
-    pictures = []
+    charts = []
     for station_id, (_, crest_m, road, rain) in sorted(worst.items()):
-        png = station_hydrograph(app, station_id, now, (crest_m, road), rain)
         name = app.geodata.stations[station_id].name
         rained = " và lượng mưa" if rain else ""
-        pictures.append((f"Mực nước trạm {name}{rained}, cao độ {road}", png))
-    return pictures
+        caption = f"Mực nước trạm {name}{rained}, cao độ {road}"
+        charts.append(AlertChart(station_id, crest_m, road, rain, caption))
+    return charts
+
+
+def draw_alert_chart(app: App, chart: AlertChart, now: datetime) -> bytes:
+    """The PNG of one of an alert's charts, drawn as of `now`."""
+    return station_hydrograph(app, chart.station, now, (chart.crest_m, chart.road), chart.rain)
+
+
+def alert_hydrographs(app: App, alert: AlertRow, now: datetime) -> list[tuple[str, bytes]]:
+    """(caption, PNG) per tide station of an onset or forecast alert's roads."""
+    return [(c.caption, draw_alert_chart(app, c, now)) for c in alert_charts(app, alert)]

@@ -4,8 +4,11 @@ The sender keeps per-chat order (a chat's next delivery waits for the one
 before it), spaces messages (1 s per chat, 20 a minute per group, 30 a second
 overall), honours `RetryAfter`, backs off on network errors and 5xx, marks
 gone chats broken without holding up the others, follows migrated groups, and
-falls back to plain text when Telegram rejects the HTML. Each sent part is
-recorded at once, so a retry continues where it stopped. The token comes only
+falls back to plain text when Telegram rejects the HTML. An alert's parts (its
+text pieces, then its charts) are planned once; each sent part is recorded at
+once, so a retry or a restart sends exactly the missing ones. The limits count
+only accepted sends and start from those recorded in the last minute; after an
+outage, delivery resumes as soon as Telegram answers a probe. The token comes only
 from FLOODWATCH_TELEGRAM_TOKEN (or the systemd credential `telegram-token`) and
 is never logged.
 """
@@ -20,8 +23,10 @@ import threading
 import time
 import warnings
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import asdict
 from datetime import datetime, timedelta
+from functools import partial
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,15 +40,16 @@ from telegram.error import (
     NetworkError,
     RetryAfter,
     TelegramError,
+    TimedOut,
 )
 from telegram.ext import Application, CallbackQueryHandler, ContextTypes
 from telegram.request import HTTPXRequest
 
 from floodwatch.core.text import local_time
-from floodwatch.db.outbox import BROKEN, FAILED, NewAlert, backoff
+from floodwatch.db.outbox import BROKEN, FAILED, RETRY_AFTER, NewAlert, backoff
 from floodwatch.messages.alerts import NEEDS_ACK, late_line
 from floodwatch.messages.bulletin import TELEGRAM_LIMIT, html_to_plain, split_html
-from floodwatch.service.charts import alert_hydrographs
+from floodwatch.service.charts import AlertChart, alert_charts, draw_alert_chart
 from floodwatch.service.cycle import utcnow
 from floodwatch.service.routing import known_chats, operator_targets, targets
 from floodwatch.telegram.commands import register
@@ -73,6 +79,33 @@ def alert_parts(body: str) -> list[str]:
     return split_html(body, TELEGRAM_LIMIT - LATE_ROOM)
 
 
+# While sends fail with network errors or 5xx, ask Telegram (getMe) this often whether it
+# answers again; when it does after an outage, everything held back is retried at once.
+PROBE_EVERY_S = 2.0
+PROBE_TIMEOUT_S = 5.0
+
+
+class _NotJsonFilter(logging.Filter):
+    """Drops PTB's traceback and page dump for a reply that is not JSON (Telegram's proxy
+    answering 502 with an HTML page during an outage): the sender logs each failure itself,
+    in one line, and an outage would otherwise write ~20 lines at every probe."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Can not load invalid JSON data")
+
+
+def _quiet_ptb_outages() -> None:
+    """Install `_NotJsonFilter` on PTB's request logger (once)."""
+    ptb = logging.getLogger("telegram.request.BaseRequest")
+    if not any(isinstance(f, _NotJsonFilter) for f in ptb.filters):
+        ptb.addFilter(_NotJsonFilter())
+
+
+def brief(exc: TelegramError) -> str:
+    """An error's message without the page a proxy answered (PTB quotes it whole)."""
+    return exc.message.split(". Parsing the server response", 1)[0]
+
+
 def read_token(environ: Mapping[str, str] | None = None) -> str | None:
     """The bot token from the environment, or from systemd's credentials directory."""
     environ = os.environ if environ is None else environ
@@ -87,50 +120,70 @@ def read_token(environ: Mapping[str, str] | None = None) -> str | None:
 
 
 class Limiter:
-    """Telegram's flood limits: per chat, per group per minute, and overall per second."""
+    """Telegram's flood limits: per chat, per group per minute, and overall per second.
+
+    Only sends Telegram accepted count: a send is counted when it goes (`wait`) and
+    forgotten again when Telegram refused it (`release`). A new sender starts from the
+    sends recorded in the last minute (`load`), so a restart or a failover does not
+    burst into a group that is already near its limit.
+    """
 
     # A little slower than Telegram's figures: clocks and network delays differ.
     def __init__(self, per_chat_s: float = 1.1, group_per_minute: int = 19, per_second: int = 28):
         self.per_chat_s = per_chat_s
         self.group_per_minute = group_per_minute
         self.per_second = per_second
-        self.last: dict[int, float] = {}
-        self.group_sends: dict[int, deque[float]] = {}
-        self.sends: deque[float] = deque()
+        self.chat_sends: dict[int, deque[float]] = {}  # each chat's sends in the last minute
+        self.sends: deque[float] = deque()  # every send in the last second
         self.paused_until: dict[int, float] = {}
+
+    def _recent(self, chat_id: int, now: float) -> deque[float]:
+        """A chat's sends of the last minute, oldest first."""
+        mine = self.chat_sends.setdefault(chat_id, deque())
+        while mine and mine[0] <= now - 60.0:
+            mine.popleft()
+        return mine
 
     def wait_s(self, chat_id: int, now: float) -> float:
         """Seconds to wait before the next message to `chat_id` may go."""
         waits = [self.paused_until.get(chat_id, 0.0) - now]
-        if chat_id in self.last:
-            waits.append(self.last[chat_id] + self.per_chat_s - now)
-        group = self.group_sends.get(chat_id)
-        if chat_id < 0 and group and len(group) >= self.group_per_minute:
-            waits.append(group[0] + 60.0 - now)
-        if len(self.sends) >= self.per_second:
-            waits.append(self.sends[0] + 1.0 - now)
-        return max(0.0, *waits)
-
-    def record(self, chat_id: int, now: float) -> None:
-        """Count one message sent to `chat_id`."""
-        self.last[chat_id] = now
-        self.sends.append(now)
+        mine = self._recent(chat_id, now)
+        if mine:
+            waits.append(mine[-1] + self.per_chat_s - now)
+        if chat_id < 0 and len(mine) >= self.group_per_minute:
+            waits.append(mine[-self.group_per_minute] + 60.0 - now)
         while self.sends and self.sends[0] <= now - 1.0:
             self.sends.popleft()
-        group = self.group_sends.setdefault(chat_id, deque())
-        group.append(now)
-        while group and group[0] <= now - 60.0:
-            group.popleft()
+        if len(self.sends) >= self.per_second:
+            waits.append(self.sends[-self.per_second] + 1.0 - now)
+        return max(0.0, *waits)
+
+    def record(self, chat_id: int, now: float) -> float:
+        """Count one message sent to `chat_id`; returns its stamp (for `release`)."""
+        self._recent(chat_id, now).append(now)
+        self.sends.append(now)
+        return now
+
+    def release(self, chat_id: int, stamp: float) -> None:
+        """Forget a send Telegram refused: it used none of the limits."""
+        for sends in (self.chat_sends.get(chat_id, deque()), self.sends):
+            with contextlib.suppress(ValueError):
+                sends.remove(stamp)
+
+    def load(self, history: Iterable[tuple[int, float]]) -> None:
+        """Count sends made before this limiter existed: (chat, monotonic time), oldest first."""
+        for chat_id, at in sorted(history, key=lambda sent: sent[1]):
+            self.record(chat_id, at)
 
     def pause(self, chat_id: int, seconds: float, now: float) -> None:
         """Hold a chat back (after Telegram's RetryAfter)."""
         self.paused_until[chat_id] = now + seconds
 
-    async def wait(self, chat_id: int) -> None:
-        """Sleep until a message to `chat_id` may go, then count it."""
+    async def wait(self, chat_id: int) -> float:
+        """Sleep until a message to `chat_id` may go, then count it; returns its stamp."""
         while (delay := self.wait_s(chat_id, time.monotonic())) > 0:
             await asyncio.sleep(delay)
-        self.record(chat_id, time.monotonic())
+        return self.record(chat_id, time.monotonic())
 
 
 def retry_after_s(exc: RetryAfter) -> float:
@@ -172,6 +225,7 @@ class TelegramNotifier:
         self.app = app
         self.settings = app.settings
         self.clock = clock
+        _quiet_ptb_outages()
         timeout = self.settings.telegram.timeout_s
         self.bot = Bot(
             token,
@@ -185,14 +239,27 @@ class TelegramNotifier:
         # drill of old readings (mark_late=False), which are old on purpose.
         late_after = timedelta(minutes=self.settings.alerts.late_after_minutes)
         self.late_after: timedelta | None = late_after if mark_late else None
+        self._limits_loaded = False
         self._broken_chats: set[int] = set()
-        self._pictures_of: dict[int, asyncio.Future] = {}
+        self._charts_of: dict[int, asyncio.Future] = {}
+        self._drawings: dict[tuple[int, str], asyncio.Future] = {}
+        # Telegram's health as the sends see it: a send failed on the network (trouble),
+        # and the probe got no answer either (down), when to ask again. A new sender starts
+        # as after an outage: once Telegram answers, what an earlier one held back goes.
+        self._trouble = self._down = True
+        self._next_probe = 0.0
+        self._outage_logged = False
+        self._polling_error: str | None = None
         self.outbox = app.store.outbox
 
     # --- sending ----------------------------------------------------------------
 
     async def send_due(self) -> int:
         """One pass over the outbox: each chat's next due delivery, in order; returns sent."""
+        if not self._limits_loaded:
+            await self._load_limits()
+        if self._trouble and time.monotonic() >= self._next_probe:
+            await self._probe()
         chats = await asyncio.to_thread(self.outbox.chats)
         self._broken_chats = {c for c, row in chats.items() if row.status == BROKEN}
         if any(row.migrated_to for row in chats.values()):
@@ -202,9 +269,52 @@ class TelegramNotifier:
         # A chat held back by its flood limit waits for a later pass instead of
         # stalling this one (and every other chat's alerts with it).
         ready = [(d, a) for d, a in due if self.limiter.wait_s(d.chat_id, time.monotonic()) < 2]
-        self._pictures_of = {}
+        self._charts_of, self._drawings = {}, {}
         results = await asyncio.gather(*(self._deliver(d, a) for d, a in ready))
         return sum(results)
+
+    async def _load_limits(self) -> None:
+        """Count the sends of the last minute, whoever made them (a restart, a failover)."""
+        wall, mono = utcnow(), time.monotonic()
+        recent = await asyncio.to_thread(self.outbox.recent_sends, wall - timedelta(minutes=1))
+        self.limiter.load((chat, mono - (wall - at).total_seconds()) for chat, at in recent)
+        self._limits_loaded = True
+        if recent:
+            logger.info("telegram: %d sends in the last minute count toward the limits",
+                        len(recent))  # fmt: skip
+
+    async def _probe(self) -> None:
+        """Ask Telegram whether it answers; when it does after an outage, retry everything."""
+        try:
+            await self.bot.get_me(read_timeout=PROBE_TIMEOUT_S, connect_timeout=PROBE_TIMEOUT_S)
+        except TelegramError as exc:
+            if not self._outage_logged:
+                logger.warning("telegram: not answering (%s); asking every %.0f s", brief(exc),
+                               PROBE_EVERY_S)  # fmt: skip
+                self._outage_logged = True
+            self._down = True
+            self._next_probe = time.monotonic() + PROBE_EVERY_S
+            return
+        await self._answering()
+
+    async def _answering(self) -> None:
+        """Telegram answered: after an outage (or at start), what backoff held back goes now."""
+        was_down, self._trouble, self._down = self._down, False, False
+        self._polling_error = None
+        if not was_down:
+            return
+        woken = await asyncio.to_thread(self.outbox.wake)
+        if self._outage_logged:
+            logger.warning("telegram: answering again; %d deliveries retried now", woken)
+        elif woken:
+            logger.info("telegram: %d deliveries held back by network errors retried now", woken)
+        self._outage_logged = False
+
+    def _on_polling_error(self, exc: TelegramError) -> None:
+        """getUpdates failed (PTB retries it): one line, again only when the error changes."""
+        if brief(exc) != self._polling_error:
+            logger.warning("telegram: reading updates: %s", brief(exc))
+        self._polling_error = brief(exc)
 
     async def _deliver(self, delivery: DeliveryRow, alert: AlertRow) -> bool:
         """Send one delivery (all its parts); record the outcome. True when sent."""
@@ -214,6 +324,8 @@ class TelegramNotifier:
             if chat in self._broken_chats:  # the bot is back in a chat it had lost
                 await asyncio.to_thread(self.outbox.chat_ok, chat, self.clock())
                 self._broken_chats.discard(chat)
+            if self._down:
+                await self._answering()
             logger.info("telegram: alert #%d → chat %d: %d part(s)", alert.id, chat, parts)
             return True
         except RetryAfter as exc:
@@ -221,7 +333,7 @@ class TelegramNotifier:
             self.limiter.pause(chat, wait_s, time.monotonic())
             when = self.clock() + timedelta(seconds=wait_s)
             logger.warning("telegram: chat %d: flood limit, retry in %.0f s", chat, wait_s)
-            await asyncio.to_thread(self.outbox.retry_later, delivery.id, when, "retry_after")
+            await asyncio.to_thread(self.outbox.retry_later, delivery.id, when, RETRY_AFTER)
         except ChatMigrated as exc:
             await self._migrated(chat, exc.new_chat_id)
         except Forbidden as exc:
@@ -229,39 +341,49 @@ class TelegramNotifier:
         except BadRequest as exc:
             await self._refused(delivery, alert, exc)
         except (NetworkError, TelegramError) as exc:  # timeouts, refused, 5xx, garbled replies
+            self._trouble = True
             when = self.clock() + backoff(delivery.attempts)
-            logger.warning("telegram: chat %d: %s; retry at %s", chat, exc.message,
+            logger.warning("telegram: chat %d: %s; retry at %s", chat, brief(exc),
                            when.isoformat())  # fmt: skip
-            await asyncio.to_thread(self.outbox.retry_later, delivery.id, when, exc.message)
+            await asyncio.to_thread(self.outbox.retry_later, delivery.id, when, brief(exc))
         return False
 
     async def _send_all(self, delivery: DeliveryRow, alert: AlertRow) -> int:
-        """Send the parts not yet sent, then the hydrographs; record each. Returns the parts."""
-        chat = delivery.chat_id
-        parts = self.parts(alert.body)
-        ids = list(delivery.message_ids)
+        """Send the parts of the alert's plan not yet done, in order; record each. Returns
+        the number of parts in the plan: its text parts, then its charts."""
+        chat, thread = delivery.chat_id, delivery.thread_id
+        texts = self.parts(alert.body)
+        charts = await self._charts(alert)
+        done = await asyncio.to_thread(self.outbox.parts_done, delivery.id)
         markup = ack_markup(alert, self.ack_prefix)
-        for index in range(len(ids), len(parts)):
-            await self.limiter.wait(chat)
-            text = parts[index]
-            if index == 0:
-                text = self.marked_late(alert.event_at or alert.created_at, text, self.clock())
-            message_id = await self._send_part(
-                chat, delivery.thread_id, text,
-                markup if index == len(parts) - 1 else None,
-            )  # fmt: skip
-            ids.append(message_id)
-            await asyncio.to_thread(self.outbox.progress, delivery.id, ids)
-        if self.settings.telegram.hydrographs and len(ids) == len(parts):
-            for caption, png in await self._pictures(alert):
-                await self.limiter.wait(chat)
-                message = await self.bot.send_photo(
-                    chat, png, caption=self.caption(caption), message_thread_id=delivery.thread_id
-                )
-                ids.append(message.message_id)
-                await asyncio.to_thread(self.outbox.progress, delivery.id, ids)
-        await asyncio.to_thread(self.outbox.delivered, delivery.id, self.clock(), ids)
-        return len(parts)
+        for seq in range(len(texts) + len(charts)):
+            if seq in done:
+                continue
+            if seq < len(texts):
+                button = markup if seq == len(texts) - 1 else None
+                text = texts[seq]
+                if seq == 0:
+                    text = self.marked_late(alert.event_at or alert.created_at, text, self.clock())
+                send = partial(self._send_part, chat, thread, text, button)
+            else:
+                send = await self._photo(alert, charts[seq - len(texts)], chat, thread)
+            message_id = None if send is None else await self._limited(chat, send)
+            # Real time, whatever the notifier's clock: Telegram's limits run in it.
+            await asyncio.to_thread(self.outbox.part_done, delivery.id, seq, chat, message_id,
+                                    utcnow())  # fmt: skip
+        await asyncio.to_thread(self.outbox.delivered, delivery.id, self.clock())
+        return len(texts) + len(charts)
+
+    async def _limited(self, chat: int, send: Callable[[], Awaitable[int]]) -> int:
+        """One send within the flood limits; a refused send does not count toward them."""
+        stamp = await self.limiter.wait(chat)
+        try:
+            return await send()
+        except TimedOut:
+            raise  # it may have reached Telegram: it stays counted
+        except TelegramError:
+            self.limiter.release(chat, stamp)
+            raise
 
     def marked_late(self, described_at: datetime, first_part: str, sent_at: datetime) -> str:
         """An alert's first part, headed "⏱ Gửi trễ …" when it goes out more than `[alerts]
@@ -293,22 +415,49 @@ class TelegramNotifier:
                      exc.message)  # fmt: skip
         await asyncio.to_thread(self.outbox.give_up, delivery.id, FAILED, exc.message, self.clock())
 
-    async def _pictures(self, alert: AlertRow) -> list[tuple[str, bytes]]:
-        """The alert's hydrographs, drawn once per pass for all its chats.
+    async def _charts(self, alert: AlertRow) -> list[AlertChart]:
+        """The alert's charts, planned at its first attempt and kept: every chat and every
+        retry gets the same ones. Planned once per pass for all its chats; a failure to
+        plan them costs the pictures, never the alert."""
+        if alert.charts is not None:
+            return [AlertChart(**chart) for chart in alert.charts]
+        if alert.id not in self._charts_of:
+            self._charts_of[alert.id] = asyncio.ensure_future(self._plan_charts(alert))
+        return await self._charts_of[alert.id]
 
-        A drawing failure costs the pictures, never the alert.
-        """
-        if alert.id not in self._pictures_of:
-            self._pictures_of[alert.id] = asyncio.ensure_future(
-                asyncio.to_thread(
-                    lambda: alert_hydrographs(self.app, alert, self.alert_time(alert))
-                )
+    async def _plan_charts(self, alert: AlertRow) -> list[AlertChart]:
+        """Work out an alert's charts and record them (the first plan recorded stands)."""
+        charts: list[AlertChart] = []
+        if self.settings.telegram.hydrographs:
+            try:
+                charts = await asyncio.to_thread(alert_charts, self.app, alert)
+            except Exception:
+                logger.exception("telegram: alert #%d: charts failed; sent without", alert.id)
+        plan = [asdict(chart) for chart in charts]
+        stored = await asyncio.to_thread(self.outbox.plan_charts, alert.id, plan)
+        return [AlertChart(**chart) for chart in stored]
+
+    async def _photo(self, alert: AlertRow, chart: AlertChart, chat: int, thread: int | None):
+        """A send of one chart (drawn once per pass for all chats), or None if it cannot
+        be drawn: that picture is skipped, never the alert."""
+        key = (alert.id, chart.station)
+        if key not in self._drawings:
+            self._drawings[key] = asyncio.ensure_future(
+                asyncio.to_thread(draw_alert_chart, self.app, chart, self.alert_time(alert))
             )
         try:
-            return await self._pictures_of[alert.id]
+            png = await self._drawings[key]
         except Exception:
-            logger.exception("telegram: alert #%d: hydrograph failed; sent without it", alert.id)
-            return []
+            logger.exception("telegram: alert #%d: chart of %s failed; skipped", alert.id,
+                             chart.station)  # fmt: skip
+            return None
+
+        async def send() -> int:
+            message = await self.bot.send_photo(chat, png, caption=self.caption(chart.caption),
+                                                message_thread_id=thread)  # fmt: skip
+            return message.message_id
+
+        return send
 
     def parts(self, body: str) -> list[str]:
         """The Telegram parts of an alert's body (also what an acknowledgement edits)."""
@@ -359,7 +508,9 @@ class TelegramNotifier:
             for t in operator_targets(self.settings)
             if t.chat_id != about_chat
         ]
-        note = NewAlert(self.clock(), self.settings.operators_unit, [kind], body, chats)
+        # Ahead of each operators' chat's backlog: a chat is missing its alerts now.
+        note = NewAlert(self.clock(), self.settings.operators_unit, [kind], body, chats,
+                        urgent=True)  # fmt: skip
         await asyncio.to_thread(self.outbox.add, [note])
 
     # --- acknowledgement and escalation -----------------------------------------
@@ -461,13 +612,8 @@ class TelegramNotifier:
             application.add_handler(CallbackQueryHandler(self.on_callback))
             if self.answers_commands:
                 register(application, self.app, self.clock)
-            await application.initialize()
-            await application.start()
-            await application.updater.start_polling(poll_interval=0.5, timeout=20,
-                                                    drop_pending_updates=False)  # fmt: skip
-        else:
-            await self.bot.initialize()
         try:
+            await self._connect(application, stop)
             while not stop.is_set():
                 # A bad pass must not stop delivery (the next one retries); a database
                 # outage is told once, not every second.
@@ -478,11 +624,38 @@ class TelegramNotifier:
                     await asyncio.wait_for(stop.wait(), timeout=every_s)
         finally:
             if application is not None:
-                await application.updater.stop()
-                await application.stop()
+                if application.updater.running:
+                    await application.updater.stop()
+                if application.running:
+                    await application.stop()
                 await application.shutdown()
             else:
                 await self.bot.shutdown()
+
+    async def _connect(self, application: Application | None, stop: asyncio.Event) -> None:
+        """Start talking to Telegram; while it does not answer (a start during an outage),
+        ask again every few seconds instead of giving up delivery until the next restart."""
+        warned = False
+        while not stop.is_set():
+            try:
+                if application is None:
+                    await self.bot.initialize()
+                    return
+                await application.initialize()
+                if not application.running:
+                    await application.start()
+                await application.updater.start_polling(
+                    poll_interval=0.5, timeout=20, drop_pending_updates=False,
+                    error_callback=self._on_polling_error,
+                )  # fmt: skip
+                return
+            except TelegramError as exc:
+                if not warned:
+                    logger.warning("telegram: not answering at start (%s); asking every %.0f s",
+                                   brief(exc), PROBE_EVERY_S)  # fmt: skip
+                warned = True
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=PROBE_EVERY_S)
 
 
 class TelegramThread:
