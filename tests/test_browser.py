@@ -259,6 +259,8 @@ def test_every_page_fits_the_screen_without_sideways_scroll(page, size):
         if name.endswith("error") or name == "not-found":
             page.expect_refused(urlsplit(path).path)
         page.goto(path, wait_until="networkidle")
+        if page.locator("#ban-do-khung").count():  # the map fetches its roads after load
+            page.wait_for_selector("#ban-do-khung.ready")
         scroll, inner = no_sideways_scroll(page)
         page.screenshot(path=str(SCREENSHOTS / f"{name}-{size['width']}.png"), full_page=True)
         page.wait_for_load_state("networkidle")  # lazy images the full-page shot asked for
