@@ -225,6 +225,15 @@ def log_in(page, next_path: str = "/") -> None:
     page.get_by_label("Mật khẩu").fill(PASSWORD)
     page.get_by_role("button", name="Đăng nhập").click()
     page.wait_for_url(f"**{next_path}")
+    map_settled(page)
+
+
+def map_settled(page) -> None:
+    """On a page with the map, wait until it has its roads: leaving earlier aborts the
+    fetch, which the page fixture counts as a failed request."""
+    page.wait_for_load_state("load")
+    if page.locator("#ban-do-khung").count():
+        page.wait_for_selector("#ban-do-khung.ready")
 
 
 def every_page(page) -> dict[str, str]:
@@ -259,8 +268,7 @@ def test_every_page_fits_the_screen_without_sideways_scroll(page, size):
         if name.endswith("error") or name == "not-found":
             page.expect_refused(urlsplit(path).path)
         page.goto(path, wait_until="networkidle")
-        if page.locator("#ban-do-khung").count():  # the map fetches its roads after load
-            page.wait_for_selector("#ban-do-khung.ready")
+        map_settled(page)
         scroll, inner = no_sideways_scroll(page)
         page.screenshot(path=str(SCREENSHOTS / f"{name}-{size['width']}.png"), full_page=True)
         page.wait_for_load_state("networkidle")  # lazy images the full-page shot asked for
