@@ -21,7 +21,7 @@ from floodwatch.cli import main
 from floodwatch.db.models import AlertRow, CycleRow, DeliveryRow, EventRow
 from floodwatch.messages.drill import MARK_TEXT
 from floodwatch.service.app import App
-from tests.conftest import DATA, ROOT, edit_config
+from tests.conftest import DATA, ROOT, edit_config, on_database
 from tests.fake_telegram import FakeTelegram, parse_html
 
 TOKEN = "123456:TEST-TOKEN"
@@ -101,9 +101,11 @@ def drill_env(token: str | None) -> dict[str, str]:
 
 
 def drill_databases(config: Path) -> list[Path]:
-    """The drill files made beside the live SQLite database."""
-    live = Path(live_url(config).removeprefix("sqlite:///"))
-    return sorted(live.parent.glob("drill-*.db"))
+    """The drill files made beside the live SQLite database (in var/ when it is not one)."""
+    url = live_url(config)
+    sqlite = url.startswith("sqlite:")
+    folder = Path(url.removeprefix("sqlite:///")).parent if sqlite else Path("var")
+    return sorted(folder.glob("drill-*.db"))
 
 
 def replay_live(config: Path) -> None:
@@ -273,9 +275,9 @@ def test_drill_refuses_the_live_database(project, tmp_path):
 
 
 def test_drill_refuses_a_database_that_was_used(project, tmp_path):
-    replay_live(project)
-    used = tmp_path / "copy.db"
-    used.write_bytes(Path(live_url(project).removeprefix("sqlite:///")).read_bytes())
+    used = tmp_path / "used.db"
+    on_database(project, f"sqlite:///{used}", copy=project.parent / "used.toml")
+    replay_live(project.parent / "used.toml")  # a database with a history of its own
     result = CliRunner().invoke(
         main, ["--config", str(project), "drill", str(DRILL), "--db", f"sqlite:///{used}"]
     )
