@@ -77,9 +77,14 @@ def on_database(config: Path, url: str, copy: Path | None = None) -> Path:
 
 @contextmanager
 def floodwatch_run(
-    config: Path, log: Path, token: str | None = None, stop: int = signal.SIGTERM
+    config: Path,
+    log: Path,
+    token: str | None = None,
+    stop: int = signal.SIGTERM,
+    verbose: bool = False,
 ) -> Iterator[Popen]:
-    """`floodwatch run` as its own process writing to `log` (Telegram with `token`).
+    """`floodwatch run` as its own process writing to `log` (Telegram with `token`;
+    `verbose`: with `-vv`, every debug line).
 
     Leaving the block sends `stop` (SIGTERM) and asserts a clean exit within 30 s;
     the process is killed if the test fails first.
@@ -90,7 +95,8 @@ def floodwatch_run(
         env["FLOODWATCH_TELEGRAM_TOKEN"] = token
     with log.open("w") as out:
         proc = Popen(
-            [sys.executable, "-m", "floodwatch", "--config", str(config), "run"],
+            [sys.executable, "-m", "floodwatch", "--config", str(config),
+             *(["-vv"] if verbose else []), "run"],
             stdout=out, stderr=STDOUT, env=env, cwd=log.parent,
         )  # fmt: skip
         try:

@@ -177,8 +177,10 @@ def test_a_kill_between_two_charts_sends_exactly_the_missing_parts(config, tg, t
         assert [c.has_photo for c in tg.messages(chat)] == [False, False, True]
 
     log = tmp_path / "second.log"
-    with floodwatch_run(config, log, token=TOKEN) as proc:
+    with floodwatch_run(config, log, token=TOKEN, verbose=True) as proc:
         wait_until(lambda: statuses(url) == ["sent", "sent"], proc, log, seconds=60)
+    # Even at -vv, where the HTTP client's lines would name every Bot API URL:
+    assert "sendPhoto" in log.read_text() and TOKEN not in log.read_text()
     for chat in (UNIT_CHAT, OPERATORS):
         calls = tg.messages(chat)
         assert [c.text for c in calls[:2]] == texts

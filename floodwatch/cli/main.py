@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from pathlib import Path
 
@@ -18,6 +19,19 @@ from floodwatch.cli.service import COMMANDS
 from floodwatch.cli.tide import tide
 from floodwatch.cli.tokens import token
 from floodwatch.cli.web import user, web
+
+
+class HideBotToken(logging.Filter):
+    """Masks a Telegram bot token in any log line: at -v the HTTP client logs every Bot API
+    URL (`…/bot<token>/sendMessage`), and python-telegram-bot its base URL at -vv."""
+
+    TOKEN = re.compile(r"bot\d+:[A-Za-z0-9_-]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if self.TOKEN.search(message):
+            record.msg, record.args = self.TOKEN.sub("bot<token>", message), None
+        return True
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -45,6 +59,8 @@ def main(ctx: click.Context, config: Path | None, verbose: int) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(HideBotToken())
     ctx.obj = Context(config)
 
 
