@@ -495,3 +495,38 @@ def test_broken_and_migrated_chats_are_reported_once(config, tg):
         assert app.store.outbox.chats()[SO_XAY_DUNG].status == "ok"
     finally:
         app.close()
+
+
+def test_escalation_counts_from_delivery_for_each_unit(config, tg):
+    """An alert held back (an outage, a drill's old alert) escalates its unit's delay after
+    it reached the chat, even when another unit's shorter delay lets it be looked at."""
+    from floodwatch.db.outbox import NewAlert
+
+    edit_config(
+        config, units={"so_xay_dung": 'escalate_to = "operators"\nescalate_after_minutes = 10'}
+    )
+    app = App.open(config, with_sources=False)
+    t0 = datetime(2024, 12, 16, 10, tzinfo=UTC)
+    clock = Clock(t0 + timedelta(minutes=40))  # delivered 40 minutes after it was written
+    try:
+        notifier = TelegramNotifier(app, TOKEN, clock=clock, limiter=Limiter(**FAST),
+                                    mark_late=False)  # fmt: skip
+        body = "⚠️ <b>BẮT ĐẦU NGẬP</b>\n🔵 <b>Đường thử</b>: đang ngập 15 cm"
+        app.store.outbox.add([NewAlert(t0, "ubnd_an_xuyen", ["onset"], body, [(AN_XUYEN, None)])])
+        drain(notifier)
+
+        async def escalate_at(minutes_after_delivery: int) -> int:
+            clock.now = t0 + timedelta(minutes=40 + minutes_after_delivery)
+            return await notifier.escalate_due()
+
+        async def passes():
+            await notifier.bot.initialize()
+            try:
+                return [await escalate_at(m) for m in (15, 29, 31)]
+            finally:
+                await notifier.bot.shutdown()
+
+        # so_xay_dung's 10 minutes let the alert be looked at; ubnd_an_xuyen's 30 decide.
+        assert asyncio.run(passes()) == [0, 0, 1]
+    finally:
+        app.close()

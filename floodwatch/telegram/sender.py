@@ -46,6 +46,7 @@ from telegram.ext import Application, CallbackQueryHandler, ContextTypes
 from telegram.request import HTTPXRequest
 
 from floodwatch.core.text import local_time
+from floodwatch.db.outages import is_outage
 from floodwatch.db.outbox import BROKEN, FAILED, RETRY_AFTER, NewAlert, backoff
 from floodwatch.messages.alerts import NEEDS_ACK, late_line
 from floodwatch.messages.bulletin import TELEGRAM_LIMIT, html_to_plain, split_html
@@ -270,7 +271,14 @@ class TelegramNotifier:
         # stalling this one (and every other chat's alerts with it).
         ready = [(d, a) for d, a in due if self.limiter.wait_s(d.chat_id, time.monotonic()) < 2]
         self._charts_of, self._drawings = {}, {}
-        results = await asyncio.gather(*(self._deliver(d, a) for d, a in ready))
+        # Every delivery of the pass ends before the pass does, even when one fails (a
+        # database error): one left running would be picked up again by the next pass
+        # and send its part twice.
+        results = await asyncio.gather(*(self._deliver(d, a) for d, a in ready),
+                                       return_exceptions=True)  # fmt: skip
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
         return sum(results)
 
     async def _load_limits(self) -> None:
@@ -431,7 +439,9 @@ class TelegramNotifier:
         if self.settings.telegram.hydrographs:
             try:
                 charts = await asyncio.to_thread(alert_charts, self.app, alert)
-            except Exception:
+            except Exception as exc:
+                if is_outage(exc):
+                    raise  # the database is away: plan them when it is back, not as none
                 logger.exception("telegram: alert #%d: charts failed; sent without", alert.id)
         plan = [asdict(chart) for chart in charts]
         stored = await asyncio.to_thread(self.outbox.plan_charts, alert.id, plan)
@@ -447,7 +457,9 @@ class TelegramNotifier:
             )
         try:
             png = await self._drawings[key]
-        except Exception:
+        except Exception as exc:
+            if is_outage(exc):
+                raise  # the readings could not be read: draw it again later, not skip it
             logger.exception("telegram: alert #%d: chart of %s failed; skipped", alert.id,
                              chart.station)  # fmt: skip
             return None
@@ -584,7 +596,11 @@ class TelegramNotifier:
             unit = units.get(alert.unit)
             if (
                 unit is None
-                or alert.created_at + timedelta(minutes=unit.escalate_after_minutes) > now
+                # From delivery, as `unacknowledged` counts (not from creation: an alert
+                # held back by an outage, or a drill's simulated one, was not seen then).
+                or (alert.sent_at or alert.created_at)
+                + timedelta(minutes=unit.escalate_after_minutes)
+                > now
             ):
                 continue
             target_name = next((u.name for u in self.settings.units if u.id == unit.escalate_to),
