@@ -239,15 +239,32 @@ def test_a_file_without_forecasts_is_warned_about_and_every_flood_missed(drill, 
     assert (one["hits"], one["misses"], one["false_alarms"], one["pod"]) == (0, 7, 0, 0.0)
 
 
-def test_tide_forecasts_come_from_the_offline_tables(project):
+def test_tide_forecasts_come_from_the_offline_tables(project, tmp_path):
+    kept = tmp_path / "kept.db"
     result = run(
         project, "backtest", str(DATA / "replay" / "spring_tide_dec2024.csv"),
-        "--tide-forecasts", "--format", "json",
+        "--tide-forecasts", "--db", f"sqlite:///{kept}", "--format", "json",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "holds no water-level forecast" not in result.stderr
     doc = json.loads(result.stdout)
-    assert doc["warnings"], "the harmonic tables forecast no flood at all"
+    assert level(doc, 1)["misses"] > 0  # the file's floods were scored
+    engine = create_engine(f"sqlite:///{kept}")
+    with engine.connect() as conn:
+        issues = conn.execute(
+            text(
+                "SELECT count(DISTINCT issued) FROM reading WHERE kind = 'forecast' "
+                "AND station = 'tp_ca_mau' AND variable = 'water_level'"
+            )  # fmt: skip
+        ).scalar()
+    engine.dispose()
+    assert issues == 5  # one a UTC day, 13 to 17 December (UTC), as the live service polls
+
+
+def test_tide_forecasts_and_db_need_a_file(drill):
+    for option in (["--tide-forecasts"], ["--db", "sqlite:///x.db"]):
+        result = run(drill, "backtest", *option)
+        assert result.exit_code == 1 and "go with a CSV_FILE" in result.output
 
 
 @pytest.mark.parametrize(
@@ -327,7 +344,7 @@ def test_a_forecast_issued_at_the_onset_is_not_a_warning():
     rows = [fc(30, 30, 34)]
     skill = score(Rules(h(0), h(100), 1), ROADS, rows, [flood(30, 34)], EVERY_HOUR)
     assert [o.result for o in skill.outcomes] == ["miss"]
-    assert [w.verdict for w in skill.warnings] == ["verified"]  # not a false alarm either
+    assert skill.warnings == []  # not a warning at all, so not a false alarm either
 
 
 def test_no_flood_and_no_warning_scores_are_undefined_not_zero():

@@ -74,6 +74,9 @@ def backtest_command(
       floodwatch backtest --from 2025-09-01 --to 2025-11-30 --xlsx skill.xlsx --png skill.png
       floodwatch backtest gauges-2025.csv --tide-forecasts --format json
     """
+    if csv_file is None and (tide_forecasts or database_url):
+        cli.fail("--tide-forecasts and --db go with a CSV_FILE to replay (without one, "
+                 "the configured database is scored)")  # fmt: skip
     _check_outputs(database_url, xlsx_path, png_path)
     with tempfile.TemporaryDirectory(prefix="floodwatch-backtest-") as scratch:
         if csv_file is not None and database_url is None:

@@ -17,10 +17,11 @@ For each level L (counting floods that reached at least L):
   **lead time** is T minus the issue time of the first row of the unbroken run
   of such rows. Otherwise it is a **miss**.
 - a **warning** is a run of consecutive rows at level L or more whose widened
-  windows overlap. It is verified when an observed flood at L or more
-  overlaps it; otherwise it is **pending** when its window ends after the
-  period, **unverifiable** when the gauges it depends on have a gap longer than
-  `max_gap` within its window, and a **false alarm** if not.
+  windows overlap (a run issued once the water was already there is none). It
+  is verified when an observed flood at L or more overlaps it; otherwise it is
+  **pending** when its widened window ends after the period, **unverifiable**
+  when the gauges it depends on have a gap longer than `max_gap` within its
+  window, and a **false alarm** if not.
 
 POD = hits / (hits + misses); FAR = false alarms / (hits + false alarms);
 CSI = hits / (hits + misses + false alarms). A score with a zero denominator
@@ -63,8 +64,12 @@ class IssuedForecast:
             return self.level == 0
         if self.level != other.level or self.level == 0:
             return self.level == other.level
+        if self.under_way and other.under_way:
+            # An episode under way: its peak moves with "now" every cycle; only a new
+            # level, cause or end is news (a row a cycle would be no forecast at all).
+            return (self.end_at, self.cause) == (other.end_at, other.cause)
         return (
-            (self.onset_at == other.onset_at or (self.under_way and other.under_way))
+            self.onset_at == other.onset_at
             and (self.end_at, self.peak_at, self.cause)
             == (other.end_at, other.peak_at, other.cause)
             and abs((self.peak_m or 0.0) - (other.peak_m or 0.0)) < depth_m
@@ -376,8 +381,8 @@ def _score_warnings(
     """The verdict on each warning of a segment at `level` issued in the period."""
     rules = skill.rules
     for run in _runs(rows, level, rules.window):
-        if not rules.start <= run[0].issued_at < rules.end:
-            continue
+        if not rules.start <= run[0].issued_at < rules.end or run[0].under_way:
+            continue  # outside the period, or issued once the water was there: no warning
         onset = min(r.onset_at for r in run)
         end = max(r.end_at for r in run)
         verdict = _verdict(rules, road, level, run, floods, coverage, (onset, end))
@@ -401,7 +406,7 @@ def _verdict(
         reached = flood.at_level(level)
         if reached is not None and reached <= high and (flood.closed_at or rules.end) >= low:
             return VERIFIED
-    if span[1] > rules.end:
+    if high > rules.end:  # a flood that would verify it may come after the period
         return PENDING
     causes = 0
     for row in run:

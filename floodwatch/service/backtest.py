@@ -52,7 +52,8 @@ def replay_season(
     if not readings:
         return ReplayResult()
     first = min(r.issued_at for r in readings)
-    last = max(r.issued_at for r in readings if r.kind is Kind.OBSERVED or r.issued)
+    last = max((r.issued_at for r in readings if r.kind is Kind.OBSERVED or r.issued),
+               default=first)  # fmt: skip
     span = max((last - first).total_seconds(), 1.0)
     shown = [-1]
 
@@ -81,7 +82,7 @@ def backtest(
                 "(give a readings CSV to replay, or run the service first)"
             )
         start = start or span[0]
-        end = end or span[1]
+        end = end or span[1] + timedelta(seconds=1)  # the last cycle included
         if end <= start:
             raise InputError(f"the period {start.isoformat()} – {end.isoformat()} is empty")
         levels = len(app.settings.levels.thresholds_m)
