@@ -130,7 +130,7 @@ def _replay(app, csv_file: Path, tide_forecasts: bool) -> None:
             err=True,
         )
     done = replay_season(app, readings, lambda line: click.echo(line, err=True))
-    rejected = parsed.rejected + len(done.rejected)
+    rejected = parsed.rejected + cli.echo_rejected(csv_file, parsed, done)
     click.echo(
         f"backtest: replayed {parsed.rows} rows ({rejected} rejected, {done.flagged} doubtful), "
         f"{done.cycles} cycles" + (f", {done.skipped} already assessed" if done.skipped else ""),

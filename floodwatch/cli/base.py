@@ -69,6 +69,20 @@ def parse_period(
     return first, last
 
 
+def echo_rejected(csv_file: Path, parsed, done) -> int:
+    """Print each row a replay's validation refused, by its line in the file (`replay`,
+    `drill`, `backtest`); returns how many."""
+    line_of: dict[tuple, int] = {}
+    for r, line in zip(parsed.readings, parsed.lines, strict=True):
+        line_of.setdefault((r.station, r.variable, r.time, r.kind), line)
+    for rejection in done.rejected:
+        r = rejection.reading
+        line = line_of.get((r.station, r.variable, r.time, r.kind)) if r else None
+        where = f"{csv_file}: line {line}: " if line is not None else ""
+        click.echo(f"rejected: {where}{rejection.detail}", err=True)
+    return len(done.rejected)
+
+
 class Context:
     """Options shared by every command."""
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from floodwatch.cli.base import Context, fail, handles_errors, pass_ctx
+from floodwatch.cli.base import Context, echo_rejected, fail, handles_errors, pass_ctx
 
 if TYPE_CHECKING:
     from floodwatch.service.app import App
@@ -38,19 +38,6 @@ def _start_delivery(app: App, token: str | None, read_updates: bool):
     return thread, lambda: 0  # the sender thread drains the outbox itself
 
 
-def _echo_rejected(csv_file: Path, parsed, done) -> int:
-    """Print what the replay refused (as `replay` does); returns how many rows."""
-    line_of: dict[tuple, int] = {}
-    for r, line in zip(parsed.readings, parsed.lines, strict=True):
-        line_of.setdefault((r.station, r.variable, r.time, r.kind), line)
-    for rejection in done.rejected:
-        r = rejection.reading
-        line = line_of.get((r.station, r.variable, r.time, r.kind)) if r else None
-        where = f"{csv_file}: line {line}: " if line is not None else ""
-        click.echo(f"rejected: {where}{rejection.detail}", err=True)
-    return len(done.rejected)
-
-
 def _run(app: App, setup, csv_file: Path, wait_ack: float | None, timeout: float | None) -> None:
     """Replay, deliver, wait, print the summary; exit 1 if deliveries were left pending."""
     from floodwatch.db.engine import redact
@@ -64,7 +51,7 @@ def _run(app: App, setup, csv_file: Path, wait_ack: float | None, timeout: float
     thread, drain = _start_delivery(app, token, wait_ack is not None)
     try:
         done = replay_drill(app, setup.csv.readings, _progress, drain)
-        rejected = _echo_rejected(csv_file, setup.csv, done)
+        rejected = echo_rejected(csv_file, setup.csv, done)
         delivered = wait_delivered(app, timeout * 60, _progress)
         if delivered and wait_ack is not None:
             if not wait_acks(app, wait_ack, _progress):

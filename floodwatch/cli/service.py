@@ -21,6 +21,7 @@ from floodwatch.cli.base import (
     EXIT_REJECTED,
     NO_DATA,
     Context,
+    echo_rejected,
     fail,
     handles_errors,
     parse_period,
@@ -285,15 +286,7 @@ def replay_command(ctx: Context, csv_file: Path, quiet: bool) -> None:
                 "were skipped; replay drills into a fresh database (FLOODWATCH_DATABASE_URL)",
                 err=True,
             )
-        line_of: dict[tuple, int] = {}
-        for r, line in zip(parsed.readings, parsed.lines, strict=True):
-            line_of.setdefault((r.station, r.variable, r.time, r.kind), line)
-        for rejection in done.rejected:
-            r = rejection.reading
-            line = line_of.get((r.station, r.variable, r.time, r.kind)) if r else None
-            where = f"{csv_file}: line {line}: " if line is not None else ""
-            click.echo(f"rejected: {where}{rejection.detail}", err=True)
-        rejected = parsed.rejected + len(done.rejected)
+        rejected = parsed.rejected + echo_rejected(csv_file, parsed, done)
         click.echo(
             f"replay: {parsed.rows} rows, {parsed.rows - rejected} accepted "
             f"({done.flagged} flagged as doubtful), {rejected} rejected; "

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 from floodwatch.core.geo import Geodata
 from floodwatch.core.skill import Scores, Skill
 from floodwatch.core.text import label
-from floodwatch.exports.tables import _save_workbook, _Sheet
+from floodwatch.exports.tables import _local, _save_workbook, _Sheet
 from floodwatch.messages.skill import EXPLAIN, level_title
 
 SCORE_HEADERS = (
@@ -136,10 +136,6 @@ def write_skill_xlsx(
     warnings.finish()
     _timing_and_notes(workbook, skill, zone)
     _save_workbook(workbook, out)
-
-
-def _local(when: datetime | None, zone: ZoneInfo) -> datetime | None:
-    return None if when is None else when.astimezone(zone)
 
 
 def _scores_sheet(workbook, skill: Skill, thresholds_m, names: Mapping[str, str]) -> None:
